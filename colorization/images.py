@@ -1,0 +1,133 @@
+"""Load photos the way a person sees them: oriented, 8-bit sRGB, colour-managed."""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from colorization.errors import ImageError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_PIXELS = 200_000_000
+_SRGB = ImageCms.createProfile("sRGB")
+_ICC_MODES = {"RGB", "CMYK", "L"}
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A decoded photo in 8-bit sRGB, with the size of the original file after orientation."""
+
+    image: Image.Image
+    width: int
+    height: int
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """The file's bytes; an empty or unreadable file raises :class:`ImageError` naming it."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
+    if not data:
+        raise ImageError(f"{path}: empty file (0 bytes)")
+    return data
+
+
+def decode(
+    data: bytes,
+    name: str | Path = "<bytes>",
+    *,
+    min_side: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Photo:
+    """Decode image bytes into an oriented 8-bit sRGB :class:`Photo`.
+
+    ``min_side`` lets a JPEG decode at a reduced DCT scale whose shorter side is still at least that many
+    pixels, which is many times faster for camera-size files that are only needed small. Images above
+    ``max_pixels`` are refused before decoding.
+    """
+    try:
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageError(f"{name}: {width}x{height} is over the limit of {max_pixels:,} pixels")
+        if min_side and image.format == "JPEG":
+            scale = min_side / min(width, height)
+            if scale < 1:
+                image.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))
+        image.load()
+        if _swaps_axes(image):
+            width, height = height, width
+        image = ImageOps.exif_transpose(image)
+        return Photo(to_srgb(image, name), width, height)
+    except ImageError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{name}: not an image, or a format Pillow cannot read") from exc
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"{name}: truncated or corrupt image ({exc})") from exc
+
+
+def load(path: str | Path, **kwargs) -> Photo:
+    """Read and decode one file; see :func:`decode` for the options."""
+    return decode(read_bytes(path), path, **kwargs)
+
+
+def _swaps_axes(image: Image.Image) -> bool:
+    """Whether the EXIF orientation rotates by 90 degrees, swapping width and height."""
+    return image.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+
+
+def to_srgb(image: Image.Image, name: str | Path = "<image>") -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB in sRGB.
+
+    Palette images expand to RGB(A); alpha is composited on white (how viewers show it); 16-bit and float
+    greys are rescaled; an embedded ICC profile is honoured, falling back to a plain conversion (with a
+    warning) when the profile is unusable.
+    """
+    icc = image.info.get("icc_profile")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif image.mode == "1":
+        image = image.convert("L")
+    elif image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        image = _grey_to_8bit(image)
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        image = _flatten_alpha(image)
+    if icc and image.mode in _ICC_MODES:
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            return ImageCms.profileToProfile(image, source, _SRGB, outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError) as exc:
+            log.warning("%s: ignoring unusable ICC profile (%s)", name, exc)
+    return image.convert("RGB")
+
+
+def _grey_to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit integer or float grey to 8-bit grey, keeping the full range."""
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        scale = 255.0 if values.max(initial=0) <= 1.0 else 1.0
+    else:
+        scale = 255.0 / 65535.0 if values.max(initial=0) > 255 else 1.0
+    return Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8), "L")
+
+
+def _flatten_alpha(image: Image.Image) -> Image.Image:
+    """Composite an image with alpha over white, keeping grey images grey."""
+    rgba = image.convert("LA" if image.mode.startswith("L") else "RGBA")
+    background = Image.new(rgba.mode, rgba.size, (255, 255) if rgba.mode == "LA" else (255, 255, 255, 255))
+    background.alpha_composite(rgba)
+    return background.convert(rgba.mode[:-1])
+
+
+def fit_square(image: Image.Image, size: int) -> np.ndarray:
+    """Resize so the shorter side is ``size`` and centre-crop to ``size``x``size`` (antialiased)."""
+    return np.asarray(ImageOps.fit(image, (size, size), method=Image.Resampling.LANCZOS))

@@ -1,0 +1,195 @@
+"""The dataset layout and the one shard schema every stage reads.
+
+A dataset folder holds::
+
+    dataset.json                       size and schema version, fixed when the dataset is created
+    manifest.parquet                   one row per source file: what became of it
+    shards/part-NNNNN.parquet          the photos as quantised Lab, ``rows_per_shard`` rows each
+    embeddings/<extractor-id>/part-NNNNN.parquet   one embedding per shard row, same order
+
+Shards are immutable once written: later runs add new shards, never rewrite old ones.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from colorization.atomic import atomic_path
+from colorization.errors import ConfigError
+
+SCHEMA_VERSION = 1
+_SHARD_NAME = re.compile(r"part-(\d{5,})\.parquet")
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("id", pa.string()),
+        ("status", pa.string()),
+        ("shard", pa.string()),
+        ("error", pa.string()),
+        ("bytes", pa.int64()),
+        ("mtime_ns", pa.int64()),
+    ]
+)
+
+
+def shard_schema(size: int) -> pa.Schema:
+    """Arrow schema of a shard of ``size``x``size`` photos."""
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("source", pa.string()),
+            ("width", pa.int32()),
+            ("height", pa.int32()),
+            ("colorfulness", pa.float32()),
+            ("L", pa.fixed_shape_tensor(pa.uint8(), [size, size])),
+            ("ab", pa.fixed_shape_tensor(pa.int8(), [size, size, 2])),
+        ],
+        metadata={"colorization.schema_version": str(SCHEMA_VERSION)},
+    )
+
+
+@dataclass
+class ShardRows:
+    """Photos of one shard as numpy arrays; ``L`` is (n, size, size) uint8 and ``ab`` (n, size, size, 2) int8."""
+
+    ids: list[str]
+    sources: list[str]
+    width: np.ndarray
+    height: np.ndarray
+    colorfulness: np.ndarray
+    L: np.ndarray
+    ab: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def write_shard(path: str | Path, rows: ShardRows) -> None:
+    """Write ``rows`` as one Parquet shard, atomically."""
+    size = rows.L.shape[1]
+    table = pa.Table.from_arrays(
+        [
+            pa.array(rows.ids, pa.string()),
+            pa.array(rows.sources, pa.string()),
+            pa.array(rows.width, pa.int32()),
+            pa.array(rows.height, pa.int32()),
+            pa.array(rows.colorfulness, pa.float32()),
+            pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(rows.L, np.uint8)),
+            pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(rows.ab, np.int8)),
+        ],
+        schema=shard_schema(size),
+    )
+    with atomic_path(path) as temp:
+        pq.write_table(table, temp, compression="zstd", row_group_size=len(rows) or None)
+
+
+def read_shard(path: str | Path, columns: list[str] | None = None) -> ShardRows:
+    """Read a shard; the pixel arrays are views on Arrow's buffers, not copied row by row."""
+    table = pq.read_table(path, memory_map=True, columns=columns)
+
+    def column(name: str) -> pa.Array | None:
+        if name not in table.column_names:
+            return None
+        chunked = table.column(name)
+        return chunked.chunk(0) if chunked.num_chunks == 1 else chunked.combine_chunks()
+
+    def tensor(name: str) -> np.ndarray | None:
+        array = column(name)
+        return None if array is None else array.to_numpy_ndarray()
+
+    def values(name: str) -> np.ndarray | list | None:
+        array = column(name)
+        if array is None:
+            return None
+        return array.to_pylist() if pa.types.is_string(array.type) else array.to_numpy(zero_copy_only=False)
+
+    return ShardRows(
+        ids=values("id"),
+        sources=values("source"),
+        width=values("width"),
+        height=values("height"),
+        colorfulness=values("colorfulness"),
+        L=tensor("L"),
+        ab=tensor("ab"),
+    )
+
+
+def shard_index(path: str | Path) -> int:
+    """The number NNNNN of ``part-NNNNN.parquet``."""
+    match = _SHARD_NAME.fullmatch(Path(path).name)
+    if not match:
+        raise ValueError(f"{path}: not a shard file name")
+    return int(match.group(1))
+
+
+def shard_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Paths of a dataset folder (see the module docstring)."""
+
+    root: Path
+
+    @property
+    def shards_dir(self) -> Path:
+        return self.root / "shards"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.parquet"
+
+    @property
+    def info_path(self) -> Path:
+        return self.root / "dataset.json"
+
+    def embeddings_dir(self, extractor_id: str) -> Path:
+        return self.root / "embeddings" / extractor_id
+
+    def shards(self) -> list[Path]:
+        """Shard files in index order."""
+        if not self.shards_dir.is_dir():
+            return []
+        return sorted((p for p in self.shards_dir.iterdir() if _SHARD_NAME.fullmatch(p.name)), key=shard_index)
+
+    def size(self) -> int:
+        """The photo size the dataset was created with."""
+        if not self.info_path.exists():
+            raise ConfigError(f"{self.root}: not a dataset (no dataset.json); run preprocess first")
+        return int(json.loads(self.info_path.read_text())["size"])
+
+    def check_size(self, size: int) -> None:
+        """Refuse a size that differs from the one an existing dataset was built at."""
+        if self.info_path.exists() and self.size() != size:
+            raise ConfigError(
+                f"{self.root}: dataset was built at size {self.size()}, not {size}; use another dataset folder"
+            )
+
+    def ensure_size(self, size: int) -> None:
+        """Create ``dataset.json`` for a new dataset, or refuse a size that differs from the existing one."""
+        self.check_size(size)
+        if self.info_path.exists():
+            return
+        with atomic_path(self.info_path) as temp:
+            temp.write_text(json.dumps({"size": size, "schema_version": SCHEMA_VERSION}, indent=2) + "\n")
+
+    def read_manifest(self) -> pd.DataFrame:
+        """The manifest, empty (with its columns) for a new dataset."""
+        if not self.manifest_path.exists():
+            return MANIFEST_SCHEMA.empty_table().to_pandas()
+        return pq.read_table(self.manifest_path).to_pandas()
+
+    def write_manifest(self, manifest: pd.DataFrame) -> None:
+        table = pa.Table.from_pandas(manifest, schema=MANIFEST_SCHEMA, preserve_index=False)
+        with atomic_path(self.manifest_path) as temp:
+            pq.write_table(table, temp)

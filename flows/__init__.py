@@ -1,0 +1,1 @@
+"""Prefect flows: thin orchestration over the :mod:`colorization` library, one module per flow."""

@@ -1,0 +1,70 @@
+"""The ``colorization`` command: one subcommand per flow.
+
+Paths on the command line are taken from the current folder. Problems with the arguments print one line
+starting ``colorization: error:`` and exit with status 2; a run that fails exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from colorization.errors import ConfigError
+
+
+def _path(value: str) -> Path:
+    return Path(value).expanduser().resolve()
+
+
+def _preprocess(args: argparse.Namespace) -> None:
+    from colorization.preprocess import check_params
+    from colorization.shards import Dataset
+    from flows.preprocess import preprocess
+
+    check_params(args.source, args.size, args.rows_per_shard)
+    Dataset(args.dataset).check_size(args.size)
+    preprocess(
+        source=args.source,
+        dataset=args.dataset,
+        size=args.size,
+        rows_per_shard=args.rows_per_shard,
+        workers=args.workers,
+        dask_address=args.dask_address,
+        keep_grey=args.keep_grey,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="colorization", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    pre = commands.add_parser("preprocess", help="photo folder -> Lab Parquet shards (incremental)")
+    pre.add_argument("source", type=_path, help="folder tree of photos")
+    pre.add_argument("--dataset", type=_path, required=True, help="dataset folder to create or extend")
+    pre.add_argument("--size", type=int, default=256, help="square crop size in pixels (default 256)")
+    pre.add_argument("--rows-per-shard", type=int, default=512, help="photos per shard file (default 512)")
+    pre.add_argument("--workers", type=int, default=None, help="local Dask workers (default: one per core)")
+    pre.add_argument("--dask-address", default=None, help="use this Dask scheduler instead of a local cluster")
+    pre.add_argument("--keep-grey", action="store_true", help="keep grey and sepia photos in the shards")
+    pre.set_defaults(run=_preprocess)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], None] = args.run
+    try:
+        run(args)
+    except ConfigError as exc:
+        print(f"colorization: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the flow has logged the details; end with one line, not a traceback
+        print(f"colorization: {args.command} failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

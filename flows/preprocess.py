@@ -1,0 +1,129 @@
+"""The ``preprocess`` flow: a photo folder to Lab Parquet shards, in parallel on Dask, incrementally."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.futures import as_completed
+from pydantic import Field
+
+from colorization import preprocess as lib
+from colorization.atomic import remove_stale_temps
+from colorization.discover import find_images
+from colorization.shards import Dataset, shard_index
+from flows.common import dask_runner, project_path
+
+
+@task(name="preprocess-shard", retries=0)
+def preprocess_shard(
+    source: Path, shard_path: Path, relatives: list[str], size: int, grey_threshold: float, keep_grey: bool
+) -> lib.ShardResult:
+    """One shard: its files decoded, converted and written together; returns paths and counts only."""
+    return lib.process_files(source, relatives, shard_path, size, grey_threshold, keep_grey)
+
+
+@flow(name="preprocess-shards")
+def preprocess_shards(
+    source: Path, dataset: Path, plan: list[tuple[str, list[str]]], size: int, grey_threshold: float, keep_grey: bool
+) -> list[lib.ShardResult]:
+    """Run one task per shard and record each in the manifest as soon as it finishes."""
+    logger = get_run_logger()
+    data = Dataset(dataset)
+    manifest = data.read_manifest()
+    futures = [
+        preprocess_shard.submit(source, data.shards_dir / name, files, size, grey_threshold, keep_grey)
+        for name, files in plan
+    ]
+    results = []
+    for done, future in enumerate(as_completed(futures), start=1):
+        result = future.result()
+        manifest = lib.merge_records(manifest, result.records)
+        data.write_manifest(manifest)
+        results.append(result)
+        logger.info(
+            "shard %d/%d %s: %d written, %d grey, %d errors",
+            done, len(plan), result.shard or "(none)", result.count(lib.WRITTEN), result.count(lib.GREY),
+            result.count(lib.ERROR),
+        )
+    return results
+
+
+@flow(name="preprocess")
+def preprocess(
+    source: Path,
+    dataset: Path,
+    size: Annotated[int, Field(ge=lib.MIN_SIZE)] = 256,
+    rows_per_shard: Annotated[int, Field(ge=1)] = 512,
+    workers: Annotated[int | None, Field(ge=1)] = None,
+    dask_address: str | None = None,
+    keep_grey: bool = False,
+    grey_threshold: Annotated[float, Field(ge=0)] = 2.5,
+) -> dict:
+    """Convert every new photo under ``source`` into ``dataset``'s shards and manifest.
+
+    Relative paths are taken from the project root. Photos already in the manifest are skipped, so a re-run
+    costs only the folder scan. Grey and toned photos are flagged and kept out unless ``keep_grey``.
+    """
+    logger = get_run_logger()
+    source, root = project_path(source), project_path(dataset)
+    lib.check_params(source, size, rows_per_shard)
+    data = Dataset(root)
+    data.ensure_size(size)
+    manifest = data.read_manifest()
+    lib.remove_orphan_shards(data, manifest)
+    if data.shards_dir.is_dir():
+        remove_stale_temps(data.shards_dir)
+    found = find_images(source)
+    pending = lib.pending_files(source, found, manifest)
+    existing = data.shards()
+    plan = lib.plan_shards(pending, rows_per_shard, shard_index(existing[-1]) + 1 if existing else 0)
+    logger.info("%s: %d photos to process into %d shards of %s", source, len(pending), len(plan), root)
+
+    started = time.perf_counter()
+    results = []
+    if plan:
+        runner = dask_runner(workers, dask_address, len(plan))
+        results = preprocess_shards.with_options(task_runner=runner)(
+            source, root, plan, size, grey_threshold, keep_grey
+        )
+    seconds = time.perf_counter() - started
+
+    summary = _summary(len(found), len(pending), results, seconds)
+    errors = [r for result in results for r in result.records if r["status"] == lib.ERROR]
+    for record in errors:
+        logger.warning("%s", record["error"])
+    _publish(summary, errors)
+    logger.info("%s", ", ".join(f"{k}: {v}" for k, v in summary.items()))
+    if pending and summary["written"] + summary["grey"] == 0:
+        raise RuntimeError(f"none of the {len(pending)} new files under {source} could be read")
+    return summary
+
+
+def _summary(found: int, processed: int, results: list[lib.ShardResult], seconds: float) -> dict:
+    def count(status: str) -> int:
+        return sum(r.count(status) for r in results)
+
+    return {
+        "found": found,
+        "new": processed,
+        "written": count(lib.WRITTEN),
+        "grey": count(lib.GREY),
+        "errors": count(lib.ERROR),
+        "shards": sum(r.shard is not None for r in results),
+        "MB": round(sum(r.megabytes for r in results), 2),
+        "images/s": round(processed / seconds, 2) if processed and seconds > 0 else 0.0,
+    }
+
+
+def _publish(summary: dict, errors: list[dict]) -> None:
+    create_table_artifact(key="preprocess-summary", table=[summary], description="Preprocess run summary")
+    if errors:
+        create_table_artifact(
+            key="preprocess-errors",
+            table=[{"source": r["source"], "error": r["error"]} for r in errors],
+            description="Files that could not be read",
+        )
