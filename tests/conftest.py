@@ -1,0 +1,58 @@
+"""Shared fixtures: one Prefect test harness per session, sample photos, generated images."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "photos"
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """A temporary Prefect server and database shared by every test that runs a flow."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def sample_paths() -> list[Path]:
+    paths = sorted(SAMPLES.glob("*.jpg"))
+    assert len(paths) >= 24, "the bundled sample photos are missing"
+    return paths
+
+
+def copy_samples(paths: list[Path], folder: Path) -> list[Path]:
+    """Copy photos into ``folder`` and return the copies."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return [Path(shutil.copy2(p, folder / p.name)) for p in paths]
+
+
+def gradient_rgb(height: int = 48, width: int = 64) -> np.ndarray:
+    """A colourful test image: red varies along x, green along y, blue constant."""
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack(
+        [x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1), np.full_like(x, 96)], axis=-1
+    ).astype(np.uint8)
+
+
+def plant_bad_files(folder: Path, good_jpeg: Path) -> dict[str, str]:
+    """Write unreadable files into ``folder``; returns their names with a fragment of the expected reason."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = good_jpeg.read_bytes()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.jpg").write_text("this is not a photo\n")
+    return {"truncated.jpg": "truncated", "empty.png": "empty", "notes.jpg": "not an image"}
+
+
+def grey_copy(source: Path, target: Path) -> Path:
+    """Save a greyscale version of a photo (as RGB, the way scanned prints often arrive)."""
+    Image.open(source).convert("L").convert("RGB").save(target, quality=90)
+    return target

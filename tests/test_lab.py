@@ -1,0 +1,66 @@
+"""Lab conversion and quantisation round trip, grey and sepia detection, colourfulness."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from colorization import images, lab
+
+
+@pytest.fixture(scope="module")
+def squares(sample_paths) -> list[np.ndarray]:
+    return [images.fit_square(images.load(p, min_side=128).image, 128) for p in sample_paths[:12]]
+
+
+def test_quantised_lab_round_trip_error_is_bounded(squares):
+    """Storage costs at most half a step: L within 0.2 (100/255/2), a and b within 0.5; RGB within 2 levels."""
+    for rgb in squares:
+        exact = lab.rgb_to_lab(rgb)
+        restored = lab.dequantize(*lab.quantize(exact))
+        assert np.abs(restored[..., 0] - exact[..., 0]).max() <= 0.197
+        assert np.abs(restored[..., 1:] - exact[..., 1:]).max() <= 0.5 + 1e-4
+        back = lab.lab_to_rgb(restored).astype(int)
+        assert np.abs(back - rgb).mean() < 0.6
+        assert np.abs(back - rgb).max() <= 3
+
+
+def test_quantize_clips_into_storage_range():
+    lightness, ab = lab.quantize(np.array([[120.0, 300.0, -300.0], [-5.0, 0.4, -0.6]], np.float32))
+    assert lightness.tolist() == [255, 0]
+    assert ab.tolist() == [[127, -128], [0, -1]]
+    assert lightness.dtype == np.uint8 and ab.dtype == np.int8
+
+
+def test_lightness_to_grey_matches_skimage():
+    stored = np.arange(256, dtype=np.uint8)
+    grey = lab.lightness_to_grey(stored)
+    reference = lab.lab_to_rgb(lab.dequantize(stored, np.zeros((256, 2), np.int8)))
+    assert np.array_equal(grey, reference[:, 0])
+    assert grey[0] == 0 and grey[255] == 255 and np.all(np.diff(grey.astype(int)) >= 0)
+
+
+def test_colour_photos_are_not_monochrome(squares):
+    for rgb in squares:
+        assert not lab.is_monochrome(*lab.quantize(lab.rgb_to_lab(rgb)))
+
+
+@pytest.mark.parametrize("tint", [None, ("#2b1a0e", "#f5e6c8"), ("#0b2a4a", "#e0f0ff")], ids=["grey", "sepia", "cyan"])
+def test_grey_and_toned_photos_are_monochrome(squares, tint):
+    for rgb in squares:
+        grey = Image.fromarray(rgb).convert("L")
+        toned = np.asarray(grey.convert("RGB") if tint is None else ImageOps.colorize(grey, *tint))
+        lightness, ab = lab.quantize(lab.rgb_to_lab(toned))
+        assert lab.is_monochrome(lightness, ab), lab.chroma_spread(lightness, ab)
+
+
+def test_colorfulness_orders_grey_dull_vivid():
+    grey = np.full((16, 16, 3), 128, np.uint8)
+    dull = grey.copy()
+    dull[:, 8:] = (140, 120, 110)
+    vivid = grey.copy()
+    vivid[:, :8] = (255, 0, 0)
+    vivid[:, 8:] = (0, 0, 255)
+    assert lab.colorfulness(grey) == 0
+    assert 0 < lab.colorfulness(dull) < lab.colorfulness(vivid)

@@ -1,0 +1,116 @@
+"""The preprocess flow on a real Dask LocalCluster under the session's Prefect harness."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+from colorization.shards import Dataset, read_shard, shard_schema
+from flows.cli import main
+from flows.preprocess import preprocess
+from tests.conftest import copy_samples, grey_copy, plant_bad_files
+
+
+def latest_artifact(key: str):
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    return max(found, key=lambda a: a.created)
+
+
+@pytest.fixture
+def photo_tree(tmp_path, sample_paths):
+    source = tmp_path / "photos"
+    copy_samples(sample_paths[:6], source / "a")
+    copy_samples(sample_paths[6:10], source / "b" / "c")
+    grey_copy(sample_paths[10], source / "old_grey.jpg")
+    bad = plant_bad_files(source / "bad", sample_paths[0])
+    return source, bad
+
+
+def test_preprocess_writes_shards_manifest_and_is_incremental(prefect_harness, tmp_path, photo_tree, sample_paths):
+    source, bad = photo_tree
+    dataset = tmp_path / "dataset"
+
+    summary = preprocess(source=source, dataset=dataset, size=32, rows_per_shard=4, workers=2)
+
+    assert summary["found"] == 14 and summary["new"] == 14
+    assert (summary["written"], summary["grey"], summary["errors"]) == (10, 1, 3)
+    data = Dataset(dataset)
+    shards = data.shards()
+    # 14 files in sorted order, 4 per task: the last task holds only bad and grey files, so it writes no shard.
+    assert [p.name for p in shards] == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    assert summary["shards"] == 3
+    assert pq.read_schema(shards[0]).equals(shard_schema(32), check_metadata=False)
+
+    manifest = data.read_manifest().set_index("source")
+    assert len(manifest) == 14
+    assert manifest.loc["old_grey.jpg", "status"] == "grey" and pd.isna(manifest.loc["old_grey.jpg", "shard"])
+    for name, reason in bad.items():
+        row = manifest.loc[f"bad/{name}"]
+        assert row.status == "error" and reason in row.error and name in row.error
+    rows = [read_shard(p) for p in shards]
+    assert sum(len(r) for r in rows) == 10
+    for shard, shard_rows in zip(shards, rows):
+        assert shard_rows.L.shape[1:] == (32, 32) and shard_rows.ab.shape[1:] == (32, 32, 2)
+        for row_id, row_source in zip(shard_rows.ids, shard_rows.sources):
+            assert manifest.loc[row_source, "id"] == row_id and manifest.loc[row_source, "shard"] == shard.name
+            assert row_id.startswith(row_source + "@")
+    assert all(rows[0].width > 0) and all(rows[0].colorfulness > 5)
+
+    table = latest_artifact("preprocess-summary")
+    assert '"found": 14' in str(table.data) or "'found': 14" in str(table.data)
+    errors = str(latest_artifact("preprocess-errors").data)
+    assert "truncated.jpg" in errors and "empty.png" in errors
+
+    # A re-run finds nothing new and rewrites nothing.
+    mtimes = [p.stat().st_mtime_ns for p in shards]
+    again = preprocess(source=source, dataset=dataset, size=32, rows_per_shard=4, workers=2)
+    assert again["new"] == 0 and again["written"] == 0
+    assert [p.stat().st_mtime_ns for p in data.shards()] == mtimes
+
+    # New photos, and a shard left by an interrupted run: only the new photos are processed, the orphan goes.
+    copy_samples(sample_paths[11:13], source / "later")
+    orphan = data.shards_dir / "part-00009.parquet"
+    orphan.write_bytes(shards[0].read_bytes())
+    more = preprocess(source=source, dataset=dataset, size=32, rows_per_shard=4, workers=2)
+    assert more["new"] == 2 and more["written"] == 2
+    assert not orphan.exists()
+    assert [p.name for p in data.shards()][-1] == "part-00003.parquet"
+    assert sorted(read_shard(data.shards()[-1]).sources) == sorted(f"later/{p.name}" for p in sample_paths[11:13])
+    assert len(data.read_manifest()) == 16
+
+
+def test_keep_grey_puts_grey_photos_in_shards(prefect_harness, tmp_path, sample_paths):
+    source = tmp_path / "photos"
+    grey_copy(sample_paths[0], tmp_path / "g.jpg")
+    source.mkdir()
+    (tmp_path / "g.jpg").rename(source / "g.jpg")
+    summary = preprocess(source=source, dataset=tmp_path / "ds", size=32, keep_grey=True, workers=1)
+    assert summary["grey"] == 1
+    rows = read_shard(Dataset(tmp_path / "ds").shards()[0])
+    assert rows.sources == ["g.jpg"] and np.abs(rows.ab.astype(int)).max() <= 1
+
+
+def test_run_fails_when_nothing_is_readable(prefect_harness, tmp_path, sample_paths):
+    plant_bad_files(tmp_path / "bad", sample_paths[0])
+    state = preprocess(source=tmp_path / "bad", dataset=tmp_path / "ds", size=32, workers=1, return_state=True)
+    assert state.is_failed()
+    assert "none of the 3 new files" in state.message or "none of the 3 new files" in str(state.result(raise_on_failure=False))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["preprocess", "{tmp}/missing", "--dataset", "{tmp}/ds"], "missing: no such folder"),
+        (["preprocess", "{tmp}", "--dataset", "{tmp}/ds", "--size", "16"], "--size must be at least 32, got 16"),
+    ],
+)
+def test_cli_bad_parameters_give_one_line(tmp_path, capsys, arguments, message):
+    code = main([a.format(tmp=tmp_path) for a in arguments])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("colorization: error:") and message in err

@@ -1,0 +1,85 @@
+"""The shard schema: write and read back, zero-copy arrays, atomic writes, dataset layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from colorization.atomic import atomic_path
+from colorization.errors import ConfigError
+from colorization.shards import Dataset, ShardRows, read_shard, shard_index, shard_name, write_shard
+
+
+def make_rows(n: int = 5, size: int = 8, seed: int = 0) -> ShardRows:
+    rng = np.random.default_rng(seed)
+    return ShardRows(
+        ids=[f"dir/p{i}.jpg@{i:016x}" for i in range(n)],
+        sources=[f"dir/p{i}.jpg" for i in range(n)],
+        width=np.arange(n) + 100,
+        height=np.arange(n) + 50,
+        colorfulness=rng.random(n).astype(np.float32),
+        L=rng.integers(0, 256, (n, size, size), dtype=np.uint8),
+        ab=rng.integers(-128, 128, (n, size, size, 2), dtype=np.int8),
+    )
+
+
+def test_shard_round_trip_is_exact_and_zero_copy(tmp_path):
+    rows = make_rows()
+    path = tmp_path / shard_name(3)
+    write_shard(path, rows)
+
+    back = read_shard(path)
+
+    assert back.ids == rows.ids and back.sources == rows.sources
+    assert np.array_equal(back.width, rows.width) and np.array_equal(back.height, rows.height)
+    assert np.allclose(back.colorfulness, rows.colorfulness)
+    assert back.L.dtype == np.uint8 and back.L.shape == (5, 8, 8) and np.array_equal(back.L, rows.L)
+    assert back.ab.dtype == np.int8 and back.ab.shape == (5, 8, 8, 2) and np.array_equal(back.ab, rows.ab)
+    assert not back.L.flags.owndata and not back.ab.flags.owndata, "pixels must be views on Arrow memory"
+    assert shard_index(path) == 3
+
+
+def test_shard_schema_names_and_types(tmp_path):
+    path = tmp_path / "part-00000.parquet"
+    write_shard(path, make_rows(size=16))
+    schema = pq.read_schema(path)
+    assert schema.names == ["id", "source", "width", "height", "colorfulness", "L", "ab"]
+    assert str(schema.field("L").type.storage_type) == "fixed_size_list<item: uint8>[256]"
+    assert list(schema.field("ab").type.shape) == [16, 16, 2]
+    assert schema.metadata[b"colorization.schema_version"] == b"1"
+
+
+def test_reading_selected_columns(tmp_path):
+    path = tmp_path / "part-00000.parquet"
+    write_shard(path, make_rows())
+    only = read_shard(path, columns=["id", "L"])
+    assert len(only.ids) == 5 and only.L.shape == (5, 8, 8) and only.ab is None
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.parquet"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as temp:
+            temp.write_bytes(b"half")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dataset_refuses_other_size(tmp_path):
+    data = Dataset(tmp_path / "ds")
+    data.ensure_size(64)
+    assert data.size() == 64
+    data.ensure_size(64)
+    with pytest.raises(ConfigError, match="built at size 64, not 128"):
+        data.ensure_size(128)
+    with pytest.raises(ConfigError, match="not a dataset"):
+        Dataset(tmp_path / "other").size()
+
+
+def test_shards_are_listed_in_index_order(tmp_path):
+    data = Dataset(tmp_path)
+    for index in (10, 2, 100000):
+        write_shard(data.shards_dir / shard_name(index), make_rows(1))
+    (data.shards_dir / "notes.txt").write_text("x")
+    assert [shard_index(p) for p in data.shards()] == [2, 10, 100000]
