@@ -36,6 +36,16 @@ def _preprocess(args: argparse.Namespace) -> None:
     )
 
 
+def _embed(args: argparse.Namespace) -> None:
+    from colorization.shards import Dataset
+    from flows.embed import embed
+
+    Dataset(args.dataset).size()
+    if args.weights not in ("imagenet", "none") and not Path(args.weights).is_file():
+        raise ConfigError(f"{args.weights}: no such weights file (use --weights imagenet, none, or a file path)")
+    embed(dataset=args.dataset, weights=args.weights, head=args.head, batch_size=args.batch_size)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="colorization", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -49,6 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--dask-address", default=None, help="use this Dask scheduler instead of a local cluster")
     pre.add_argument("--keep-grey", action="store_true", help="keep grey and sepia photos in the shards")
     pre.set_defaults(run=_preprocess)
+
+    emb = commands.add_parser("embed", help="shards -> Xception embeddings, once per photo")
+    emb.add_argument("--dataset", type=_path, required=True, help="dataset folder written by preprocess")
+    emb.add_argument("--weights", default="imagenet", help="imagenet (Keras download), none (random; tests), or a file")
+    emb.add_argument("--head", choices=["predictions", "avg_pool"], default="predictions",
+                     help="1000-class softmax as in the paper (default) or 2048-d pooled features")
+    emb.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    emb.set_defaults(run=_embed)
     return parser
 
 

@@ -56,3 +56,26 @@ def grey_copy(source: Path, target: Path) -> Path:
     """Save a greyscale version of a photo (as RGB, the way scanned prints often arrive)."""
     Image.open(source).convert("L").convert("RGB").save(target, quality=90)
     return target
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory, sample_paths):
+    """A dataset of 3 shards (4 + 4 + 2 photos at 32x32), built with the library, no Prefect involved."""
+    from colorization.preprocess import plan_shards, process_files
+    from colorization.shards import Dataset
+
+    source = tmp_path_factory.mktemp("tiny-photos")
+    copy_samples(sample_paths[:10], source)
+    data = Dataset(tmp_path_factory.mktemp("tiny-dataset"))
+    data.ensure_size(32)
+    for name, files in plan_shards(sorted(p.name for p in source.iterdir()), 4, 0):
+        process_files(source, files, data.shards_dir / name, 32)
+    return data
+
+
+@pytest.fixture(scope="session")
+def random_extractor():
+    """Xception with random (seeded) weights: shapes and plumbing only, never quality."""
+    from colorization.extractor import load_extractor
+
+    return load_extractor("none", "predictions")

@@ -1,0 +1,114 @@
+"""Embedding files: one per shard, same rows in the same order, named by the extractor that made them.
+
+``DATASET/embeddings/<extractor-id>/part-NNNNN.parquet`` holds ``id`` and ``embedding`` (float16, fixed length).
+The extractor id is also stored in the file's metadata, so embeddings of different networks are never mixed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from colorization.atomic import atomic_path, remove_stale_temps
+from colorization.errors import ConfigError
+from colorization.shards import Dataset, read_shard
+
+log = logging.getLogger(__name__)
+
+EXTRACTOR_KEY = b"colorization.extractor_id"
+
+
+def write_embeddings(path: Path, ids: list[str], embeddings: np.ndarray, extractor_id: str) -> None:
+    """Write one shard's embeddings atomically."""
+    values = np.ascontiguousarray(embeddings, np.float16)
+    column = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1), pa.float16()), values.shape[1])
+    table = pa.table({"id": pa.array(ids, pa.string()), "embedding": column})
+    table = table.replace_schema_metadata({EXTRACTOR_KEY: extractor_id.encode()})
+    with atomic_path(path) as temp:
+        pq.write_table(table, temp, compression="zstd")
+
+
+def read_embeddings(path: Path, extractor_id: str | None = None) -> tuple[list[str], np.ndarray]:
+    """Row ids and embeddings (n, dim) float16 of one file, refusing one made by another extractor."""
+    table = pq.read_table(path, memory_map=True)
+    stored = (table.schema.metadata or {}).get(EXTRACTOR_KEY, b"").decode()
+    if extractor_id is not None and stored != extractor_id:
+        raise ConfigError(f"{path}: embeddings made by {stored or 'an unknown extractor'}, not {extractor_id}")
+    column = table.column("embedding").combine_chunks()
+    values = column.values.to_numpy(zero_copy_only=False).reshape(len(column), column.type.list_size)
+    return table.column("id").to_pylist(), values
+
+
+def read_aligned(shard: Path, embeddings: Path, extractor_id: str) -> np.ndarray:
+    """A shard's embeddings, checked row by row against the shard's ids."""
+    shard_ids = read_shard(shard, columns=["id"]).ids
+    ids, values = read_embeddings(embeddings, extractor_id)
+    if ids != shard_ids:
+        raise ConfigError(f"{embeddings}: rows do not match {shard}; delete it and run embed again")
+    return values
+
+
+@dataclass
+class EmbedReport:
+    """What one embed run did; ``seconds`` covers the whole loop, I/O included."""
+
+    shards: int = 0
+    skipped: int = 0
+    images: int = 0
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds else 0.0
+
+
+def embed_dataset(
+    dataset: Dataset,
+    extractor_id: str,
+    embed: Callable[[np.ndarray], np.ndarray],
+    on_shard: Callable[[int, int], None] | None = None,
+) -> EmbedReport:
+    """Embed every shard that has no embedding file yet, in shard order.
+
+    The next shard is read and the previous result written on background threads while ``embed`` runs, so
+    the network never waits on disk. Each file is written atomically: a killed run resumes where it stopped.
+    ``on_shard(done, total)`` is called, on the calling thread, as each shard's embeddings are handed to the
+    writer.
+    """
+    folder = dataset.embeddings_dir(extractor_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(folder)
+    shards = dataset.shards()
+    pending = [s for s in shards if not (folder / s.name).exists()]
+    report = EmbedReport(skipped=len(shards) - len(pending))
+    if not pending:
+        return report
+    started = time.perf_counter()
+    with ThreadPoolExecutor(1, thread_name_prefix="embed-read") as reader, ThreadPoolExecutor(
+        1, thread_name_prefix="embed-write"
+    ) as writer:
+        next_rows = reader.submit(read_shard, pending[0], ["id", "L"])
+        writes = []
+        for done, shard in enumerate(pending, start=1):
+            rows = next_rows.result()
+            if done < len(pending):
+                next_rows = reader.submit(read_shard, pending[done], ["id", "L"])
+            values = embed(rows.L)
+            target = folder / shard.name
+            writes.append(writer.submit(write_embeddings, target, rows.ids, values, extractor_id))
+            if on_shard is not None:
+                on_shard(done, len(pending))
+            report.shards += 1
+            report.images += len(rows)
+        for write in writes:
+            write.result()
+    report.seconds = time.perf_counter() - started
+    return report

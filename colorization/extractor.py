@@ -1,0 +1,149 @@
+"""The Xception feature extractor that turns a photo's L channel into the embedding the model fuses.
+
+Keras 3 only (``import keras``), so it runs under TensorFlow, JAX or PyTorch. The network takes stored L
+values as a grey image of any size; resizing to 299x299 and Xception's own input scaling happen inside the
+model, on the accelerator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+
+from colorization import device, lab
+from colorization.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+HEADS = ("predictions", "avg_pool")
+XCEPTION_SIZE = 299
+RANDOM_SEED = 1712_03400
+RANDOM_WARNING = "RANDOM WEIGHTS: this Xception was not trained; its embeddings are meaningless (tests only)"
+OFFLINE_HINT = (
+    "on a machine without internet, download the file elsewhere and pass its path: "
+    "--weights /path/to/xception_weights_tf_dim_ordering_tf_kernels.h5 "
+    "(or ..._notop.h5 for --head avg_pool)"
+)
+
+
+def grey_input(lightness: np.ndarray) -> np.ndarray:
+    """Stored L (n, h, w) uint8 to the grey image a viewer sees: (n, h, w, 1) float32 in 0..255."""
+    return lab.lightness_to_grey(lightness)[..., None].astype(np.float32)
+
+
+@keras.saving.register_keras_serializable(package="colorization")
+class XceptionInput(keras.layers.Layer):
+    """Grey 0..255 of any size to Xception's input: 299x299, three equal channels, scaled to [-1, 1].
+
+    The scaling is ``keras.applications.xception.preprocess_input``. (The seed fed raw L in 0..100 without it,
+    far from what ImageNet weights expect.)
+    """
+
+    def call(self, grey):
+        resized = keras.ops.image.resize(grey, (XCEPTION_SIZE, XCEPTION_SIZE), interpolation="bilinear")
+        return keras.applications.xception.preprocess_input(keras.ops.repeat(resized, 3, axis=-1))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], XCEPTION_SIZE, XCEPTION_SIZE, 3)
+
+
+@dataclass
+class Extractor:
+    """An Xception embedding network and the id that names the embeddings it makes."""
+
+    model: keras.Model
+    id: str
+    head: str
+    random: bool
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.output.shape[-1])
+
+    def embed(self, lightness: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Embeddings (n, dim) float16 of stored L arrays (n, h, w) uint8."""
+        out = self.model.predict(grey_input(lightness), batch_size=batch_size, verbose=0)
+        return np.asarray(out, dtype=np.float16)
+
+
+def load_extractor(
+    weights: str = "imagenet", head: str = "predictions", mixed_precision: bool | None = None
+) -> Extractor:
+    """Build Xception with ``weights`` (``imagenet``, ``none`` or a file path) and the chosen ``head``.
+
+    ``predictions`` is the 1000-class softmax (as in the paper); ``avg_pool`` the 2048-d pooled features.
+    Mixed precision is used on a GPU unless ``mixed_precision`` says otherwise.
+    """
+    if head not in HEADS:
+        raise ConfigError(f"--head must be one of {', '.join(HEADS)}, got {head!r}")
+    random = weights == "none"
+    with device.dtype_policy(device.compute_policy(mixed_precision)):
+        if random:
+            log.warning(RANDOM_WARNING)
+            keras.utils.set_random_seed(RANDOM_SEED)
+            backbone = keras.applications.Xception(weights=None, include_top=True)
+        elif weights == "imagenet":
+            backbone = _imagenet(head)
+        else:
+            backbone = _from_file(Path(weights), head)
+        backbone = _with_head(backbone, head)
+        grey = keras.Input((None, None, 1), name="grey")
+        model = keras.Model(grey, backbone(XceptionInput(name="xception_input")(grey)), name="xception_embedder")
+    extractor_id = f"xception-{head}-{'RANDOM-' if random else ''}{weights_checksum(backbone)}"
+    return Extractor(model, extractor_id, head, random)
+
+
+def weights_checksum(model: keras.Model) -> str:
+    """A short hash of every weight value: equal for equal weights, whichever file they came from."""
+    digest = hashlib.blake2b(digest_size=6)
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight.value), np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def _with_head(model: keras.Model, head: str) -> keras.Model:
+    """The model cut at ``avg_pool`` when that head is wanted and the model still has its classifier."""
+    if head == "avg_pool" and any(layer.name == "predictions" for layer in model.layers):
+        return keras.Model(model.input, model.get_layer("avg_pool").output, name="xception_avg_pool")
+    return model
+
+
+def _imagenet(head: str) -> keras.Model:
+    """Keras' own ImageNet weights, downloaded once into the Keras cache (``~/.keras/models``)."""
+    try:
+        if head == "predictions":
+            return keras.applications.Xception(weights="imagenet", include_top=True)
+        return keras.applications.Xception(weights="imagenet", include_top=False, pooling="avg")
+    except Exception as exc:  # the download raises whatever the network layer raises
+        raise ConfigError(f"could not get the ImageNet Xception weights ({exc}); {OFFLINE_HINT}") from exc
+
+
+def _from_file(path: Path, head: str) -> keras.Model:
+    """Xception with weights from a local file: the official ``.h5`` (with or without top) or a Keras 3 save."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such weights file (use --weights imagenet, none, or a file path)")
+    try:
+        with h5py.File(path, "r"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{path}: not a readable HDF5 weights file ({exc})") from exc
+    layouts = [True, False] if head == "avg_pool" else [True]
+    problems = []
+    for include_top in layouts:
+        model = keras.applications.Xception(
+            weights=None, include_top=include_top, pooling=None if include_top else "avg"
+        )
+        try:
+            model.load_weights(path)
+        except Exception as exc:  # Keras raises ValueError or KeyError for mismatched layouts
+            problems.append(f"{'with' if include_top else 'without'} top: {str(exc).splitlines()[0][:160]}")
+            continue
+        return model
+    hint = "" if head == "avg_pool" else " (a _notop file serves only --head avg_pool)"
+    raise ConfigError(f"{path}: these weights do not fit Xception{hint}; {'; '.join(problems)}")

@@ -1,0 +1,73 @@
+"""The ``embed`` flow: Xception embeddings of every shard, computed once and stored beside the shards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.concurrency.sync import concurrency
+from pydantic import Field
+
+from colorization import device
+from colorization.embeddings import embed_dataset
+from colorization.extractor import RANDOM_WARNING, load_extractor
+from colorization.shards import Dataset
+from flows.common import project_path
+
+GPU_LIMIT = "gpu"
+
+
+def resolve_weights(weights: str) -> str:
+    """``imagenet`` and ``none`` as they are; a weights file relative to the project root."""
+    return weights if weights in ("imagenet", "none") else str(project_path(weights))
+
+
+@task(name="embed-shards", tags=[GPU_LIMIT])
+def embed_shards(dataset: Path, weights: str, head: str, batch_size: int) -> dict:
+    """Load the extractor and embed every shard not yet embedded, holding the ``gpu`` concurrency slot."""
+    logger = get_run_logger()
+    with concurrency(GPU_LIMIT, occupy=1):
+        extractor = load_extractor(weights, head)
+        if extractor.random:
+            logger.warning(RANDOM_WARNING)
+        logger.info("extractor %s (%d-d) on %s, batch %d", extractor.id, extractor.dim, device.describe(), batch_size)
+        progress = create_progress_artifact(0.0, key="embed-progress", description="Shards embedded")
+
+        def on_shard(done: int, total: int) -> None:
+            update_progress_artifact(progress, 100.0 * done / total)
+            logger.info("embedded shard %d/%d", done, total)
+
+        report = embed_dataset(
+            Dataset(dataset), extractor.id, lambda lightness: extractor.embed(lightness, batch_size), on_shard
+        )
+    return {
+        "extractor": extractor.id + (" (RANDOM WEIGHTS, not a real model)" if extractor.random else ""),
+        "device": device.describe(),
+        "shards": report.shards,
+        "already embedded": report.skipped,
+        "images": report.images,
+        "images/s": round(report.images_per_second, 2),
+    }
+
+
+@flow(name="embed")
+def embed(
+    dataset: Path,
+    weights: str = "imagenet",
+    head: Literal["predictions", "avg_pool"] = "predictions",
+    batch_size: Annotated[int, Field(ge=1)] = 64,
+) -> dict:
+    """Compute the Xception embedding of every photo in ``dataset`` once, into ``embeddings/<extractor-id>/``.
+
+    ``weights`` is ``imagenet`` (downloaded once into the Keras cache), a local weights file, or ``none``
+    (random, for tests only). Shards already embedded by the same extractor are skipped.
+    """
+    logger = get_run_logger()
+    data = Dataset(project_path(dataset))
+    data.size()
+    summary = embed_shards(data.root, resolve_weights(weights), head, batch_size)
+    create_table_artifact(key="embed-summary", table=[summary], description="Embed run summary")
+    logger.info("%s", ", ".join(f"{k}: {v}" for k, v in summary.items()))
+    return summary

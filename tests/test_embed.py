@@ -1,0 +1,126 @@
+"""The embed stage: input range, shapes and alignment, resume, extractor ids, weights files."""
+
+from __future__ import annotations
+
+import shutil
+
+import keras
+import numpy as np
+import pytest
+
+from colorization import extractor as xmod
+from colorization.embeddings import embed_dataset, read_aligned, read_embeddings, write_embeddings
+from colorization.errors import ConfigError
+from colorization.extractor import XceptionInput, grey_input, load_extractor
+from colorization.shards import Dataset, read_shard
+from flows.cli import main
+from flows.embed import embed
+
+
+def test_xception_input_is_grey_rgb_scaled_to_unit_range():
+    lightness = np.array([[[0, 255], [128, 64]]], np.uint8)
+    grey = grey_input(lightness)
+    assert grey.shape == (1, 2, 2, 1) and grey.min() == 0 and grey.max() == 255
+    out = keras.ops.convert_to_numpy(XceptionInput()(grey))
+    assert out.shape == (1, 299, 299, 3)
+    assert out.min() == pytest.approx(-1.0) and out.max() == pytest.approx(1.0)
+    assert np.array_equal(out[..., 0], out[..., 2]), "three equal channels"
+    # Mid-grey L=50 is sRGB 119, not 127.5: the input is the grey a viewer sees, not raw L.
+    mid = keras.ops.convert_to_numpy(XceptionInput()(grey_input(np.full((1, 4, 4), 128, np.uint8))))
+    assert mid.mean() == pytest.approx(119 / 127.5 - 1, abs=0.01)
+
+
+def test_random_extractor_is_marked(random_extractor):
+    assert random_extractor.random and "RANDOM" in random_extractor.id
+    assert random_extractor.id.startswith("xception-predictions-") and random_extractor.dim == 1000
+    again = load_extractor("none", "predictions")
+    assert again.id == random_extractor.id, "seeded random weights give a stable id"
+
+
+def test_embed_flow_shapes_alignment_and_resume(prefect_harness, tiny_dataset, tmp_path, caplog):
+    data = Dataset(tmp_path / "ds")
+    shutil.copytree(tiny_dataset.root, data.root)
+
+    first = embed(dataset=data.root, weights="none", batch_size=4)
+
+    assert first["shards"] == 3 and first["images"] == 10 and "RANDOM WEIGHTS" in first["extractor"]
+    assert "RANDOM WEIGHTS" in caplog.text
+    folders = list((data.root / "embeddings").iterdir())
+    assert len(folders) == 1 and "RANDOM" in folders[0].name
+    extractor_id = folders[0].name
+    for shard in data.shards():
+        values = read_aligned(shard, folders[0] / shard.name, extractor_id)
+        assert values.shape == (len(read_shard(shard, ["id"]).ids), 1000) and values.dtype == np.float16
+        assert np.allclose(values.astype(np.float32).sum(axis=1), 1.0, atol=0.02), "softmax rows"
+
+    # Kill after two shards: only the missing one is computed on the next run.
+    victim = folders[0] / data.shards()[1].name
+    victim.unlink()
+    kept = {p.name: p.stat().st_mtime_ns for p in folders[0].iterdir()}
+    second = embed(dataset=data.root, weights="none", batch_size=4)
+    assert (second["shards"], second["already embedded"], second["images"]) == (1, 2, 4)
+    assert victim.exists()
+    assert {p.name: p.stat().st_mtime_ns for p in folders[0].iterdir() if p.name in kept} == kept
+
+
+def test_embed_dataset_reads_and_writes_in_order(tiny_dataset, tmp_path):
+    data = Dataset(tmp_path / "ds")
+    shutil.copytree(tiny_dataset.root, data.root)
+    calls = []
+    report = embed_dataset(data, "fake", lambda lightness: lightness.reshape(len(lightness), -1)[:, :3],
+                           lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 3), (2, 3), (3, 3)] and report.images == 10
+    for shard in data.shards():
+        rows = read_shard(shard)
+        ids, values = read_embeddings(data.embeddings_dir("fake") / shard.name, "fake")
+        assert ids == rows.ids and np.array_equal(values, rows.L.reshape(len(rows), -1)[:, :3])
+
+
+def test_embeddings_of_another_extractor_are_refused(tiny_dataset, tmp_path):
+    shard = tiny_dataset.shards()[0]
+    ids = read_shard(shard, ["id"]).ids
+    path = tmp_path / shard.name
+    write_embeddings(path, ids, np.zeros((len(ids), 4)), "xception-predictions-aaaa")
+    with pytest.raises(ConfigError, match="made by xception-predictions-aaaa, not xception-predictions-bbbb"):
+        read_aligned(shard, path, "xception-predictions-bbbb")
+    write_embeddings(path, ids[::-1], np.zeros((len(ids), 4)), "x")
+    with pytest.raises(ConfigError, match="rows do not match"):
+        read_aligned(shard, path, "x")
+
+
+def test_weights_file_errors_name_the_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"missing\.h5: no such weights file"):
+        load_extractor(str(tmp_path / "missing.h5"))
+    corrupt = tmp_path / "corrupt.h5"
+    corrupt.write_bytes(b"\x89HDF\r\n garbage " * 100)
+    with pytest.raises(ConfigError, match=r"corrupt\.h5: not a readable HDF5 weights file"):
+        load_extractor(str(corrupt))
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    wrong = tmp_path / "other.weights.h5"
+    other.save_weights(wrong)
+    with pytest.raises(ConfigError, match=r"other\.weights\.h5: these weights do not fit Xception"):
+        load_extractor(str(wrong))
+
+
+def test_local_weights_file_gives_same_id_as_the_weights_it_holds(random_extractor, tmp_path):
+    path = tmp_path / "xception.weights.h5"
+    random_extractor.model.get_layer("xception").save_weights(path)
+    loaded = load_extractor(str(path), "predictions")
+    assert not loaded.random
+    assert loaded.id == random_extractor.id.replace("RANDOM-", "")
+    pooled = load_extractor(str(path), "avg_pool")
+    assert pooled.dim == 2048 and pooled.id.startswith("xception-avg_pool-")
+
+
+def test_offline_imagenet_says_how_to_pass_a_file(monkeypatch):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: Name or service not known")
+
+    monkeypatch.setattr(xmod.keras.src.utils.file_utils, "get_file", offline)
+    with pytest.raises(ConfigError, match="could not get the ImageNet Xception weights.*--weights /path/to/xception"):
+        load_extractor("imagenet")
+
+
+def test_cli_embed_errors_are_one_line(tmp_path, capsys):
+    assert main(["embed", "--dataset", str(tmp_path)]) == 2
+    assert "not a dataset" in capsys.readouterr().err
