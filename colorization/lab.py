@@ -6,6 +6,7 @@ The model predicts ``ab / 128`` through a tanh.
 
 from __future__ import annotations
 
+import warnings
 from functools import cache
 
 import numpy as np
@@ -21,8 +22,11 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
 
 
 def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
-    """CIELab (..., 3) to 8-bit sRGB, out-of-gamut colours clipped."""
-    return np.rint(np.clip(color.lab2rgb(lab), 0.0, 1.0) * 255.0).astype(np.uint8)
+    """CIELab (..., 3) to 8-bit sRGB, out-of-gamut colours clipped (silently: predictions often leave the gamut)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Conversion from CIE-LAB", category=UserWarning)
+        rgb = color.lab2rgb(lab)
+    return np.rint(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def quantize(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -46,6 +46,17 @@ def _embed(args: argparse.Namespace) -> None:
     embed(dataset=args.dataset, weights=args.weights, head=args.head, batch_size=args.batch_size)
 
 
+def _train(args: argparse.Namespace) -> None:
+    from colorization.shards import Dataset
+    from colorization.training import TrainConfig, pick_extractor
+    from flows.train import train
+
+    TrainConfig(args.epochs, args.batch_size, args.learning_rate, args.width).check()
+    pick_extractor(Dataset(args.dataset), args.extractor)
+    train(dataset=args.dataset, model_dir=args.model_dir, epochs=args.epochs, batch_size=args.batch_size,
+          learning_rate=args.learning_rate, width=args.width, resume=args.resume, extractor=args.extractor)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="colorization", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -67,6 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="1000-class softmax as in the paper (default) or 2048-d pooled features")
     emb.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     emb.set_defaults(run=_embed)
+
+    trn = commands.add_parser("train", help="train the fusion model from shards + embeddings")
+    trn.add_argument("--dataset", type=_path, required=True, help="dataset folder with shards and embeddings")
+    trn.add_argument("--model-dir", type=_path, required=True, help="where model.keras, model.json and checkpoints go")
+    trn.add_argument("--epochs", type=int, default=10, help="total epochs, counting resumed ones (default 10)")
+    trn.add_argument("--batch-size", type=int, default=32, help="default 32")
+    trn.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default 0.001)")
+    trn.add_argument("--width", type=float, default=1.0, help="filter multiplier; 1.0 = the paper (default)")
+    trn.add_argument("--resume", action="store_true", help="continue the checkpoint in --model-dir")
+    trn.add_argument("--extractor", default=None, help="embedding set to use when the dataset has several")
+    trn.set_defaults(run=_train)
     return parser
 
 

@@ -43,7 +43,8 @@ def embed_shards(dataset: Path, weights: str, head: str, batch_size: int) -> dic
             Dataset(dataset), extractor.id, lambda lightness: extractor.embed(lightness, batch_size), on_shard
         )
     return {
-        "extractor": extractor.id + (" (RANDOM WEIGHTS, not a real model)" if extractor.random else ""),
+        "extractor_id": extractor.id,
+        "weights": "RANDOM WEIGHTS (not a real model)" if extractor.random else weights,
         "device": device.describe(),
         "shards": report.shards,
         "already embedded": report.skipped,

@@ -79,3 +79,21 @@ def random_extractor():
     from colorization.extractor import load_extractor
 
     return load_extractor("none", "predictions")
+
+
+FAKE_EXTRACTOR = "fake-extractor-16"
+
+
+@pytest.fixture
+def embedded_dataset(tiny_dataset, tmp_path):
+    """A private copy of the tiny dataset with cheap deterministic 16-d embeddings (no Xception)."""
+    from colorization.embeddings import write_embeddings
+    from colorization.shards import Dataset, read_shard
+
+    data = Dataset(tmp_path / "embedded")
+    shutil.copytree(tiny_dataset.root, data.root)
+    for shard in data.shards():
+        rows = read_shard(shard)
+        features = np.stack([rows.L.mean(axis=(1, 2)) / 255, rows.ab.mean(axis=(1, 2)).sum(axis=1) / 64] * 8, axis=1)
+        write_embeddings(data.embeddings_dir(FAKE_EXTRACTOR) / shard.name, rows.ids, features, FAKE_EXTRACTOR)
+    return data

@@ -43,7 +43,7 @@ def test_embed_flow_shapes_alignment_and_resume(prefect_harness, tiny_dataset, t
 
     first = embed(dataset=data.root, weights="none", batch_size=4)
 
-    assert first["shards"] == 3 and first["images"] == 10 and "RANDOM WEIGHTS" in first["extractor"]
+    assert first["shards"] == 3 and first["images"] == 10 and "RANDOM WEIGHTS" in first["weights"]
     assert "RANDOM WEIGHTS" in caplog.text
     folders = list((data.root / "embeddings").iterdir())
     assert len(folders) == 1 and "RANDOM" in folders[0].name

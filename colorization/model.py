@@ -1,0 +1,82 @@
+"""The fusion colorization network of Deep Koalarization (Baldassarre et al., 2017), in Keras 3.
+
+L (stored 0..255) -> conv encoder to 1/8 of the size -> the Xception embedding repeated over that grid and
+concatenated -> 1x1 fusion conv -> decoder of convs and 2x upsamplings -> a,b as ``tanh`` = ab / 128.
+Only ``keras`` layers and ops are used, so the same code trains under TensorFlow, JAX or PyTorch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+
+from colorization.atomic import atomic_path
+from colorization.errors import ConfigError
+
+ENCODER = [(64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 1), (256, 1)]
+FUSION = 256
+DECODER = [(128, True), (64, False), (64, True), (32, False)]
+DOWNSAMPLING = 8
+MODEL_FILE = "model.keras"
+CARD_FILE = "model.json"
+
+
+def _filters(base: int, width: float) -> int:
+    return max(4, round(base * width))
+
+
+def build_model(size: int = 256, embedding_dim: int = 1000, width: float = 1.0) -> keras.Model:
+    """The network for ``size``x``size`` inputs; ``width`` scales every layer's filters (1.0 = the paper's)."""
+    if size % DOWNSAMPLING:
+        raise ConfigError(f"the model size must be a multiple of {DOWNSAMPLING}, got {size}")
+    if width <= 0:
+        raise ConfigError(f"--width must be positive, got {width}")
+    lightness = keras.Input((size, size, 1), name="L")
+    embedding = keras.Input((embedding_dim,), name="embedding")
+
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale_L")(lightness)
+    for i, (filters, stride) in enumerate(ENCODER):
+        x = keras.layers.Conv2D(_filters(filters, width), 3, strides=stride, padding="same", activation="relu",
+                                name=f"encoder_{i}")(x)
+
+    grid = size // DOWNSAMPLING
+    repeated = keras.layers.RepeatVector(grid * grid, name="repeat_embedding")(embedding)
+    repeated = keras.layers.Reshape((grid, grid, embedding_dim), name="embedding_grid")(repeated)
+    x = keras.layers.Concatenate(name="fuse")([x, keras.ops.cast(repeated, x.dtype)])
+    x = keras.layers.Conv2D(_filters(FUSION, width), 1, activation="relu", name="fusion")(x)
+
+    for i, (filters, upsample) in enumerate(DECODER):
+        x = keras.layers.Conv2D(_filters(filters, width), 3, padding="same", activation="relu", name=f"decoder_{i}")(x)
+        if upsample:
+            x = keras.layers.UpSampling2D(2, name=f"upsample_{i}")(x)
+    x = keras.layers.Conv2D(2, 3, padding="same", activation="tanh", dtype="float32", name="ab")(x)
+    ab = keras.layers.UpSampling2D(2, name="upsample_out", dtype="float32")(x)
+    return keras.Model({"L": lightness, "embedding": embedding}, ab, name="koalarization")
+
+
+def save(model: keras.Model, model_dir: Path, card: dict) -> None:
+    """Write ``model.keras`` and its card ``model.json`` atomically."""
+    with atomic_path(model_dir / MODEL_FILE) as temp:
+        model.save(temp)
+    with atomic_path(model_dir / CARD_FILE) as temp:
+        temp.write_text(json.dumps(card, indent=2) + "\n")
+
+
+def read_card(model_dir: Path) -> dict:
+    """The model card, or a clear error when ``model_dir`` holds no trained model."""
+    path = model_dir / CARD_FILE
+    if not path.is_file() or not (model_dir / MODEL_FILE).is_file():
+        raise ConfigError(f"{model_dir}: no trained model here ({MODEL_FILE} and {CARD_FILE}); run train first")
+    return json.loads(path.read_text())
+
+
+def load(model_dir: Path, extractor_id: str | None = None) -> tuple[keras.Model, dict]:
+    """The trained model and its card; refuses a model trained on another extractor's embeddings."""
+    card = read_card(model_dir)
+    if extractor_id is not None and card["extractor_id"] != extractor_id:
+        raise ConfigError(
+            f"{model_dir}: model was trained on embeddings of {card['extractor_id']}, not {extractor_id}"
+        )
+    return keras.models.load_model(model_dir / MODEL_FILE, compile=False), card

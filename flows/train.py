@@ -1,0 +1,116 @@
+"""The ``train`` flow (deployment ``train/train``) and the ``pipeline`` flow: photos to a trained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.concurrency.sync import concurrency
+from prefect.runtime import flow_run
+from pydantic import Field
+
+from colorization import lab
+from colorization.gallery import markdown_gallery
+from colorization.shards import Dataset
+from colorization.training import EpochResult, Trainer, TrainConfig
+from flows.common import project_path
+from flows.embed import GPU_LIMIT, embed
+from flows.preprocess import preprocess
+
+RANDOM_NOTE = (
+    "**WARNING: trained on embeddings of an Xception with RANDOM weights (`--weights none`). "
+    "This model is a plumbing test, not a colorizer.**"
+)
+
+
+@flow(name="train")
+def train(
+    dataset: Path = Path("data/datasets/samples"),
+    model_dir: Path = Path("data/models/samples"),
+    epochs: Annotated[int, Field(ge=1)] = 10,
+    batch_size: Annotated[int, Field(ge=1)] = 32,
+    learning_rate: Annotated[float, Field(gt=0)] = 1e-3,
+    width: Annotated[float, Field(gt=0)] = 1.0,
+    resume: bool = False,
+    extractor: str | None = None,
+    validation_percent: Annotated[float, Field(gt=0, lt=100)] = 10.0,
+    seed: int = 0,
+) -> dict:
+    """Train the fusion model on ``dataset``'s shards and embeddings into ``model_dir``.
+
+    ``epochs`` is the total: ``resume`` continues a run's checkpoint up to it, with its optimizer state. A retry
+    of a crashed flow run resumes by itself. ``extractor`` picks the embedding set when there are several.
+    """
+    logger = get_run_logger()
+    config = TrainConfig(epochs, batch_size, learning_rate, width, validation_percent, seed)
+    trainer = Trainer(Dataset(project_path(dataset)), project_path(model_dir), config, extractor)
+    if "RANDOM" in trainer.extractor_id:
+        logger.warning(RANDOM_NOTE.replace("*", ""))
+    trainer.start(resume=resume or flow_run.run_count > 1)
+    logger.info(
+        "training %s: %d train / %d validation images, embeddings %s, epochs %d..%d",
+        trainer.model_dir, trainer.train_split.size, trainer.val_split.size, trainer.extractor_id,
+        trainer.state.epochs_done + 1, epochs,
+    )
+    rows: list[dict] = [h.row() for h in trainer.state.history]
+
+    def on_epoch(result: EpochResult) -> None:
+        rows.append(result.row())
+        create_table_artifact(key="train-metrics", table=rows, description=f"Epochs of {trainer.model_dir}")
+        logger.info("%s", ", ".join(f"{k} {v}" for k, v in result.row().items()))
+
+    with concurrency(GPU_LIMIT, occupy=1):
+        card = trainer.run(on_epoch)
+    _publish_samples(trainer, card)
+    create_link_artifact(key="train-model", link=(trainer.model_dir / "model.keras").as_uri(),
+                         link_text=str(trainer.model_dir / "model.keras"), description="The trained model")
+    return card
+
+
+def _publish_samples(trainer: Trainer, card: dict, count: int = 6) -> None:
+    """Before/after thumbnails of validation photos: grey input, prediction, original."""
+    split = trainer.val_split if trainer.val_split.size else trainer.train_split
+    inputs, target = next(split.batches(count))
+    predicted = np.asarray(trainer.model.predict_on_batch(inputs), np.float32)
+    rows = []
+    for i in range(len(target)):
+        lightness = inputs["L"][i, ..., 0].astype(np.uint8)
+        grey = np.repeat(lab.lightness_to_grey(lightness)[..., None], 3, axis=-1)
+        colour = [lab.lab_to_rgb(lab.dequantize(lightness, ab * lab.AB_SCALE)) for ab in (predicted[i], target[i])]
+        rows.append((f"validation {i + 1}", [grey, *colour]))
+    metrics = card["metrics"]
+    note = (
+        f"{card['epochs']} epochs, val loss {metrics.get('val_loss')}, PSNR {metrics.get('psnr')} dB, "
+        f"colourfulness {metrics.get('colorfulness')} (originals {metrics.get('colorfulness_true')})."
+    )
+    if card["random_extractor"]:
+        note = RANDOM_NOTE + "\n\n" + note
+    create_markdown_artifact(
+        key="train-samples",
+        markdown=markdown_gallery("Before / after (validation)", ["grey input", "model", "original"], rows, note),
+        description="Validation samples",
+    )
+
+
+@flow(name="pipeline")
+def pipeline(
+    source: Path = Path("data/samples/photos"),
+    dataset: Path = Path("data/datasets/samples"),
+    model_dir: Path = Path("data/models/samples"),
+    size: Annotated[int, Field(ge=32)] = 256,
+    weights: str = "imagenet",
+    head: Literal["predictions", "avg_pool"] = "predictions",
+    epochs: Annotated[int, Field(ge=1)] = 10,
+    batch_size: Annotated[int, Field(ge=1)] = 32,
+    width: Annotated[float, Field(gt=0)] = 1.0,
+    workers: Annotated[int | None, Field(ge=1)] = None,
+    resume: bool = False,
+) -> dict:
+    """preprocess -> embed -> train from one photo folder, each stage a subflow (and each incremental)."""
+    preprocess(source=source, dataset=dataset, size=size, workers=workers)
+    summary = embed(dataset=dataset, weights=weights, head=head)
+    return train(dataset=dataset, model_dir=model_dir, epochs=epochs, batch_size=batch_size, width=width,
+                 resume=resume, extractor=summary["extractor_id"])

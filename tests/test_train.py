@@ -1,0 +1,132 @@
+"""The train stage: the model learns, resumes with its optimizer state, saves faithfully, refuses mismatches."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+from colorization import model as net
+from colorization.batches import Split, is_validation
+from colorization.errors import ConfigError
+from colorization.training import Trainer, TrainConfig, compile_model
+from flows.cli import main
+from flows.train import pipeline, train
+from tests.conftest import FAKE_EXTRACTOR, copy_samples
+
+TINY = TrainConfig(epochs=2, batch_size=4, learning_rate=2e-3, width=0.125, validation_percent=20.0)
+
+
+def artifacts(key: str):
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    return sorted(found, key=lambda a: a.created)
+
+
+def test_model_shapes_and_width():
+    model = net.build_model(64, 16, 0.25)
+    out = model({"L": np.zeros((2, 64, 64, 1), np.float32), "embedding": np.zeros((2, 16), np.float32)})
+    assert tuple(out.shape) == (2, 64, 64, 2)
+    assert model.get_layer("encoder_0").filters == 16 and model.get_layer("fusion").filters == 64
+    assert net.build_model(64, 16, 1.0).count_params() > 10 * model.count_params()
+    with pytest.raises(ConfigError, match="multiple of 8"):
+        net.build_model(60, 16)
+
+
+def test_tiny_model_overfits_a_fixed_batch(embedded_dataset):
+    split = Split(embedded_dataset, FAKE_EXTRACTOR, validation=False, percent=1.0)
+    inputs, target = next(split.batches(4))
+    keras.utils.set_random_seed(0)
+    model = net.build_model(32, 16, 0.25)
+    compile_model(model, 3e-3)
+    before = float(model.evaluate(inputs, target, verbose=0))
+    model.fit(inputs, target, batch_size=4, epochs=300, verbose=0)
+    after = float(model.evaluate(inputs, target, verbose=0))
+    assert after < before / 10, (before, after)
+
+
+def test_split_is_stable_disjoint_and_batches_cover_it(embedded_dataset):
+    train_split = Split(embedded_dataset, FAKE_EXTRACTOR, validation=False, percent=20.0)
+    val_split = Split(embedded_dataset, FAKE_EXTRACTOR, validation=True, percent=20.0)
+    assert train_split.size + val_split.size == 10 and val_split.size > 0
+    assert is_validation("some/photo.jpg@0123", 20.0) == is_validation("some/photo.jpg@0123", 20.0)
+    seen = sum(len(t) for _, t in train_split.batches(3, np.random.default_rng(0), flip=True, shards_in_memory=1))
+    assert seen == train_split.size
+    inputs, target = next(train_split.batches(3))
+    assert inputs["L"].shape == (3, 32, 32, 1) and inputs["embedding"].shape == (3, 16)
+    assert target.dtype == np.float32 and np.abs(target).max() <= 1.0
+
+
+def test_resume_continues_epoch_numbering_and_optimizer_state(embedded_dataset, tmp_path):
+    model_dir = tmp_path / "model"
+    first = Trainer(embedded_dataset, model_dir, TINY)
+    first.start(resume=False)
+    first.run()
+    steps = first.train_split.steps(TINY.batch_size)
+    saved_moments = [np.array(v) for v in first.model.optimizer.variables]
+
+    with pytest.raises(ConfigError, match="already holds a training run; pass --resume"):
+        Trainer(embedded_dataset, model_dir, TINY).start(resume=False)
+
+    second = Trainer(embedded_dataset, model_dir, TrainConfig(**{**TINY.__dict__, "epochs": 3}))
+    second.start(resume=True)
+    assert int(second.model.optimizer.iterations) == 2 * steps
+    for saved, loaded in zip(saved_moments, second.model.optimizer.variables):
+        assert np.array_equal(saved, np.array(loaded)), "optimizer state must survive the checkpoint"
+    card = second.run()
+    assert card["epochs"] == 3 and [h["epoch"] for h in card["history"]] == [1, 2, 3]
+    assert int(second.model.optimizer.iterations) == 3 * steps
+
+
+def test_saved_model_predicts_identically_and_refuses_other_extractor(embedded_dataset, tmp_path):
+    trainer = Trainer(embedded_dataset, tmp_path / "model", TrainConfig(**{**TINY.__dict__, "epochs": 1}))
+    trainer.start(resume=False)
+    card = trainer.run()
+    inputs, _ = next(trainer.val_split.batches(4))
+    loaded, loaded_card = net.load(tmp_path / "model", FAKE_EXTRACTOR)
+    assert np.array_equal(np.asarray(trainer.model.predict_on_batch(inputs)), np.asarray(loaded.predict_on_batch(inputs)))
+    assert loaded_card == json.loads((tmp_path / "model" / "model.json").read_text()) == card
+    assert card["extractor_id"] == FAKE_EXTRACTOR and card["size"] == 32 and card["train_images"] > 0
+    with pytest.raises(ConfigError, match="trained on embeddings of fake-extractor-16, not xception-predictions-abc"):
+        net.load(tmp_path / "model", "xception-predictions-abc")
+    with pytest.raises(ConfigError, match="no trained model here"):
+        net.load(tmp_path)
+
+
+def test_train_flow_publishes_metrics_samples_and_model(prefect_harness, embedded_dataset, tmp_path):
+    card = train(dataset=embedded_dataset.root, model_dir=tmp_path / "m", epochs=2, batch_size=4, width=0.125,
+                 validation_percent=20.0)
+    assert card["epochs"] == 2 and (tmp_path / "m" / "model.keras").is_file()
+    metrics = artifacts("train-metrics")
+    assert len(metrics) >= 2 and "psnr" in str(metrics[-1].data) and "images_per_second" in str(metrics[-1].data)
+    samples = artifacts("train-samples")[-1].data
+    assert samples.count("data:image/jpeg;base64,") >= 3 and "model" in samples and "original" in samples
+    assert str(tmp_path / "m") in str(artifacts("train-model")[-1].data)
+
+
+def test_pipeline_runs_all_stages_and_warns_about_random_weights(prefect_harness, sample_paths, tmp_path, caplog):
+    copy_samples(sample_paths[:6], tmp_path / "photos")
+    card = pipeline(source=tmp_path / "photos", dataset=tmp_path / "ds", model_dir=tmp_path / "m", size=32,
+                    weights="none", epochs=1, batch_size=4, width=0.125, workers=1)
+    assert card["random_extractor"] and "RANDOM" in card["extractor_id"] and card["epochs"] == 1
+    assert "RANDOM" in caplog.text
+    assert "RANDOM weights" in artifacts("train-samples")[-1].data
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--epochs", "0"], "--epochs must be at least 1"), (["--width", "-1"], "--width must be positive")],
+)
+def test_cli_train_bad_parameters(embedded_dataset, tmp_path, capsys, extra, message):
+    code = main(["train", "--dataset", str(embedded_dataset.root), "--model-dir", str(tmp_path / "m"), *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err
+
+
+def test_cli_train_without_embeddings(tiny_dataset, tmp_path, capsys):
+    assert main(["train", "--dataset", str(tiny_dataset.root), "--model-dir", str(tmp_path / "m")]) == 2
+    assert "no embeddings; run embed first" in capsys.readouterr().err
