@@ -17,14 +17,15 @@ import keras
 import numpy as np
 
 from colorization import device, lab
+from colorization.card import RANDOM_WARNING
 from colorization.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 HEADS = ("predictions", "avg_pool")
+IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/xception/"
 XCEPTION_SIZE = 299
 RANDOM_SEED = 1712_03400
-RANDOM_WARNING = "RANDOM WEIGHTS: this Xception was not trained; its embeddings are meaningless (tests only)"
 OFFLINE_HINT = (
     "on a machine without internet, download the file elsewhere and pass its path: "
     "--weights /path/to/xception_weights_tf_dim_ordering_tf_kernels.h5 "
@@ -112,6 +113,20 @@ def _with_head(model: keras.Model, head: str) -> keras.Model:
     if head == "avg_pool" and any(layer.name == "predictions" for layer in model.layers):
         return keras.Model(model.input, model.get_layer("avg_pool").output, name="xception_avg_pool")
     return model
+
+
+def imagenet_available(head: str = "predictions") -> bool:
+    """Whether the ImageNet weights are in the Keras cache or can be downloaded now."""
+    try:
+        _imagenet_weights_file(head)
+    except Exception:  # the download raises whatever the network layer raises
+        return False
+    return True
+
+
+def _imagenet_weights_file(head: str) -> str:
+    name = "xception_weights_tf_dim_ordering_tf_kernels" + ("" if head == "predictions" else "_notop") + ".h5"
+    return keras.utils.get_file(name, IMAGENET_URL + name, cache_subdir="models")
 
 
 def _imagenet(head: str) -> keras.Model:

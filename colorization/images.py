@@ -18,15 +18,22 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_PIXELS = 200_000_000
 _SRGB = ImageCms.createProfile("sRGB")
 _ICC_MODES = {"RGB", "CMYK", "L"}
+_ORIENTATION = 0x0112
+SAVE_OPTIONS = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}, "TIFF": {"compression": "tiff_deflate"}}
 
 
 @dataclass(frozen=True)
 class Photo:
-    """A decoded photo in 8-bit sRGB, with the size of the original file after orientation."""
+    """A decoded photo in 8-bit sRGB, with the size of the original file after orientation and the metadata
+    an output should carry over (EXIF, ICC profile, DPI, file format)."""
 
     image: Image.Image
     width: int
     height: int
+    format: str | None = None
+    exif: bytes | None = None
+    icc: bytes | None = None
+    dpi: tuple[float, float] | None = None
 
 
 def read_bytes(path: str | Path) -> bytes:
@@ -63,10 +70,12 @@ def decode(
             if scale < 1:
                 image.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))
         image.load()
-        if _swaps_axes(image):
+        if image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8):
             width, height = height, width
+        metadata = {"format": image.format, "icc": image.info.get("icc_profile"), "dpi": image.info.get("dpi")}
         image = ImageOps.exif_transpose(image)
-        return Photo(to_srgb(image, name), width, height)
+        exif = image.getexif()
+        return Photo(to_srgb(image, name), width, height, exif=exif.tobytes() if len(exif) else None, **metadata)
     except ImageError:
         raise
     except UnidentifiedImageError as exc:
@@ -78,11 +87,6 @@ def decode(
 def load(path: str | Path, **kwargs) -> Photo:
     """Read and decode one file; see :func:`decode` for the options."""
     return decode(read_bytes(path), path, **kwargs)
-
-
-def _swaps_axes(image: Image.Image) -> bool:
-    """Whether the EXIF orientation rotates by 90 degrees, swapping width and height."""
-    return image.getexif().get(0x0112, 1) in (5, 6, 7, 8)
 
 
 def to_srgb(image: Image.Image, name: str | Path = "<image>") -> Image.Image:
@@ -131,3 +135,29 @@ def _flatten_alpha(image: Image.Image) -> Image.Image:
 def fit_square(image: Image.Image, size: int) -> np.ndarray:
     """Resize so the shorter side is ``size`` and centre-crop to ``size``x``size`` (antialiased)."""
     return np.asarray(ImageOps.fit(image, (size, size), method=Image.Resampling.LANCZOS))
+
+
+def encode_like(rgb: np.ndarray, original: Photo) -> bytes:
+    """Encode an sRGB result in the original's format with its EXIF (orientation normal), DPI and colour space.
+
+    An original with an RGB ICC profile gets its pixels converted back into that profile and the profile
+    embedded; other originals (untagged, grey or CMYK profiles) are written as sRGB.
+    """
+    image = Image.fromarray(rgb, "RGB")
+    fmt = original.format or "PNG"
+    options: dict = dict(SAVE_OPTIONS.get(fmt, {}))
+    if original.icc:
+        try:
+            profile = ImageCms.ImageCmsProfile(io.BytesIO(original.icc))
+            if profile.profile.xcolor_space.strip() == "RGB":
+                image = ImageCms.profileToProfile(image, _SRGB, profile, outputMode="RGB")
+                options["icc_profile"] = original.icc
+        except (ImageCms.PyCMSError, OSError):
+            pass
+    if original.exif and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
+        options["exif"] = original.exif
+    if original.dpi:
+        options["dpi"] = original.dpi
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()

@@ -13,14 +13,13 @@ from pathlib import Path
 import keras
 
 from colorization.atomic import atomic_path
+from colorization.card import CARD_FILE, MODEL_FILE, read_card
 from colorization.errors import ConfigError
 
 ENCODER = [(64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 1), (256, 1)]
 FUSION = 256
 DECODER = [(128, True), (64, False), (64, True), (32, False)]
 DOWNSAMPLING = 8
-MODEL_FILE = "model.keras"
-CARD_FILE = "model.json"
 
 
 def _filters(base: int, width: float) -> int:
@@ -62,14 +61,6 @@ def save(model: keras.Model, model_dir: Path, card: dict) -> None:
         model.save(temp)
     with atomic_path(model_dir / CARD_FILE) as temp:
         temp.write_text(json.dumps(card, indent=2) + "\n")
-
-
-def read_card(model_dir: Path) -> dict:
-    """The model card, or a clear error when ``model_dir`` holds no trained model."""
-    path = model_dir / CARD_FILE
-    if not path.is_file() or not (model_dir / MODEL_FILE).is_file():
-        raise ConfigError(f"{model_dir}: no trained model here ({MODEL_FILE} and {CARD_FILE}); run train first")
-    return json.loads(path.read_text())
 
 
 def load(model_dir: Path, extractor_id: str | None = None) -> tuple[keras.Model, dict]:

@@ -57,6 +57,36 @@ def _train(args: argparse.Namespace) -> None:
           learning_rate=args.learning_rate, width=args.width, resume=args.resume, extractor=args.extractor)
 
 
+def _pipeline(args: argparse.Namespace) -> None:
+    from colorization.extractor import RANDOM_WARNING, imagenet_available
+    from colorization.preprocess import check_params
+    from colorization.training import TrainConfig
+    from flows.train import pipeline
+
+    check_params(args.source, args.size, 512)
+    TrainConfig(args.epochs, args.batch_size, 1e-3, args.width).check()
+    weights = args.weights
+    if weights == "auto":
+        weights = "imagenet" if imagenet_available() else "none"
+        if weights == "none":
+            print(f"\n*** No ImageNet Xception weights (offline?). {RANDOM_WARNING}. ***\n", file=sys.stderr)
+    pipeline(source=args.source, dataset=args.dataset, model_dir=args.model_dir, size=args.size, weights=weights,
+             epochs=args.epochs, batch_size=args.batch_size, width=args.width, workers=args.workers,
+             resume=args.resume)
+
+
+def _colorize(args: argparse.Namespace) -> None:
+    from colorization.catalog import check_paths
+    from colorization.card import read_card
+    from flows.colorize import colorize
+
+    check_paths(args.input, args.output)
+    read_card(args.model)
+    colorize(input=args.input, output=args.output, model=args.model, weights=args.weights,
+             batch_size=args.batch_size, recolor=args.recolor, overwrite=args.overwrite, workers=args.workers,
+             dask_address=args.dask_address, max_pixels=args.max_pixels)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="colorization", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -89,6 +119,33 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--resume", action="store_true", help="continue the checkpoint in --model-dir")
     trn.add_argument("--extractor", default=None, help="embedding set to use when the dataset has several")
     trn.set_defaults(run=_train)
+
+    pipe = commands.add_parser("pipeline", help="preprocess -> embed -> train from one photo folder")
+    pipe.add_argument("source", type=_path, help="folder tree of colour photos to learn from")
+    pipe.add_argument("--dataset", type=_path, required=True)
+    pipe.add_argument("--model-dir", type=_path, required=True)
+    pipe.add_argument("--size", type=int, default=256)
+    pipe.add_argument("--weights", default="imagenet",
+                      help="imagenet, none, a file, or auto (imagenet when obtainable, else random with a warning)")
+    pipe.add_argument("--epochs", type=int, default=10)
+    pipe.add_argument("--batch-size", type=int, default=32)
+    pipe.add_argument("--width", type=float, default=1.0)
+    pipe.add_argument("--workers", type=int, default=None)
+    pipe.add_argument("--resume", action="store_true")
+    pipe.set_defaults(run=_pipeline)
+
+    col = commands.add_parser("colorize", help="colour a photo archive at full resolution (incremental)")
+    col.add_argument("input", type=_path, help="folder tree, .zip or .tar of photos (never modified)")
+    col.add_argument("output", type=_path, help="folder that mirrors the input with coloured photos")
+    col.add_argument("--model", type=_path, default=_path("data/models/samples"), help="trained model folder")
+    col.add_argument("--weights", default="imagenet", help="Xception weights the model was trained with")
+    col.add_argument("--batch-size", type=int, default=8, help="photos per network batch (default 8)")
+    col.add_argument("--recolor", action="store_true", help="also colour photos that are already in colour")
+    col.add_argument("--overwrite", action="store_true", help="redo everything, replacing existing outputs")
+    col.add_argument("--workers", type=int, default=None, help="local Dask workers for decoding and encoding")
+    col.add_argument("--dask-address", default=None, help="use this Dask scheduler instead of a local cluster")
+    col.add_argument("--max-pixels", type=int, default=200_000_000, help="refuse larger photos (default 200 MP)")
+    col.set_defaults(run=_colorize)
     return parser
 
 

@@ -10,6 +10,7 @@ from prefect.client.orchestration import get_client
 from prefect_dask import DaskTaskRunner
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+GPU_LIMIT = "gpu"  # the global concurrency limit that serialises work on the accelerator
 
 
 def project_path(path: str | Path) -> Path:

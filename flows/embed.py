@@ -14,9 +14,7 @@ from colorization import device
 from colorization.embeddings import embed_dataset
 from colorization.extractor import RANDOM_WARNING, load_extractor
 from colorization.shards import Dataset
-from flows.common import project_path
-
-GPU_LIMIT = "gpu"
+from flows.common import GPU_LIMIT, project_path
 
 
 def resolve_weights(weights: str) -> str:

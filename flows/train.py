@@ -16,8 +16,8 @@ from colorization import lab
 from colorization.gallery import markdown_gallery
 from colorization.shards import Dataset
 from colorization.training import EpochResult, Trainer, TrainConfig
-from flows.common import project_path
-from flows.embed import GPU_LIMIT, embed
+from flows.common import GPU_LIMIT, project_path
+from flows.embed import embed
 from flows.preprocess import preprocess
 
 RANDOM_NOTE = (

@@ -1,0 +1,81 @@
+"""Photo-side work of colouring, free of any deep-learning framework so that Dask workers stay light.
+
+A photo goes through three steps so that only small arrays ever travel between processes:
+
+1. :func:`prepare` decodes it at a reduced scale (DCT scaling for JPEGs) into the model's small L, and tells
+   whether it is already in colour;
+2. :class:`colorization.colorize.Colorizer` predicts a,b for a batch of small L;
+3. :func:`render` decodes the original at full size, takes its exact L, upsamples the predicted a,b
+   (bicubic), converts L+ab to sRGB and encodes the result like the original (format, EXIF, ICC, DPI).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from colorization import images, lab
+from colorization.atomic import atomic_path
+
+COLORIZED, COLOUR, ERROR, UNCHANGED = "colorized", "colour", "error", "unchanged"
+
+
+@dataclass
+class Prepared:
+    """A photo ready for the network: its small stored L and whether it already has colour."""
+
+    name: str
+    lightness: np.ndarray
+    colour: bool
+
+
+def prepare(data: bytes, name: str, size: int, max_pixels: int, grey_threshold: float = 2.5) -> Prepared:
+    """The model-size L of a photo (whole frame squeezed to ``size``x``size``) and its colour flag."""
+    photo = images.decode(data, name, min_side=size, max_pixels=max_pixels)
+    small = np.asarray(photo.image.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0))
+    lightness, ab = lab.quantize(lab.rgb_to_lab(small))
+    return Prepared(name, lightness, not lab.is_monochrome(lightness, ab, grey_threshold))
+
+
+def upsample_ab(ab: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Predicted a,b (h, w, 2) resized bicubically to ``size`` = (width, height): (height, width, 2) float32."""
+    channels = [np.asarray(Image.fromarray(ab[..., c].astype(np.float32), "F").resize(size, Image.Resampling.BICUBIC))
+                for c in range(2)]
+    return np.stack(channels, axis=-1)
+
+
+def colorize_rgb(rgb: np.ndarray, ab_small: np.ndarray) -> np.ndarray:
+    """Full-resolution colour: the photo's own L with the predicted a,b upsampled to its size."""
+    height, width = rgb.shape[:2]
+    return lab.lab_to_srgb_fast(lab.lightness(rgb), upsample_ab(ab_small, (width, height)))
+
+
+def render(data: bytes, name: str, ab_small: np.ndarray, target: Path, max_pixels: int,
+           thumbnail: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
+    """Colour one photo at full size and write it to ``target`` atomically, in the original's format.
+
+    Returns (before, after) thumbnails of at most ``thumbnail`` pixels when asked, for galleries.
+    """
+    photo = images.decode(data, name, max_pixels=max_pixels)
+    rgb = np.asarray(photo.image)
+    result = colorize_rgb(rgb, ab_small)
+    encoded = images.encode_like(result, photo)
+    with atomic_path(target) as temp:
+        temp.write_bytes(encoded)
+    if not thumbnail:
+        return None
+    return tuple(_thumbnail(pixels, thumbnail) for pixels in (rgb, result))
+
+
+def _thumbnail(rgb: np.ndarray, side: int) -> np.ndarray:
+    image = Image.fromarray(rgb)
+    image.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    return np.asarray(image)
+
+
+def file_hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=12).hexdigest()
