@@ -150,17 +150,41 @@ def _f_inverse(t: np.ndarray) -> np.ndarray:
 
 
 def lab_to_srgb_fast(lightness_: np.ndarray, ab: np.ndarray) -> np.ndarray:
-    """8-bit sRGB (h, w, 3) of L (h, w) and ab (h, w, 2), float32; out-of-gamut colours clipped."""
+    """8-bit sRGB (h, w, 3) of L (h, w) and ab (h, w, 2), float32.
+
+    Colours outside the sRGB gamut are desaturated towards the grey of the same luminance (in linear light)
+    until they fit, instead of being clipped channel by channel: lightness is kept, so a coloured photo keeps
+    the tones of the original even where the predicted colour is too strong for its highlights or shadows.
+    """
     out = np.empty(lightness_.shape + (3,), np.uint8)
     encode = _linear_to_srgb_lut()
     matrix = _XYZ_TO_RGB * _D65
     for rows in _blocks(len(out)):
         fy = (lightness_[rows] + 16) / 116
-        xyz = (_f_inverse(fy + ab[rows, :, 0] / 500), _f_inverse(fy), _f_inverse(fy - ab[rows, :, 1] / 200))
-        for channel in range(3):
-            linear = xyz[0] * matrix[channel, 0] + xyz[1] * matrix[channel, 1] + xyz[2] * matrix[channel, 2]
-            np.clip(linear, 0, 1, out=linear)
-            linear *= _GAMMA_STEPS
-            linear += 0.5
-            out[rows, :, channel] = encode[linear.astype(np.int32)]
+        x, y, z = _f_inverse(fy + ab[rows, :, 0] / 500), _f_inverse(fy), _f_inverse(fy - ab[rows, :, 1] / 200)
+        linear = [x * matrix[c, 0] + y * matrix[c, 1] + z * matrix[c, 2] for c in range(3)]
+        if min(c.min() for c in linear) < 0 or max(c.max() for c in linear) > 1:
+            _desaturate_into_gamut(linear, y)
+        for c, channel in enumerate(linear):
+            np.clip(channel, 0, 1, out=channel)
+            channel *= _GAMMA_STEPS
+            channel += 0.5
+            out[rows, :, c] = encode[channel.astype(np.int32)]
     return out
+
+
+def _desaturate_into_gamut(linear: list[np.ndarray], luminance: np.ndarray) -> None:
+    """Move each out-of-gamut pixel towards grey of equal luminance just far enough; in place."""
+    keep = np.ones_like(luminance)
+    ratio = np.empty_like(luminance)
+    for channel in linear:
+        chroma = channel - luminance
+        for outside, room in ((channel > 1, 1 - luminance), (channel < 0, -luminance)):
+            if outside.any():
+                ratio.fill(1)
+                np.divide(room, chroma, out=ratio, where=outside)
+                np.minimum(keep, ratio, out=keep)
+    for channel in linear:
+        channel -= luminance
+        channel *= keep
+        channel += luminance

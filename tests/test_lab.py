@@ -64,3 +64,24 @@ def test_colorfulness_orders_grey_dull_vivid():
     vivid[:, 8:] = (0, 0, 255)
     assert lab.colorfulness(grey) == 0
     assert 0 < lab.colorfulness(dull) < lab.colorfulness(vivid)
+
+
+def test_fast_full_resolution_conversions_match_skimage(squares):
+    for rgb in squares[:4]:
+        exact = lab.rgb_to_lab(rgb)
+        assert np.abs(lab.lightness(rgb) - exact[..., 0]).max() < 1e-3
+        grey = np.repeat(rgb[..., :1], 3, axis=-1)
+        assert np.abs(lab.lightness(grey) - lab.rgb_to_lab(grey)[..., 0]).max() < 1e-3
+        fast = lab.lab_to_srgb_fast(exact[..., 0], exact[..., 1:]).astype(int)
+        assert np.abs(fast - lab.lab_to_rgb(exact)).max() <= 1
+
+
+def test_out_of_gamut_colours_keep_their_lightness():
+    rng = np.random.default_rng(0)
+    wild = rng.normal(0, 90, (64, 64, 2)).astype(np.float32)
+    lightness_ = rng.uniform(0, 100, (64, 64)).astype(np.float32)
+    rgb = lab.lab_to_srgb_fast(lightness_, wild)
+    assert np.abs(lab.lightness(rgb) - lightness_).max() < 0.8, "only 8-bit rounding may move L"
+    clipped = lab.lab_to_rgb(np.concatenate([lightness_[..., None], wild], axis=-1))
+    assert np.abs(lab.lightness(clipped) - lightness_).max() > 5, "per-channel clipping would have moved L"
+    assert lab.colorfulness(rgb) > 20, "colour is reduced only as far as the gamut needs"

@@ -1,0 +1,174 @@
+"""The colorize stage end to end on a small archive with a tiny random model."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from colorization import catalog, lab
+from colorization import model as net
+from colorization.archive import Entry, list_entries
+from colorization.errors import ConfigError
+from flows.cli import main
+from flows.colorize import colorize
+from tests import icc
+from tests.conftest import plant_bad_files
+
+ARTIST = 0x013B
+PROFILE = icc.rgb_profile(icc.SRGB_PRIMARIES_D50, gamma=2.2, name="archive scanner")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory, random_extractor):
+    """A fusion model with random weights at 32x32, carded as trained on the random extractor's embeddings."""
+    model_dir = tmp_path_factory.mktemp("model")
+    card = {"extractor_id": random_extractor.id, "size": 32, "width": 0.125, "random_extractor": True}
+    model = net.build_model(32, random_extractor.dim, 0.125)
+    model.get_layer("ab").bias.assign([0.2, 0.3])  # a visible tint, so that "colour was added" can be checked
+    net.save(model, model_dir, card)
+    return model_dir
+
+
+def grey_from(path: Path) -> Image.Image:
+    return Image.open(path).convert("L")
+
+
+@pytest.fixture
+def archive(tmp_path, sample_paths):
+    """Nested folders: a rotated grey JPEG with EXIF, ICC and DPI; a grey PNG; a colour photo; bad files."""
+    root = tmp_path / "archive"
+    (root / "1920s" / "family").mkdir(parents=True)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[ARTIST] = "Parish photographer"
+    grey_from(sample_paths[0]).convert("RGB").save(
+        root / "1920s" / "family" / "wedding.jpg", quality=92, exif=exif.tobytes(), icc_profile=PROFILE, dpi=(300, 300)
+    )
+    grey_from(sample_paths[1]).save(root / "1920s" / "harbour.png")
+    Image.open(sample_paths[2]).save(root / "colour.jpg", quality=90)
+    plant_bad_files(root / "damaged", sample_paths[3])
+    return root
+
+
+def digest_tree(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_colorize_archive_end_to_end(prefect_harness, tiny_model, archive, tmp_path, sample_paths):
+    before = digest_tree(archive)
+    out = tmp_path / "coloured"
+
+    summary = colorize(input=archive, output=out, model=tiny_model, batch_size=2, workers=2)
+
+    assert (summary["photos"], summary["colorized"], summary["colour"], summary["errors"]) == (6, 2, 1, 3)
+    assert digest_tree(archive) == before, "originals must never change"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and ".colorize" not in p.parts) \
+        == ["1920s/family/wedding.jpg", "1920s/harbour.png"]
+
+    # The rotated JPEG: upright, same size as the upright original, metadata carried over, L kept.
+    original = Image.open(archive / "1920s" / "family" / "wedding.jpg")
+    result = Image.open(out / "1920s" / "family" / "wedding.jpg")
+    assert result.format == "JPEG" and result.size == (original.height, original.width)
+    assert result.getexif().get(0x0112, 1) == 1 and result.getexif()[ARTIST] == "Parish photographer"
+    assert result.info["icc_profile"] == PROFILE
+    assert tuple(round(v) for v in result.info["dpi"]) == (300, 300)
+    upright = np.asarray(Image.open(archive / "1920s" / "family" / "wedding.jpg").transpose(Image.Transpose.ROTATE_270).convert("RGB"))
+    difference = np.abs(lab.lightness(np.asarray(result.convert("RGB"))) - lab.lightness(upright))
+    assert difference.mean() < 1.5
+
+    # The PNG: lossless, so L is kept to within 8-bit rounding and clipping of out-of-gamut colours.
+    png_in = np.asarray(Image.open(archive / "1920s" / "harbour.png").convert("RGB"))
+    png_out = Image.open(out / "1920s" / "harbour.png")
+    assert png_out.format == "PNG" and png_out.mode == "RGB" and png_out.size == (png_in.shape[1], png_in.shape[0])
+    png_difference = np.abs(lab.lightness(np.asarray(png_out)) - lab.lightness(png_in))
+    assert png_difference.mean() < 1.0 and np.percentile(png_difference, 99) < 3.0
+    assert lab.colorfulness(np.asarray(png_out)) > lab.colorfulness(png_in), "colour was added"
+
+    manifest = catalog.read_manifest(out).set_index("source")
+    assert manifest["status"].to_dict() == {
+        "1920s/family/wedding.jpg": "colorized", "1920s/harbour.png": "colorized", "colour.jpg": "colour",
+        "damaged/empty.png": "error", "damaged/notes.jpg": "error", "damaged/truncated.jpg": "error",
+    }
+    assert "truncated" in manifest.loc["damaged/truncated.jpg", "error"]
+    assert manifest.loc["1920s/harbour.png", "model_id"].startswith("xception-predictions-RANDOM")
+    gallery = (out / ".colorize" / "gallery.html").read_text()
+    assert gallery.count("data:image/jpeg;base64,") == 4 and "RANDOM WEIGHTS" in gallery
+
+    # A re-run does nothing; an added photo is the only one processed.
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.*") if ".colorize" not in p.parts}
+    again = colorize(input=archive, output=out, model=tiny_model, batch_size=2, workers=1)
+    assert (again["colorized"], again["unchanged"], again["colour"], again["errors"]) == (0, 2, 1, 3)
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+    grey_from(sample_paths[4]).save(archive / "1920s" / "added.jpg", quality=90)
+    more = colorize(input=archive, output=out, model=tiny_model, batch_size=2, workers=1)
+    assert (more["colorized"], more["unchanged"]) == (1, 2)
+    assert (out / "1920s" / "added.jpg").is_file()
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+
+
+def test_zip_input_and_unsafe_member(prefect_harness, tiny_model, tmp_path, sample_paths):
+    buffer = io.BytesIO()
+    grey_from(sample_paths[5]).save(buffer, "JPEG", quality=90)
+    source = tmp_path / "scans.zip"
+    with zipfile.ZipFile(source, "w") as archive:
+        archive.writestr("box1/scan.jpg", buffer.getvalue())
+        archive.writestr("../evil.jpg", buffer.getvalue())
+    out = tmp_path / "nested" / "out"
+
+    summary = colorize(input=source, output=out, model=tiny_model, workers=1)
+
+    assert (summary["colorized"], summary["errors"]) == (1, 1)
+    assert Image.open(out / "box1" / "scan.jpg").size == Image.open(io.BytesIO(buffer.getvalue())).size
+    assert not (tmp_path / "nested" / "evil.jpg").exists() and not (tmp_path / "evil.jpg").exists()
+    assert "unsafe path" in catalog.read_manifest(out).set_index("source").loc["../evil.jpg", "error"]
+
+
+def test_plan_redoes_changed_files_and_all_after_a_model_change(tmp_path):
+    entries = [Entry("a.jpg", 10, 1), Entry("b.jpg", 20, 2), Entry("c.jpg", 30, 3)]
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "b.jpg").write_bytes(b"x")
+    records = [catalog.record(entries[0], "colorized", "m1"), catalog.record(entries[1], "colorized", "m1"),
+               catalog.record(entries[2], "colour", "m1")]
+    manifest = catalog.merge(catalog.read_manifest(tmp_path), records)
+
+    assert [e.name for e in catalog.plan(entries, manifest, tmp_path, "m1").pending] == []
+    changed = [Entry("a.jpg", 11, 1)] + entries[1:]
+    assert [e.name for e in catalog.plan(changed, manifest, tmp_path, "m1").pending] == ["a.jpg"]
+    assert [e.name for e in catalog.plan(entries, manifest, tmp_path, "m2").pending] == ["a.jpg", "b.jpg"]
+    assert [e.name for e in catalog.plan(entries, manifest, tmp_path, "m1", recolor=True).pending] == ["c.jpg"]
+    os.remove(tmp_path / "b.jpg")
+    assert [e.name for e in catalog.plan(entries, manifest, tmp_path, "m1").pending] == ["b.jpg"]
+
+
+def test_existing_foreign_output_is_kept_unless_overwrite(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"someone else's file")
+    work = catalog.plan([Entry("a.jpg", 1, 1)], catalog.read_manifest(tmp_path), tmp_path, "m")
+    assert work.pending == [] and "pass --overwrite" in work.skipped[0]["error"]
+    assert len(catalog.plan([Entry("a.jpg", 1, 1)], catalog.read_manifest(tmp_path), tmp_path, "m",
+                            overwrite=True).pending) == 1
+
+
+def test_output_inside_input_and_missing_model_are_refused(archive, tmp_path, capsys):
+    with pytest.raises(ConfigError, match="must not be inside the input folder"):
+        catalog.check_paths(archive, archive / "out")
+    assert main(["colorize", str(archive), str(tmp_path / "out"), "--model", str(tmp_path / "nomodel")]) == 2
+    assert "no trained model here" in capsys.readouterr().err
+
+
+def test_list_entries_of_folder_zip_and_tar(archive, tmp_path):
+    import tarfile
+
+    names = [e.name for e in list_entries(archive)]
+    assert names[:2] == ["1920s/family/wedding.jpg", "1920s/harbour.png"]
+    tar_path = tmp_path / "a.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        tar.add(archive, arcname=".")
+    assert sorted(e.name.removeprefix("./") for e in list_entries(tar_path)) == sorted(names)
