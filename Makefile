@@ -13,8 +13,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The demo learns from the bundled photos at a small size and width: a few minutes on 2 CPU cores.
+# WEIGHTS=auto uses ImageNet Xception when it can be downloaded (or is cached), else random weights, loudly.
+WEIGHTS ?= auto
 demo: $(STAMP)
-	$(BIN)/colorization preprocess data/samples/photos --dataset data/datasets/samples --size 128 --rows-per-shard 16
+	$(BIN)/colorization pipeline data/samples/photos --dataset data/datasets/samples \
+		--model-dir data/models/samples --size 128 --width 0.5 --epochs 8 --batch-size 8 --weights $(WEIGHTS) --resume
+	$(BIN)/colorization colorize data/samples/archive data/colorized/samples --model data/models/samples
+	@echo
+	@echo "Coloured photos:  data/colorized/samples/ (the grey originals are in data/samples/archive/)"
+	@echo "Before/after:     data/colorized/samples/.colorize/gallery.html"
+	@echo "Model and card:   data/models/samples/model.keras, data/models/samples/model.json"
 
 test: $(STAMP)
 	$(BIN)/pytest

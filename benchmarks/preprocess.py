@@ -7,15 +7,15 @@ upscaled from the bundled sample photos and cached in ``data/benchmarks/camera/`
 (a) baseline, written the seed's way: ``keras.utils.load_img(path, target_size=(size, size))`` (a full decode,
     then a resize that squashes the photo, no crop) and ``skimage.color.rgb2lab``, one photo at a time in one
     process; nothing is written. Imports and one warm-up photo are left out of the timing.
-(b) the ``preprocess`` flow with 1 Dask worker and (c) with 2, each into a fresh dataset (4 shards). The
-    end-to-end figure is the flow summary's ``images/s``: the shard phase, including the start and stop of
-    the local Dask cluster.
+(b) the ``preprocess`` flow with 1 Dask worker and (c) with 2, each run into a fresh dataset of 4 shards.
 
-The cluster's fixed start-up cost weighs on small runs, so each flow is also run on one photo per worker and
-the steady-state figure is (N - W) / (T_N - T_W), from the wall times T of the two whole flow calls.
+Two figures are given for the flow. End to end is the flow summary's ``images/s``: its shard phase, which
+includes starting and stopping the local Dask cluster (several seconds, whatever N). Steady state is N over the
+window from the first shard task's start to the last one's end, as recorded by Prefect: every per-photo and
+per-task cost, without the cluster's fixed start-up. The default N makes each flow run last tens of seconds.
 
-Run as ``.venv/bin/python benchmarks/preprocess.py [--images N] [--size 256]`` from the project root. Prefect
-starts its temporary server when ``PREFECT_API_URL`` is unset, as it does for the ``colorization`` command.
+Run as ``.venv/bin/python benchmarks/preprocess.py [--images N] [--size 256]``. Prefect starts its temporary
+server when ``PREFECT_API_URL`` is unset, as it does for the ``colorization`` command.
 """
 
 from __future__ import annotations
@@ -28,24 +28,36 @@ import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from uuid import UUID
 
 from PIL import Image
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT_ROOT))
-
-from colorization.atomic import atomic_path  # noqa: E402
-from colorization.discover import find_images  # noqa: E402
+from colorization.atomic import atomic_path
+from colorization.discover import find_images
+from flows.common import PROJECT_ROOT
+from flows.preprocess import preprocess
 
 SAMPLES = PROJECT_ROOT / "data" / "samples" / "photos"
 CACHE = PROJECT_ROOT / "data" / "benchmarks" / "camera"
 CAMERA_PIXELS = 12_000_000  # 4000x3000 at 4:3; every sample ends up at 8 megapixels or more
 JPEG_QUALITY = 90
 SHARDS = 4
+DEFAULT_IMAGES = 600
 AIM_SPEEDUP = 3.0  # (b) / (a)
 AIM_SCALING = 1.7  # (c) / (b)
+
+
+@dataclass(frozen=True)
+class FlowRun:
+    """What one flow run measured."""
+
+    end_to_end: float  # images/s from the flow's summary
+    steady: float  # images/s over the shard tasks' window
+    seconds: float  # wall time of the whole flow call
 
 
 def camera_photo(sample: Path) -> Path:
@@ -66,8 +78,9 @@ def build_source(folder: Path, count: int) -> list[Path]:
     folder.mkdir(parents=True)
     links = []
     for index in range(count):
-        link = folder / f"{index:05d}-{samples[index % len(samples)].name}"
-        link.symlink_to(camera_photo(samples[index % len(samples)]))
+        sample = samples[index % len(samples)]
+        link = folder / f"{index:05d}-{sample.name}"
+        link.symlink_to(camera_photo(sample))
         links.append(link)
     return links
 
@@ -88,83 +101,96 @@ def seed_baseline(paths: list[Path], size: int) -> float:
     return len(paths) / (time.perf_counter() - started)
 
 
-def run_flow(source: Path, dataset: Path, size: int, rows_per_shard: int, workers: int) -> tuple[float, float]:
-    """One run of the preprocess flow into a fresh dataset: the summary's images/s and the call's wall seconds."""
-    from flows.preprocess import preprocess
+def shard_window(flow_run_id: UUID) -> float:
+    """Seconds from the first shard task's start to the last one's end, in the subflow of a preprocess run."""
+    subflows = FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id]))
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(flow_run_filter=subflows)
+    if not tasks or any(t.start_time is None or t.end_time is None for t in tasks):
+        raise RuntimeError(f"flow run {flow_run_id}: shard tasks without start or end times")
+    return (max(t.end_time for t in tasks) - min(t.start_time for t in tasks)).total_seconds()
 
+
+def measure_flow(source: Path, dataset: Path, size: int, workers: int) -> FlowRun:
+    """Run the preprocess flow on every photo of ``source`` into the new folder ``dataset``."""
+    count = len(find_images(source))
     started = time.perf_counter()
-    summary = preprocess(
-        source=source, dataset=dataset, size=size, rows_per_shard=rows_per_shard, workers=workers
+    state = preprocess(
+        source=source,
+        dataset=dataset,
+        size=size,
+        rows_per_shard=max(1, count // SHARDS),
+        workers=workers,
+        return_state=True,
     )
     seconds = time.perf_counter() - started
-    if summary["new"] != len(find_images(source)) or summary["errors"]:
-        raise RuntimeError(f"flow run on {source} did not process every photo: {summary}")
-    return summary["images/s"], seconds
-
-
-def measure_flow(work: Path, photos: list[Path], size: int, workers: int) -> tuple[float, float, float]:
-    """End-to-end images/s of the flow on ``photos``, its wall seconds, and the steady-state images/s."""
-    small = work / f"small-{workers}"
-    small.mkdir()
-    for photo in photos[:workers]:
-        (small / photo.name).symlink_to(photo.resolve())
-    _, small_seconds = run_flow(small, work / f"dataset-small-{workers}", size, 1, workers)
-    rate, seconds = run_flow(
-        photos[0].parent, work / f"dataset-{workers}", size, max(1, len(photos) // SHARDS), workers
-    )
-    return rate, seconds, (len(photos) - workers) / (seconds - small_seconds)
+    summary = state.result()
+    if summary["written"] + summary["grey"] != count:
+        raise RuntimeError(f"the flow did not process every photo of {source}: {summary}")
+    return FlowRun(summary["images/s"], count / shard_window(state.state_details.flow_run_id), seconds)
 
 
 def verdict(ratio: float, aim: float) -> str:
-    return f"{ratio:5.2f}  ({'met' if ratio >= aim else 'missed'})"
+    return f"{ratio:.2f} ({'met' if ratio >= aim else 'missed'})"
 
 
-def report(size: int, count: int, baseline: float, flows: dict[int, tuple[float, float, float]]) -> None:
-    """Print the machine, the command and the table of rates and ratios."""
-    one, two = flows[1], flows[2]
-    rows: list[tuple[str, Callable[[int], str]]] = [
-        ("(a) seed baseline, 1 process", lambda i: f"{baseline:7.2f}"),
-        ("(b) flow, 1 worker", lambda i: f"{one[i]:7.2f}"),
-        ("(c) flow, 2 workers", lambda i: f"{two[i]:7.2f}"),
-        (f"(b)/(a), aim >= {AIM_SPEEDUP}", lambda i: verdict(one[i] / baseline, AIM_SPEEDUP)),
-        (f"(c)/(b), aim >= {AIM_SCALING}", lambda i: verdict(two[i] / one[i], AIM_SCALING)),
+def report(count: int, size: int, baseline: float, one: FlowRun, two: FlowRun, load: float) -> None:
+    """Print the command, the machine and the table of rates and ratios."""
+    rows = [
+        ("(a) seed baseline, 1 process", f"{baseline:.2f}", f"{baseline:.2f}"),
+        ("(b) flow, 1 worker", f"{one.end_to_end:.2f}", f"{one.steady:.2f}"),
+        ("(c) flow, 2 workers", f"{two.end_to_end:.2f}", f"{two.steady:.2f}"),
+        (
+            f"(b)/(a), aim >= {AIM_SPEEDUP}",
+            verdict(one.end_to_end / baseline, AIM_SPEEDUP),
+            verdict(one.steady / baseline, AIM_SPEEDUP),
+        ),
+        (
+            f"(c)/(b), aim >= {AIM_SCALING}",
+            verdict(two.end_to_end / one.end_to_end, AIM_SCALING),
+            verdict(two.steady / one.steady, AIM_SCALING),
+        ),
     ]
     print()
     print(f"command:  {shlex.join([sys.executable, *sys.argv])}")
     print(f"machine:  {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}")
-    print(f"photos:   {count} JPEGs of about {CAMERA_PIXELS / 1e6:.0f} megapixels, quality {JPEG_QUALITY}, "
-          f"to {size}x{size}; flows write {SHARDS} shards")
-    print(f"flow wall time (whole call): 1 worker {one[1]:.1f} s, 2 workers {two[1]:.1f} s")
+    print(f"load:     1-minute load average {load:.2f} at the start (other work on the machine skews the figures)")
+    print(f"photos:   {count} JPEGs of about {CAMERA_PIXELS / 1e6:.0f} megapixels (quality {JPEG_QUALITY}) "
+          f"to {size}x{size}; each flow run writes {SHARDS} shards")
+    print(f"flow calls, whole wall time: 1 worker {one.seconds:.1f} s, 2 workers {two.seconds:.1f} s")
     print()
-    print(f"{'images/s':<32}{'end-to-end':>14}{'steady-state':>16}")
-    for label, cell in rows:
-        print(f"{label:<32}{cell(0):>14}{cell(2):>16}")
+    print(f"{'images/s':<30}{'end to end':>16}{'steady state':>16}")
+    for label, end_to_end, steady in rows:
+        print(f"{label:<30}{end_to_end:>16}{steady:>16}")
     print()
-    print("end-to-end: the flow summary (shard phase, Dask cluster start and stop included);")
-    print("steady-state: (N - W) / (T_N - T_W) from whole flow calls on N and on W photos (fixed costs cancel).")
-    print("The baseline has no start-up in its timing, so both of its columns are the same figure.")
+    print("end to end: the flow summary's images/s (shard phase, Dask cluster start and stop included).")
+    print("steady state: photos / (last shard task end - first shard task start), from Prefect's task runs.")
+    print("The baseline's timing has no start-up in it, so its two columns are the same figure.")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=24, help="number of camera-size photos (default 24)")
+    parser.add_argument(
+        "--images", type=int, default=DEFAULT_IMAGES, help=f"camera-size photos to process (default {DEFAULT_IMAGES})"
+    )
     parser.add_argument("--size", type=int, default=256, help="square output size in pixels (default 256)")
     args = parser.parse_args()
-    if args.images < 2 * SHARDS:
-        parser.error(f"--images must be at least {2 * SHARDS}")
+    if args.images < SHARDS:
+        parser.error(f"--images must be at least {SHARDS}")
 
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="preprocess-benchmark-") as temp:
         work = Path(temp)
         photos = build_source(work / "source", args.images)
         for photo in photos:
-            photo.read_bytes()  # every variant reads from the page cache, none from disk
+            photo.read_bytes()  # every variant then reads from the page cache, none from disk
         baseline = seed_baseline(photos, args.size)
         print(f"(a) seed baseline: {baseline:.2f} images/s", flush=True)
-        flows = {}
+        runs = {}
         for workers in (1, 2):
-            flows[workers] = measure_flow(work, photos, args.size, workers)
-            print(f"flow, {workers} worker(s): {flows[workers][0]:.2f} images/s end to end", flush=True)
-    report(args.size, args.images, baseline, flows)
+            runs[workers] = measure_flow(work / "source", work / f"dataset-{workers}", args.size, workers)
+            print(f"flow, {workers} worker(s): {runs[workers].end_to_end:.2f} images/s end to end", flush=True)
+    report(args.images, args.size, baseline, runs[1], runs[2], load)
 
 
 if __name__ == "__main__":

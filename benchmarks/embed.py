@@ -1,0 +1,197 @@
+"""Embed throughput: the seed's one-photo-at-a-time Xception calls against batched ones and the embed stage.
+
+The issue asks the ``embed`` stage, end to end from shards, to reach at least 90% of the throughput of bare
+batched inference on the same photos. This script measures images per second of the Xception embedder from
+``colorization.extractor.load_extractor(weights, "predictions")`` on photos from ``data/samples/photos``
+(40 photos; above 40 they repeat), preprocessed into a temporary dataset of several shards:
+
+(a) the seed's way: one ``model.predict`` call per photo (a batch of 1), on the first ``--seed-images`` photos;
+(b) one bare batched ``model.predict(grey_input(L), batch_size=B)`` on all N photos' L arrays, already in memory;
+(c) the stage end to end: ``colorization.embeddings.embed_dataset`` over the dataset's shards, timed around the
+    whole call, so reading shards and writing the embedding files are included.
+
+Each line also gives the process's CPU time: on a shared machine wall time is noisy, CPU time much less so.
+By default (N=128, 4 shards, B=32) every shard is one full batch, as in real datasets whose shards (512 rows)
+are whole multiples of the batch; with shards smaller than B, (c) runs smaller batches than (b).
+
+The model is warmed up first with one predict for every batch shape the three measurements use, so graph
+tracing and compilation are not counted. ``--weights none`` (the default) builds Xception with random weights:
+the embeddings are meaningless, but throughput does not depend on weight values. Plain Keras 3, so it runs
+under any backend, e.g. ``KERAS_BACKEND=jax`` on a GPU machine.
+
+Run as ``.venv/bin/python benchmarks/embed.py [--images N] [--size 256] [--batch-size 32] [--weights none]
+[--mixed-precision]``
+from the project root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from colorization import device  # noqa: E402
+from colorization.discover import find_images  # noqa: E402
+from colorization.embeddings import embed_dataset  # noqa: E402
+from colorization.extractor import Extractor, grey_input, load_extractor  # noqa: E402
+from colorization.preprocess import ERROR, plan_shards, process_files  # noqa: E402
+from colorization.shards import Dataset, read_shard  # noqa: E402
+
+SAMPLES = PROJECT_ROOT / "data" / "samples" / "photos"
+HEAD = "predictions"
+AIM = 0.90  # (c) / (b)
+
+
+def build_dataset(root: Path, count: int, size: int, shards: int) -> Dataset:
+    """A dataset of ``count`` sample photos (cycled) in ``shards`` shards, grey photos kept so every row counts."""
+    samples = find_images(SAMPLES)
+    source = root / "photos"
+    source.mkdir(parents=True)
+    relatives = []
+    for index in range(count):
+        sample = samples[index % len(samples)]
+        link = source / f"{index:05d}-{sample.name}"
+        link.symlink_to(sample)
+        relatives.append(link.name)
+    dataset = Dataset(root / "dataset")
+    dataset.ensure_size(size)
+    rows_per_shard = max(1, -(-count // shards))
+    for name, batch in plan_shards(relatives, rows_per_shard, 0):
+        result = process_files(source, batch, dataset.shards_dir / name, size, keep_grey=True)
+        errors = [r["error"] for r in result.records if r["status"] == ERROR]
+        if errors:
+            raise RuntimeError(f"preprocessing failed: {errors[0]}")
+    return dataset
+
+
+def batch_lengths(rows: int, batch_size: int) -> set[int]:
+    """The batch lengths ``predict`` sees for ``rows`` rows split into batches of ``batch_size``."""
+    lengths = {min(rows, batch_size)}
+    if rows > batch_size and rows % batch_size:
+        lengths.add(rows % batch_size)
+    return lengths
+
+
+def warm_up(extractor: Extractor, size: int, lengths: set[int]) -> None:
+    """One predict per batch length, so tracing and compilation happen before any timing."""
+    for length in sorted(lengths):
+        extractor.model.predict(grey_input(np.zeros((length, size, size), np.uint8)), batch_size=length, verbose=0)
+
+
+@dataclass
+class Timing:
+    """Wall and process CPU seconds of one measurement over ``images`` photos."""
+
+    images: int
+    wall: float
+    cpu: float
+
+    @property
+    def rate(self) -> float:
+        return self.images / self.wall
+
+    def line(self, label: str) -> str:
+        return f"{label:34s} {self.rate:8.2f} images/s  ({self.images} in {self.wall:.1f} s; cpu {self.cpu:.1f} s)"
+
+
+def clocks() -> tuple[float, float]:
+    """Wall clock and this process's CPU time (all threads), to pass to :func:`since`."""
+    return time.perf_counter(), time.process_time()
+
+
+def since(images: int, start: tuple[float, float]) -> Timing:
+    """The :class:`Timing` of ``images`` photos from ``start`` (see :func:`clocks`) until now."""
+    wall, cpu = clocks()
+    return Timing(images, wall - start[0], cpu - start[1])
+
+
+def seed_way(extractor: Extractor, lightness: np.ndarray) -> Timing:
+    """(a): one ``predict`` call per photo."""
+    start = clocks()
+    for index in range(len(lightness)):
+        extractor.model.predict(grey_input(lightness[index : index + 1]), verbose=0)
+    return since(len(lightness), start)
+
+
+def batched(extractor: Extractor, lightness: np.ndarray, batch_size: int) -> Timing:
+    """(b): one batched ``predict`` on arrays already in memory."""
+    start = clocks()
+    extractor.model.predict(grey_input(lightness), batch_size=batch_size, verbose=0)
+    return since(len(lightness), start)
+
+
+def stage(extractor: Extractor, dataset: Dataset, batch_size: int) -> Timing:
+    """(c): ``embed_dataset`` from shards to embedding files, timed around the whole call."""
+    start = clocks()
+    report = embed_dataset(dataset, extractor.id, lambda lightness: extractor.embed(lightness, batch_size))
+    timing = since(report.images, start)
+    if report.shards != len(dataset.shards()):
+        raise RuntimeError(f"embed_dataset embedded {report.shards} of {len(dataset.shards())} shards")
+    return timing
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=128, help="photos for (b) and (c) (default 128)")
+    parser.add_argument("--seed-images", type=int, default=16, help="photos for (a), one call each (default 16)")
+    parser.add_argument("--size", type=int, default=256, help="stored photo size (default 256)")
+    parser.add_argument("--batch-size", type=int, default=32, help="predict batch size B (default 32)")
+    parser.add_argument("--shards", type=int, default=4, help="shards in the dataset for (c) (default 4)")
+    parser.add_argument("--weights", default="none", help="imagenet, none (random) or a weights file (default none)")
+    parser.add_argument(
+        "--mixed-precision",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="force mixed_float16 on or off (default: on with a GPU, off without)",
+    )
+    args = parser.parse_args()
+    if min(args.images, args.seed_images, args.size, args.batch_size, args.shards) < 1:
+        parser.error("--images, --seed-images, --size, --batch-size and --shards must be positive")
+    seed_count = min(args.seed_images, args.images)
+
+    print(f"command: {shlex.join([Path(sys.executable).name, *sys.argv])}")
+    extractor = load_extractor(args.weights, HEAD, mixed_precision=args.mixed_precision)
+    print(f"device: {device.describe()}, extractor {extractor.id} ({extractor.dim}-d), "
+          f"dtype policy {extractor.model.dtype_policy.name}")
+    if extractor.random:
+        print("NOTE: RANDOM WEIGHTS (--weights none): embeddings are meaningless; throughput does not depend on them")
+
+    with tempfile.TemporaryDirectory(prefix="embed-bench-") as temp:
+        dataset = build_dataset(Path(temp), args.images, args.size, args.shards)
+        shard_rows = [len(read_shard(path, ["id"])) for path in dataset.shards()]
+        lightness = np.concatenate([read_shard(path, ["L"]).L for path in dataset.shards()])
+        print(f"photos: {args.images} at {args.size}x{args.size} in {len(shard_rows)} shards of {shard_rows} rows; "
+              f"(a) on the first {seed_count}, (b) and (c) on all {args.images}; batch size {args.batch_size}")
+
+        lengths = {1} | batch_lengths(args.images, args.batch_size)
+        for rows in shard_rows:
+            lengths |= batch_lengths(rows, args.batch_size)
+        started = time.perf_counter()
+        warm_up(extractor, args.size, lengths)
+        print(f"warm-up (not timed below): one predict per batch length {sorted(lengths)}, "
+              f"{time.perf_counter() - started:.1f} s")
+
+        seed = seed_way(extractor, lightness[:seed_count])
+        print(seed.line("(a) seed, predict per photo:"), flush=True)
+        bare = batched(extractor, lightness, args.batch_size)
+        print(bare.line("(b) bare batched predict:"), flush=True)
+        end_to_end = stage(extractor, dataset, args.batch_size)
+        print(end_to_end.line("(c) embed_dataset, shards->files:"), flush=True)
+
+    ratio = end_to_end.rate / bare.rate
+    print(f"b/a = {bare.rate / seed.rate:.2f}x    c/b = {ratio:.1%} (aim: at least {AIM:.0%}, "
+          f"{'met' if ratio >= AIM else 'NOT met'})")
+    print(f"cpu s/image: a {seed.cpu / seed.images:.3f}, b {bare.cpu / bare.images:.3f}, "
+          f"c {end_to_end.cpu / end_to_end.images:.3f} (steadier than wall time when other processes share the cores)")
+
+if __name__ == "__main__":
+    main()
