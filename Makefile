@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test clean
+.PHONY: install demo test clean server worker deploy stop status
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# Run it as a service (README): server, workers and deployments in the background, state under .state/.
+server worker deploy stop status: $(STAMP)
+	$(BIN)/python -m flows.service $@
 
 clean:
 	rm -rf data/datasets data/models data/colorized

@@ -25,8 +25,9 @@ def dask_runner(workers: int | None, address: str | None, tasks: int) -> DaskTas
     The local cluster gets one worker per core by default, never more workers than tasks. Its workers are
     pointed at the API this flow reports to, so that without a configured server they share the flow's
     temporary one instead of each starting their own. Workers of an existing cluster need ``PREFECT_API_URL``
-    set in their own environment.
+    set in their own environment. ``COLORIZATION_DASK_ADDRESS`` names a cluster for runs that do not.
     """
+    address = address or os.environ.get("COLORIZATION_DASK_ADDRESS")
     if address:
         return DaskTaskRunner(address=address)
     logging.getLogger("distributed").setLevel(logging.WARNING)

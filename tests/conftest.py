@@ -54,6 +54,7 @@ def plant_bad_files(folder: Path, good_jpeg: Path) -> dict[str, str]:
 
 def grey_copy(source: Path, target: Path) -> Path:
     """Save a greyscale version of a photo (as RGB, the way scanned prints often arrive)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     Image.open(source).convert("L").convert("RGB").save(target, quality=90)
     return target
 
@@ -97,3 +98,16 @@ def embedded_dataset(tiny_dataset, tmp_path):
         features = np.stack([rows.L.mean(axis=(1, 2)) / 255, rows.ab.mean(axis=(1, 2)).sum(axis=1) / 64] * 8, axis=1)
         write_embeddings(data.embeddings_dir(FAKE_EXTRACTOR) / shard.name, rows.ids, features, FAKE_EXTRACTOR)
     return data
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, random_extractor):
+    """A fusion model with random weights at 32x32, carded as trained on the random extractor's embeddings."""
+    from colorization import model as net
+
+    model_dir = tmp_path_factory.mktemp("model")
+    card = {"extractor_id": random_extractor.id, "size": 32, "width": 0.125, "random_extractor": True}
+    model = net.build_model(32, random_extractor.dim, 0.125)
+    model.get_layer("ab").bias.assign([0.2, 0.3])  # a visible tint, so that "colour was added" can be checked
+    net.save(model, model_dir, card)
+    return model_dir

@@ -13,7 +13,6 @@ import pytest
 from PIL import Image
 
 from colorization import catalog, lab
-from colorization import model as net
 from colorization.archive import Entry, list_entries
 from colorization.errors import ConfigError
 from flows.cli import main
@@ -23,17 +22,6 @@ from tests.conftest import plant_bad_files
 
 ARTIST = 0x013B
 PROFILE = icc.rgb_profile(icc.SRGB_PRIMARIES_D50, gamma=2.2, name="archive scanner")
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory, random_extractor):
-    """A fusion model with random weights at 32x32, carded as trained on the random extractor's embeddings."""
-    model_dir = tmp_path_factory.mktemp("model")
-    card = {"extractor_id": random_extractor.id, "size": 32, "width": 0.125, "random_extractor": True}
-    model = net.build_model(32, random_extractor.dim, 0.125)
-    model.get_layer("ab").bias.assign([0.2, 0.3])  # a visible tint, so that "colour was added" can be checked
-    net.save(model, model_dir, card)
-    return model_dir
 
 
 def grey_from(path: Path) -> Image.Image:

@@ -1,0 +1,170 @@
+"""Run the pipeline as a service: a Prefect server, work pools, deployments and workers as background processes.
+
+``python -m flows.service server|worker|deploy|stop|status`` (the Makefile's ``make server`` etc.). Each process
+gets a pid file and a log file under the state folder (``.state/`` by default), so every command is idempotent:
+starting what already runs does nothing, stopping what is not running does nothing.
+
+Settings come from the environment: ``PREFECT_SERVER_DATABASE_CONNECTION_URL`` for PostgreSQL instead of the
+embedded SQLite database, ``COLORIZATION_GPUS`` (e.g. ``0 1``) for one GPU worker pinned to each device through
+``CUDA_VISIBLE_DEVICES``, ``COLORIZATION_DASK_ADDRESS`` for an existing Dask cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from flows.common import GPU_LIMIT, PROJECT_ROOT
+
+POOLS = {"cpu": None, "gpu": 1}  # pool name -> flow runs at a time (None: unlimited)
+
+
+def _prefect() -> str:
+    return str(Path(sys.executable).with_name("prefect"))
+
+
+@dataclass
+class Service:
+    """The processes of one installation, their state folder and the API they share."""
+
+    state: Path = PROJECT_ROOT / ".state"
+    host: str = "127.0.0.1"
+    port: int = 4200
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.port}/api"
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        """The environment of every process: the API URL, and the server's home inside the state folder."""
+        env = {**os.environ, **self.extra_env, **overrides}
+        env.update(PREFECT_API_URL=self.api_url, PREFECT_HOME=str(self.state / "prefect"),
+                   PREFECT_SERVER_ANALYTICS_ENABLED="false")
+        return env
+
+    def _pid_file(self, name: str) -> Path:
+        return self.state / f"{name}.pid"
+
+    def log_file(self, name: str) -> Path:
+        return self.state / f"{name}.log"
+
+    def running(self, name: str) -> int | None:
+        """The pid of a started process that is still alive."""
+        try:
+            pid = int(self._pid_file(name).read_text())
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child that has ended
+            os.kill(pid, 0)
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return None
+        return pid
+
+    def _start(self, name: str, command: list[str], **env: str) -> int:
+        if (pid := self.running(name)) is not None:
+            print(f"{name}: already running (pid {pid})")
+            return pid
+        self.state.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file(name), "ab") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env(**env),
+                                       cwd=PROJECT_ROOT, start_new_session=True)
+        self._pid_file(name).write_text(str(process.pid))
+        print(f"{name}: started (pid {process.pid}, log {self.log_file(name)})")
+        return process.pid
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def start_server(self, timeout: float = 120) -> None:
+        """Start the server (SQLite in the state folder unless a database URL is set) and wait until it answers."""
+        self._start("server", [_prefect(), "server", "start", "--host", self.host, "--port", str(self.port)])
+        deadline = time.monotonic() + timeout
+        while not self.healthy():
+            if time.monotonic() > deadline or self.running("server") is None:
+                raise RuntimeError(f"the Prefect server did not start; see {self.log_file('server')}")
+            time.sleep(0.5)
+        print(f"server: {self.api_url} (dashboard http://{self.host}:{self.port})")
+
+    def create_pools(self) -> None:
+        """The process work pools and the global concurrency limit that serialises accelerator work."""
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, WorkPoolCreate
+        from prefect.exceptions import ObjectAlreadyExists
+
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings({PREFECT_API_URL: self.api_url}), get_client(sync_client=True) as client:
+            for name, limit in POOLS.items():
+                client.create_work_pool(WorkPoolCreate(name=name, type="process", concurrency_limit=limit),
+                                        overwrite=True)
+            try:
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=GPU_LIMIT, limit=1))
+            except ObjectAlreadyExists:
+                pass
+
+    def deploy(self) -> None:
+        """Create the pools and every deployment of ``prefect.yaml``."""
+        self.create_pools()
+        subprocess.run([_prefect(), "--no-prompt", "deploy", "--all"], cwd=PROJECT_ROOT, env=self.env(), check=True)
+
+    def start_workers(self, gpus: list[str] | None = None) -> None:
+        """One ``cpu`` worker, and one ``gpu`` worker per listed device (pinned to it), or one unpinned."""
+        self._start("worker-cpu", [_prefect(), "worker", "start", "--pool", "cpu", "--name", "cpu"])
+        for device in gpus or [None]:
+            name = "worker-gpu" if device is None else f"worker-gpu{device}"
+            pin = {} if device is None else {"CUDA_VISIBLE_DEVICES": device}
+            self._start(name, [_prefect(), "worker", "start", "--pool", "gpu", "--name", name], **pin)
+
+    def stop(self, timeout: float = 20) -> None:
+        """Stop every process this state folder started (workers first), waiting for each to end."""
+        names = sorted((p.stem for p in self.state.glob("*.pid")), key=lambda n: n == "server")
+        for name in names:
+            pid = self.running(name)
+            if pid is not None:
+                os.killpg(pid, signal.SIGTERM)
+                deadline = time.monotonic() + timeout
+                while self.running(name) is not None and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                if self.running(name) is not None:
+                    os.killpg(pid, signal.SIGKILL)
+                print(f"{name}: stopped")
+            self._pid_file(name).unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.service", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["server", "worker", "deploy", "stop", "status"])
+    parser.add_argument("--state", type=Path, default=PROJECT_ROOT / ".state")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("COLORIZATION_PORT", 4200)))
+    args = parser.parse_args(argv)
+    service = Service(args.state, port=args.port)
+    if args.command == "server":
+        service.start_server()
+    elif args.command == "worker":
+        service.start_workers(os.environ.get("COLORIZATION_GPUS", "").split() or None)
+    elif args.command == "deploy":
+        service.deploy()
+    elif args.command == "stop":
+        service.stop()
+    else:
+        for pid_file in sorted(args.state.glob("*.pid")):
+            pid = service.running(pid_file.stem)
+            print(f"{pid_file.stem}: {'running, pid ' + str(pid) if pid else 'not running'}")
+        print(f"server: {'answering' if service.healthy() else 'not answering'} at {service.api_url}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""The pipeline as a service, with real processes on loopback: server, workers, deployments, Dask, PostgreSQL,
+and the dashboard in headless Chromium. Every process a test starts is stopped by the test, also on failure."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, FlowRunFilter, FlowRunFilterId
+from prefect.deployments import run_deployment
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from colorization import catalog
+from colorization.shards import Dataset
+from flows.preprocess import preprocess
+from flows.service import Service
+from tests.conftest import FAKE_EXTRACTOR, copy_samples, grey_copy
+
+pytestmark = pytest.mark.service
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_service(state: Path, **env: str) -> Iterator[Service]:
+    """Server + pools + every deployment of prefect.yaml + workers, stopped whatever happens."""
+    service = Service(state, port=free_port(), extra_env={"PREFECT_WORKER_QUERY_SECONDS": "1", **env})
+    try:
+        service.start_server()
+        service.deploy()
+        service.start_workers()
+        yield service
+    finally:
+        service.stop()
+
+
+def run(service: Service, name: str, parameters: dict, timeout: float = 300):
+    with temporary_settings({PREFECT_API_URL: service.api_url}):
+        flow_run = run_deployment(name, parameters=parameters, timeout=timeout, poll_interval=1)
+    assert flow_run.state.is_completed(), f"{name}: {flow_run.state} (see {service.state}/worker-*.log)"
+    return flow_run
+
+
+def run_artifacts(service: Service, flow_run_id) -> dict:
+    with temporary_settings({PREFECT_API_URL: service.api_url}), get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), artifact_filter=ArtifactFilter()
+        )
+    return {a.key: a for a in found}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    with running_service(tmp_path_factory.mktemp("service")) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def colorize_run(service, tiny_model, sample_paths, tmp_path_factory):
+    archive = tmp_path_factory.mktemp("inbox")
+    (archive / "scans").mkdir()
+    for path in sample_paths[:2]:
+        grey_copy(path, archive / "scans" / path.name)
+    output = tmp_path_factory.mktemp("colorized")
+    flow_run = run(service, "colorize/default", {"input": str(archive), "output": str(output),
+                                                 "model": str(tiny_model), "workers": 1})
+    return flow_run, archive, output
+
+
+def test_colorize_deployment_through_a_worker(service, colorize_run):
+    flow_run, archive, output = colorize_run
+    assert sorted(p.name for p in (output / "scans").iterdir()) == sorted(p.name for p in (archive / "scans").iterdir())
+    assert set(catalog.read_manifest(output)["status"]) == {"colorized"}
+    artifacts = run_artifacts(service, flow_run.id)
+    assert {"colorize-summary", "colorize-gallery"} <= set(artifacts)
+    assert "'colorized': 2" in str(artifacts["colorize-summary"].data) or '"colorized": 2' in str(
+        artifacts["colorize-summary"].data)
+
+
+def test_train_deployment_through_a_worker(service, embedded_dataset, tmp_path):
+    flow_run = run(service, "train/train", {"dataset": str(embedded_dataset.root), "model_dir": str(tmp_path / "m"),
+                                            "epochs": 1, "batch_size": 4, "width": 0.125, "extractor": FAKE_EXTRACTOR})
+    assert (tmp_path / "m" / "model.keras").is_file() and (tmp_path / "m" / "model.json").is_file()
+    assert {"train-metrics", "train-samples", "train-model"} <= set(run_artifacts(service, flow_run.id))
+
+
+def test_every_deployment_and_pool_exists(service):
+    with temporary_settings({PREFECT_API_URL: service.api_url}), get_client(sync_client=True) as client:
+        names = {f"{client.read_flow(d.flow_id).name}/{d.name}": d for d in client.read_deployments()}
+        pools = {p.name: p for p in client.read_work_pools()}
+        limits = {c.name: c.limit for c in client.read_global_concurrency_limits()}
+    assert set(names) == {"preprocess/default", "embed/default", "train/train", "pipeline/default",
+                          "colorize/nightly", "colorize/default"}
+    assert names["colorize/nightly"].schedules[0].schedule.cron == "0 2 * * *"
+    assert {n: d.work_pool_name for n, d in names.items()}["preprocess/default"] == "cpu"
+    assert {names[n].work_pool_name for n in names if n != "preprocess/default"} == {"gpu"}
+    assert pools["gpu"].concurrency_limit == 1 and pools["gpu"].type == "process"
+    assert limits["gpu"] == 1, "the global limit that serialises accelerator work"
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(chromium() is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_dashboard_shows_summary_and_gallery(service, colorize_run, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    flow_run, _, _ = colorize_run
+    shots = Path(os.environ.get("TEST_OUTPUT", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=flags)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
+            page.set_default_timeout(60_000)
+            run_page = f"http://{service.host}:{service.port}/runs/flow-run/{flow_run.id}"
+
+            page.goto(run_page)
+            page.locator("li.p-tab#artifacts").click()
+            page.get_by_text("colorize-summary").first.click()
+            table = page.get_by_role("table").first
+            table.wait_for()
+            text = table.inner_text()
+            assert "colorized" in text and "images/s" in text and "2" in text
+            page.screenshot(path=shots / "colorize-summary.png", full_page=True)
+
+            page.goto(run_page)
+            page.locator("li.p-tab#artifacts").click()
+            page.get_by_text("colorize-gallery").first.click()
+            page.get_by_text("Before / after").first.wait_for()
+            thumbnails = page.locator("img[src^='data:image/jpeg']")
+            assert thumbnails.count() == 4, "before and after of both photos"
+            assert page.get_by_text("RANDOM WEIGHTS").count() > 0, "a random model is never shown as real"
+            page.screenshot(path=shots / "colorize-gallery.png", full_page=True)
+        finally:
+            browser.close()
+    assert (shots / "colorize-gallery.png").stat().st_size > 10_000
+
+
+def test_preprocess_on_a_dask_cluster_uses_both_workers(prefect_harness, sample_paths, tmp_path):
+    from distributed import Client
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    dask = str(Path(sys.executable).with_name("dask"))
+    processes = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                   "--no-dashboard"], env=env, stderr=subprocess.DEVNULL)]
+    try:
+        for name in ("w1", "w2"):
+            processes.append(subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--name", name,
+                                               "--no-dashboard"], env=env, stderr=subprocess.DEVNULL))
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=60)
+            copy_samples(sample_paths[:8], tmp_path / "photos")
+            summary = preprocess(source=tmp_path / "photos", dataset=tmp_path / "ds", size=32, rows_per_shard=1,
+                                 dask_address=address)
+            counters = client.run(lambda dask_worker: dask_worker.state.transition_counter)
+        assert summary["written"] == 8 and len(Dataset(tmp_path / "ds").shards()) == 8
+        assert len(counters) == 2 and all(count > 0 for count in counters.values()), counters
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(30)
+
+
+def postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@contextlib.contextmanager
+def postgres_cluster() -> Iterator[tuple[str, list[str]]]:
+    """A throwaway PostgreSQL cluster on a free loopback port; yields the asyncpg URL and a psql command."""
+    bin_dir = postgres_bin()
+    folder = Path(tempfile.mkdtemp(prefix="colorization-pg-"))
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:
+        account = pwd.getpwnam("postgres")
+        os.chown(folder, account.pw_uid, account.pw_gid)
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    data = folder / "data"
+    try:
+        subprocess.run([*as_postgres, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
+                       check=True, capture_output=True)
+        subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w", "-o",
+                        f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
+        subprocess.run([*as_postgres, str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+                        "prefect"], check=True, capture_output=True)
+        psql = [*as_postgres, str(bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d",
+                "prefect", "-tAc"]
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/prefect", psql
+    finally:
+        subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+                       capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.skipif(postgres_bin() is None, reason="no PostgreSQL binaries (Debian's postgresql; .ci/run installs it)")
+def test_server_on_postgresql_runs_a_deployment(tmp_path, sample_paths):
+    with postgres_cluster() as (url, psql), running_service(
+        tmp_path / "state", PREFECT_SERVER_DATABASE_CONNECTION_URL=url
+    ) as service:
+        copy_samples(sample_paths[:3], tmp_path / "photos")
+        flow_run = run(service, "preprocess/default", {"source": str(tmp_path / "photos"),
+                                                       "dataset": str(tmp_path / "ds"), "size": 32, "workers": 1})
+        assert len(Dataset(tmp_path / "ds").read_manifest()) == 3
+        stored = subprocess.run([*psql, f"select state_type from flow_run where id = '{flow_run.id}'"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        assert stored == "COMPLETED", "the run must be stored in PostgreSQL, not SQLite"
+        assert not (service.state / "prefect" / "prefect.db").exists()
