@@ -31,14 +31,16 @@ class Colorizer:
         return int(self.card["size"])
 
     @classmethod
-    def load(cls, model_dir: Path, weights: str = "imagenet") -> Colorizer:
-        """Load ``model_dir`` and rebuild its extractor; a model trained on random embeddings gets them again.
+    def load(cls, model_dir: Path, weights: str | None = None) -> Colorizer:
+        """Load ``model_dir`` and rebuild its extractor from ``weights``, by default those recorded in the card
+        (ImageNet when it records none); a model trained on random embeddings gets them again.
 
         Refuses weights whose extractor id differs from the one the model was trained with.
         """
         card = read_card(model_dir)
         expected = card["extractor_id"]
         head = expected.split("-")[1] if expected.startswith("xception-") else "predictions"
+        weights = weights or card.get("extractor_weights") or "imagenet"
         if "RANDOM" in expected:
             log.warning("%s: %s", model_dir, RANDOM_WARNING)
             weights = "none"

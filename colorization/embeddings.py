@@ -6,6 +6,7 @@ The extractor id is also stored in the file's metadata, so embeddings of differe
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -24,6 +25,19 @@ from colorization.shards import Dataset, read_shard
 log = logging.getLogger(__name__)
 
 EXTRACTOR_KEY = b"colorization.extractor_id"
+INFO_FILE = "extractor.json"
+
+
+def write_extractor_info(folder: Path, extractor_id: str, weights: str, head: str) -> None:
+    """Record which weights made an embedding set, so later stages can rebuild the same extractor."""
+    with atomic_path(folder / INFO_FILE) as temp:
+        temp.write_text(json.dumps({"id": extractor_id, "weights": weights, "head": head}, indent=2) + "\n")
+
+
+def read_extractor_info(folder: Path) -> dict:
+    """What :func:`write_extractor_info` recorded, or an empty dict for sets made without it."""
+    path = folder / INFO_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def write_embeddings(path: Path, ids: list[str], embeddings: np.ndarray, extractor_id: str) -> None:

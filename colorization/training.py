@@ -23,6 +23,7 @@ from colorization import device, lab
 from colorization import model as net
 from colorization.atomic import atomic_path
 from colorization.batches import Split, prefetch
+from colorization.embeddings import read_extractor_info
 from colorization.errors import ConfigError
 from colorization.shards import Dataset
 
@@ -241,6 +242,7 @@ class Trainer:
         return {
             "model": "koalarization",
             "extractor_id": self.extractor_id,
+            "extractor_weights": read_extractor_info(self.dataset.embeddings_dir(self.extractor_id)).get("weights"),
             "random_extractor": "RANDOM" in self.extractor_id,
             "size": self.state.size,
             "width": self.state.config.width,

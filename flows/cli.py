@@ -138,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("input", type=_path, help="folder tree, .zip or .tar of photos (never modified)")
     col.add_argument("output", type=_path, help="folder that mirrors the input with coloured photos")
     col.add_argument("--model", type=_path, default=_path("data/models/samples"), help="trained model folder")
-    col.add_argument("--weights", default="imagenet", help="Xception weights the model was trained with")
+    col.add_argument("--weights", default=None,
+                     help="Xception weights the model was trained with (default: as recorded in its card)")
     col.add_argument("--batch-size", type=int, default=8, help="photos per network batch (default 8)")
     col.add_argument("--recolor", action="store_true", help="also colour photos that are already in colour")
     col.add_argument("--overwrite", action="store_true", help="redo everything, replacing existing outputs")

@@ -32,7 +32,7 @@ from colorization.render import COLORIZED, COLOUR, ERROR, UNCHANGED, file_hash, 
 from colorization.errors import ImageError
 from colorization.gallery import html_contact_sheet, markdown_gallery
 from colorization.images import DEFAULT_MAX_PIXELS
-from flows.common import GPU_LIMIT, dask_runner, project_path
+from flows.common import GPU_LIMIT, dask_runner, project_path, resolve_weights
 
 GALLERY_SIZE = 8
 
@@ -63,7 +63,7 @@ def render_photo(source: Path, entry: Entry, ab: np.ndarray, output: Path, max_p
 
 @flow(name="colorize-batches")
 def colorize_batches(
-    source: Path, output: Path, model_dir: Path, weights: str, pending: list[Entry], batch_size: int,
+    source: Path, output: Path, model_dir: Path, weights: str | None, pending: list[Entry], batch_size: int,
     recolor: bool, max_pixels: int,
 ) -> dict:
     """Prepare, predict and render ``pending`` batch by batch, recording each result in the manifest."""
@@ -129,7 +129,7 @@ def colorize(
     input: Path,
     output: Path,
     model: Path = Path("data/models/samples"),
-    weights: str = "imagenet",
+    weights: str | None = None,
     batch_size: Annotated[int, Field(ge=1)] = 8,
     recolor: bool = False,
     overwrite: bool = False,
@@ -141,7 +141,8 @@ def colorize(
 
     ``output`` mirrors the input tree, each photo in its original format with its metadata; photos already in
     colour are left alone unless ``recolor``. Only new or changed photos are processed on a re-run (all of
-    them after a model change). ``weights`` must give the extractor the model was trained with.
+    them after a model change). ``weights`` defaults to the Xception weights recorded in the model's card; it
+    must give the extractor the model was trained with.
     """
     logger = get_run_logger()
     source, output, model_dir = project_path(input), project_path(output), project_path(model)
@@ -157,7 +158,7 @@ def colorize(
     if work.pending:
         runner = dask_runner(workers, dask_address, len(work.pending))
         result = colorize_batches.with_options(task_runner=runner)(
-            source, output, model_dir, weights, work.pending, batch_size, recolor, max_pixels
+            source, output, model_dir, resolve_weights(weights), work.pending, batch_size, recolor, max_pixels
         )
     seconds = time.perf_counter() - started
     records = result["records"] + work.skipped

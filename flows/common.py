@@ -6,6 +6,7 @@ import logging
 import os
 from pathlib import Path
 
+import dask
 from prefect.client.orchestration import get_client
 from prefect_dask import DaskTaskRunner
 
@@ -17,6 +18,11 @@ def project_path(path: str | Path) -> Path:
     """An absolute path; relative ones are taken from the project root, where deployments run."""
     path = Path(path).expanduser()
     return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def resolve_weights(weights: str | None) -> str | None:
+    """``imagenet``, ``none`` and unset as they are; a weights file relative to the project root."""
+    return weights if weights in (None, "imagenet", "none") else str(project_path(weights))
 
 
 def dask_runner(workers: int | None, address: str | None, tasks: int) -> DaskTaskRunner:
@@ -31,6 +37,9 @@ def dask_runner(workers: int | None, address: str | None, tasks: int) -> DaskTas
     if address:
         return DaskTaskRunner(address=address)
     logging.getLogger("distributed").setLevel(logging.WARNING)
+    # Dask's default MALLOC_TRIM_THRESHOLD_ makes glibc map and page-fault every large numpy temporary afresh:
+    # image work ran 1.5x slower in workers than in a plain process (benchmarks/preprocess.py).
+    dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
     with get_client(sync_client=True) as client:
         api_url = str(client.api_url)
     return DaskTaskRunner(

@@ -11,15 +11,10 @@ from prefect.concurrency.sync import concurrency
 from pydantic import Field
 
 from colorization import device
-from colorization.embeddings import embed_dataset
+from colorization.embeddings import embed_dataset, write_extractor_info
 from colorization.extractor import RANDOM_WARNING, load_extractor
 from colorization.shards import Dataset
-from flows.common import GPU_LIMIT, project_path
-
-
-def resolve_weights(weights: str) -> str:
-    """``imagenet`` and ``none`` as they are; a weights file relative to the project root."""
-    return weights if weights in ("imagenet", "none") else str(project_path(weights))
+from flows.common import GPU_LIMIT, project_path, resolve_weights
 
 
 @task(name="embed-shards", tags=[GPU_LIMIT])
@@ -31,6 +26,8 @@ def embed_shards(dataset: Path, weights: str, head: str, batch_size: int) -> dic
         if extractor.random:
             logger.warning(RANDOM_WARNING)
         logger.info("extractor %s (%d-d) on %s, batch %d", extractor.id, extractor.dim, device.describe(), batch_size)
+        data = Dataset(dataset)
+        write_extractor_info(data.embeddings_dir(extractor.id), extractor.id, weights, head)
         progress = create_progress_artifact(0.0, key="embed-progress", description="Shards embedded")
 
         def on_shard(done: int, total: int) -> None:
@@ -38,7 +35,7 @@ def embed_shards(dataset: Path, weights: str, head: str, batch_size: int) -> dic
             logger.info("embedded shard %d/%d", done, total)
 
         report = embed_dataset(
-            Dataset(dataset), extractor.id, lambda lightness: extractor.embed(lightness, batch_size), on_shard
+            data, extractor.id, lambda lightness: extractor.embed(lightness, batch_size), on_shard
         )
     return {
         "extractor_id": extractor.id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import keras
@@ -56,11 +57,13 @@ def test_embed_flow_shapes_alignment_and_resume(prefect_harness, tiny_dataset, t
     # Kill after two shards: only the missing one is computed on the next run.
     victim = folders[0] / data.shards()[1].name
     victim.unlink()
-    kept = {p.name: p.stat().st_mtime_ns for p in folders[0].iterdir()}
+    kept = {p.name: p.stat().st_mtime_ns for p in folders[0].glob("part-*.parquet")}
     second = embed(dataset=data.root, weights="none", batch_size=4)
     assert (second["shards"], second["already embedded"], second["images"]) == (1, 2, 4)
     assert victim.exists()
-    assert {p.name: p.stat().st_mtime_ns for p in folders[0].iterdir() if p.name in kept} == kept
+    assert {p.name: p.stat().st_mtime_ns for p in folders[0].glob("part-*.parquet") if p.name in kept} == kept
+    assert json.loads((folders[0] / "extractor.json").read_text()) == {"id": extractor_id, "weights": "none",
+                                                                       "head": "predictions"}
 
 
 def test_embed_dataset_reads_and_writes_in_order(tiny_dataset, tmp_path):
