@@ -2,6 +2,10 @@
 
 Storage quantisation: L in [0, 100] is stored as uint8 on 0..255; a and b are rounded and clipped to int8.
 The model predicts ``ab / 128`` through a tanh.
+
+scikit-image is the reference (and does the Lab -> sRGB of small images); the hot paths — every photo in
+preprocessing, full-resolution colouring where skimage takes seconds on a 12 MP photo — use lookup tables and
+float32 matrix work that the tests hold to within a fraction of a grey level of skimage.
 """
 
 from __future__ import annotations
@@ -15,10 +19,46 @@ from skimage import color
 AB_SCALE = 128.0
 L_SCALE = 255.0 / 100.0
 
+_D65 = np.array([0.95047, 1.0, 1.08883], np.float32)
+_XYZ_TO_RGB = np.array(
+    [[3.2404542, -1.5371385, -0.4985314], [-0.9692660, 1.8760108, 0.0415560], [0.0556434, -0.2040259, 1.0572252]],
+    np.float32,
+)
+_RGB_TO_XYZ = np.array(
+    [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]], np.float32
+)
+_Y_WEIGHTS = _RGB_TO_XYZ[1]
+_GAMMA_STEPS = 16383
+_EPSILON = 216 / 24389
+_KAPPA = 24389 / 27
+
+
+@cache
+def _srgb_to_linear_lut() -> np.ndarray:
+    values = np.arange(256, dtype=np.float64) / 255
+    return np.where(values <= 0.04045, values / 12.92, ((values + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+@cache
+def _linear_to_srgb_lut() -> np.ndarray:
+    values = np.arange(_GAMMA_STEPS + 1, dtype=np.float64) / _GAMMA_STEPS
+    encoded = np.where(values <= 0.0031308, values * 12.92, 1.055 * values ** (1 / 2.4) - 0.055)
+    return np.rint(np.clip(encoded, 0, 1) * 255).astype(np.uint8)
+
 
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
-    """8-bit sRGB (..., 3) to float32 CIELab (D65)."""
-    return color.rgb2lab(rgb).astype(np.float32)
+    """8-bit sRGB (..., 3) to float32 CIELab (D65), as ``skimage.color.rgb2lab`` computes it.
+
+    A lookup table linearises the 8-bit values and the rest runs in float32: about 7x faster than skimage on
+    a 256x256 photo, within 1e-3 of it (tests compare the two), which is what preprocessing needs.
+    """
+    xyz = _srgb_to_linear_lut()[rgb] @ (_RGB_TO_XYZ.T / _D65)
+    f = _f(xyz)
+    lab = np.empty_like(f)
+    lab[..., 0] = 116 * f[..., 1] - 16
+    lab[..., 1] = 500 * (f[..., 0] - f[..., 1])
+    lab[..., 2] = 200 * (f[..., 1] - f[..., 2])
+    return lab
 
 
 def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
@@ -76,40 +116,13 @@ def chroma_spread(lightness: np.ndarray, ab: np.ndarray) -> float:
     flat = ab.reshape(-1, 2).astype(np.float32)
     counts = np.maximum(np.bincount(bins, minlength=32), 1)
     tone = np.stack([np.bincount(bins, flat[:, i], minlength=32) / counts for i in (0, 1)], axis=1)
-    return float(np.percentile(np.hypot(*(flat - tone[bins]).T), 98))
+    residual = flat - tone[bins].astype(np.float32)
+    return float(np.percentile(np.sqrt(np.einsum("ij,ij->i", residual, residual)), 98))
 
 
 def is_monochrome(lightness: np.ndarray, ab: np.ndarray, threshold: float = 2.5) -> bool:
     """Whether a photo is grey or toned (sepia and the like): :func:`chroma_spread` below ``threshold``."""
     return chroma_spread(lightness, ab) < threshold
-
-
-# Full-resolution conversions. skimage's rgb2lab + lab2rgb take seconds on a 12 MP photo; colouring needs only
-# L from the original and Lab -> sRGB for the result, which lookup tables and float32 matrix work do in a
-# fraction of that, within a fraction of a grey level of skimage.
-
-_D65 = np.array([0.95047, 1.0, 1.08883], np.float32)
-_XYZ_TO_RGB = np.array(
-    [[3.2404542, -1.5371385, -0.4985314], [-0.9692660, 1.8760108, 0.0415560], [0.0556434, -0.2040259, 1.0572252]],
-    np.float32,
-)
-_Y_WEIGHTS = np.array([0.212671, 0.715160, 0.072169], np.float32)
-_GAMMA_STEPS = 16383
-_EPSILON = 216 / 24389
-_KAPPA = 24389 / 27
-
-
-@cache
-def _srgb_to_linear_lut() -> np.ndarray:
-    values = np.arange(256, dtype=np.float64) / 255
-    return np.where(values <= 0.04045, values / 12.92, ((values + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
-@cache
-def _linear_to_srgb_lut() -> np.ndarray:
-    values = np.arange(_GAMMA_STEPS + 1, dtype=np.float64) / _GAMMA_STEPS
-    encoded = np.where(values <= 0.0031308, values * 12.92, 1.055 * values ** (1 / 2.4) - 0.055)
-    return np.rint(np.clip(encoded, 0, 1) * 255).astype(np.uint8)
 
 
 @cache

@@ -14,6 +14,15 @@ def squares(sample_paths) -> list[np.ndarray]:
     return [images.fit_square(images.load(p, min_side=128).image, 128) for p in sample_paths[:12]]
 
 
+def test_rgb_to_lab_matches_skimage(squares):
+    from skimage import color
+
+    for rgb in squares[:4]:
+        assert np.abs(lab.rgb_to_lab(rgb) - color.rgb2lab(rgb)).max() < 2e-3
+    every_colour = np.stack(np.meshgrid(*[np.arange(0, 256, 5)] * 3), axis=-1).astype(np.uint8)
+    assert np.abs(lab.rgb_to_lab(every_colour) - color.rgb2lab(every_colour)).max() < 2e-3
+
+
 def test_quantised_lab_round_trip_error_is_bounded(squares):
     """Storage costs at most half a step: L within 0.2 (100/255/2), a and b within 0.5; RGB within 2 levels."""
     for rgb in squares:
