@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from colorization.archive import Entry
-from colorization.atomic import atomic_path
+from colorization import manifest
 from colorization.render import COLORIZED, COLOUR, ERROR, UNCHANGED
 from colorization.errors import ConfigError
 
@@ -47,26 +46,14 @@ def manifest_path(output: Path) -> Path:
 
 
 def read_manifest(output: Path) -> pd.DataFrame:
-    path = manifest_path(output)
-    if not path.exists():
-        return SCHEMA.empty_table().to_pandas()
-    return pq.read_table(path).to_pandas()
+    return manifest.read(manifest_path(output), SCHEMA)
 
 
-def write_manifest(output: Path, manifest: pd.DataFrame) -> None:
-    table = pa.Table.from_pandas(manifest, schema=SCHEMA, preserve_index=False)
-    with atomic_path(manifest_path(output)) as temp:
-        pq.write_table(table, temp)
+def write_manifest(output: Path, rows: pd.DataFrame) -> None:
+    manifest.write(manifest_path(output), rows, SCHEMA)
 
 
-def merge(manifest: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
-    """The manifest with ``records`` replacing earlier rows of the same source."""
-    if not records:
-        return manifest
-    new = pd.DataFrame.from_records(records, columns=SCHEMA.names)
-    kept = manifest[~manifest["source"].isin(new["source"])]
-    merged = pd.concat([kept, new], ignore_index=True) if len(kept) else new
-    return merged.sort_values("source", ignore_index=True)
+merge = manifest.merge
 
 
 @dataclass
@@ -77,10 +64,10 @@ class Plan:
     skipped: list[dict]
 
 
-def plan(entries: list[Entry], manifest: pd.DataFrame, output: Path, model_id: str, recolor: bool = False,
+def plan(entries: list[Entry], rows: pd.DataFrame, output: Path, model_id: str, recolor: bool = False,
          overwrite: bool = False) -> Plan:
     """Split the source's entries into work to do and work already done (see the module docstring)."""
-    previous = {row["source"]: row for row in manifest.to_dict("records")}
+    previous = {row["source"]: row for row in rows.to_dict("records")}
     pending, skipped = [], []
     for entry in entries:
         row = previous.get(entry.name)

@@ -128,13 +128,3 @@ def plan_shards(pending: list[str], rows_per_shard: int, first_index: int) -> li
         (shard_name(first_index + n), pending[start : start + rows_per_shard])
         for n, start in enumerate(range(0, len(pending), rows_per_shard))
     ]
-
-
-def merge_records(manifest: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
-    """The manifest with ``records`` added, replacing earlier rows of the same source (retried errors)."""
-    if not records:
-        return manifest
-    new = pd.DataFrame.from_records(records, columns=list(manifest.columns))
-    kept = manifest[~manifest["source"].isin(new["source"])]
-    merged = pd.concat([kept, new], ignore_index=True) if len(kept) else new
-    return merged.sort_values("source", ignore_index=True)

@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from colorization import manifest
 from colorization.atomic import atomic_path
 from colorization.errors import ConfigError
 
@@ -185,11 +186,7 @@ class Dataset:
 
     def read_manifest(self) -> pd.DataFrame:
         """The manifest, empty (with its columns) for a new dataset."""
-        if not self.manifest_path.exists():
-            return MANIFEST_SCHEMA.empty_table().to_pandas()
-        return pq.read_table(self.manifest_path).to_pandas()
+        return manifest.read(self.manifest_path, MANIFEST_SCHEMA)
 
-    def write_manifest(self, manifest: pd.DataFrame) -> None:
-        table = pa.Table.from_pandas(manifest, schema=MANIFEST_SCHEMA, preserve_index=False)
-        with atomic_path(self.manifest_path) as temp:
-            pq.write_table(table, temp)
+    def write_manifest(self, rows: pd.DataFrame) -> None:
+        manifest.write(self.manifest_path, rows, MANIFEST_SCHEMA)

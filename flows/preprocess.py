@@ -14,6 +14,7 @@ from pydantic import Field
 from colorization import preprocess as lib
 from colorization.atomic import remove_stale_temps
 from colorization.discover import find_images
+from colorization.manifest import merge
 from colorization.shards import Dataset, shard_index
 from flows.common import dask_runner, project_path
 
@@ -41,7 +42,7 @@ def preprocess_shards(
     results = []
     for done, future in enumerate(as_completed(futures), start=1):
         result = future.result()
-        manifest = lib.merge_records(manifest, result.records)
+        manifest = merge(manifest, result.records)
         data.write_manifest(manifest)
         results.append(result)
         logger.info(
