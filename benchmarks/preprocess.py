@@ -7,7 +7,8 @@ upscaled from the bundled sample photos and cached in ``data/benchmarks/camera/`
 (a) baseline, written the seed's way: ``keras.utils.load_img(path, target_size=(size, size))`` (a full decode,
     then a resize that squashes the photo, no crop) and ``skimage.color.rgb2lab``, one photo at a time in one
     process; nothing is written. Imports and one warm-up photo are left out of the timing.
-(b) the ``preprocess`` flow with 1 Dask worker and (c) with 2, each run into a fresh dataset of 4 shards.
+(b) the ``preprocess`` flow with 1 Dask worker and (c) with 2, each run into a fresh dataset with N // 4 rows
+    per shard.
 
 Two figures are given for the flow. End to end is the flow summary's ``images/s``: its shard phase, which
 includes starting and stopping the local Dask cluster (several seconds, whatever N). Steady state is N over the
@@ -32,19 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
 
-from PIL import Image
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
-from colorization.atomic import atomic_path
-from colorization.discover import find_images
-from flows.common import PROJECT_ROOT
+from camera import build_source  # benchmarks/ is on sys.path when run as a script
 from flows.preprocess import preprocess
 
-SAMPLES = PROJECT_ROOT / "data" / "samples" / "photos"
-CACHE = PROJECT_ROOT / "data" / "benchmarks" / "camera"
-CAMERA_PIXELS = 12_000_000  # 4000x3000 at 4:3; every sample ends up at 8 megapixels or more
-JPEG_QUALITY = 90
 SHARDS = 4
 DEFAULT_IMAGES = 600
 AIM_SPEEDUP = 3.0  # (b) / (a)
@@ -52,37 +46,13 @@ AIM_SCALING = 1.7  # (c) / (b)
 
 
 @dataclass(frozen=True)
-class FlowRun:
+class FlowFigures:
     """What one flow run measured."""
 
     end_to_end: float  # images/s from the flow's summary
     steady: float  # images/s over the shard tasks' window
     seconds: float  # wall time of the whole flow call
-
-
-def camera_photo(sample: Path) -> Path:
-    """The cached camera-size version of ``sample``, made (LANCZOS upscale, JPEG quality 90) if missing."""
-    target = CACHE / sample.name
-    if not target.exists():
-        image = Image.open(sample).convert("RGB")
-        scale = math.sqrt(CAMERA_PIXELS / (image.width * image.height))
-        size = (round(image.width * scale), round(image.height * scale))
-        with atomic_path(target) as temp:
-            image.resize(size, Image.Resampling.LANCZOS).save(temp, quality=JPEG_QUALITY)
-    return target
-
-
-def build_source(folder: Path, count: int) -> list[Path]:
-    """Fill ``folder`` with ``count`` links to camera-size photos, cycling through the samples."""
-    samples = find_images(SAMPLES)
-    folder.mkdir(parents=True)
-    links = []
-    for index in range(count):
-        sample = samples[index % len(samples)]
-        link = folder / f"{index:05d}-{sample.name}"
-        link.symlink_to(camera_photo(sample))
-        links.append(link)
-    return links
+    shards: int
 
 
 def seed_baseline(paths: list[Path], size: int) -> float:
@@ -101,40 +71,38 @@ def seed_baseline(paths: list[Path], size: int) -> float:
     return len(paths) / (time.perf_counter() - started)
 
 
-def shard_window(flow_run_id: UUID) -> float:
+def shard_window(flow_run_id: UUID, shards: int) -> float:
     """Seconds from the first shard task's start to the last one's end, in the subflow of a preprocess run."""
     subflows = FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id]))
     with get_client(sync_client=True) as client:
         tasks = client.read_task_runs(flow_run_filter=subflows)
-    if not tasks or any(t.start_time is None or t.end_time is None for t in tasks):
-        raise RuntimeError(f"flow run {flow_run_id}: shard tasks without start or end times")
+    if len(tasks) != shards or any(t.start_time is None or t.end_time is None for t in tasks):
+        raise RuntimeError(f"flow run {flow_run_id}: expected {shards} finished shard tasks, found {len(tasks)}")
     return (max(t.end_time for t in tasks) - min(t.start_time for t in tasks)).total_seconds()
 
 
-def measure_flow(source: Path, dataset: Path, size: int, workers: int) -> FlowRun:
+def measure_flow(source: Path, dataset: Path, size: int, workers: int) -> FlowFigures:
     """Run the preprocess flow on every photo of ``source`` into the new folder ``dataset``."""
     count = len(find_images(source))
+    rows_per_shard = max(1, count // SHARDS)
     started = time.perf_counter()
     state = preprocess(
-        source=source,
-        dataset=dataset,
-        size=size,
-        rows_per_shard=max(1, count // SHARDS),
-        workers=workers,
-        return_state=True,
+        source=source, dataset=dataset, size=size, rows_per_shard=rows_per_shard, workers=workers, return_state=True
     )
     seconds = time.perf_counter() - started
     summary = state.result()
     if summary["written"] + summary["grey"] != count:
         raise RuntimeError(f"the flow did not process every photo of {source}: {summary}")
-    return FlowRun(summary["images/s"], count / shard_window(state.state_details.flow_run_id), seconds)
+    shards = math.ceil(count / rows_per_shard)
+    window = shard_window(state.state_details.flow_run_id, shards)
+    return FlowFigures(summary["images/s"], count / window, seconds, shards)
 
 
 def verdict(ratio: float, aim: float) -> str:
     return f"{ratio:.2f} ({'met' if ratio >= aim else 'missed'})"
 
 
-def report(count: int, size: int, baseline: float, one: FlowRun, two: FlowRun, load: float) -> None:
+def report(count: int, size: int, baseline: float, one: FlowFigures, two: FlowFigures, load: float) -> None:
     """Print the command, the machine and the table of rates and ratios."""
     rows = [
         ("(a) seed baseline, 1 process", f"{baseline:.2f}", f"{baseline:.2f}"),
@@ -156,7 +124,7 @@ def report(count: int, size: int, baseline: float, one: FlowRun, two: FlowRun, l
     print(f"machine:  {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}")
     print(f"load:     1-minute load average {load:.2f} at the start (other work on the machine skews the figures)")
     print(f"photos:   {count} JPEGs of about {CAMERA_PIXELS / 1e6:.0f} megapixels (quality {JPEG_QUALITY}) "
-          f"to {size}x{size}; each flow run writes {SHARDS} shards")
+          f"to {size}x{size}; each flow run writes {one.shards} shards")
     print(f"flow calls, whole wall time: 1 worker {one.seconds:.1f} s, 2 workers {two.seconds:.1f} s")
     print()
     print(f"{'images/s':<30}{'end to end':>16}{'steady state':>16}")

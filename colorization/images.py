@@ -53,12 +53,14 @@ def decode(
     *,
     min_side: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    keep_grey: bool = False,
 ) -> Photo:
     """Decode image bytes into an oriented 8-bit sRGB :class:`Photo`.
 
     ``min_side`` lets a JPEG decode at a reduced DCT scale whose shorter side is still at least that many
     pixels, which is many times faster for camera-size files that are only needed small. Images above
-    ``max_pixels`` are refused before decoding.
+    ``max_pixels`` are refused before decoding. With ``keep_grey``, a grey image without a colour profile
+    stays a one-channel ``L`` image instead of being expanded to three equal channels.
     """
     try:
         image = Image.open(io.BytesIO(data))
@@ -75,7 +77,9 @@ def decode(
         metadata = {"format": image.format, "icc": image.info.get("icc_profile"), "dpi": image.info.get("dpi")}
         image = ImageOps.exif_transpose(image)
         exif = image.getexif()
-        return Photo(to_srgb(image, name), width, height, exif=exif.tobytes() if len(exif) else None, **metadata)
+        if not (keep_grey and image.mode == "L" and not metadata["icc"]):
+            image = to_srgb(image, name)
+        return Photo(image, width, height, exif=exif.tobytes() if len(exif) else None, **metadata)
     except ImageError:
         raise
     except UnidentifiedImageError as exc:

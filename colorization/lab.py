@@ -130,16 +130,18 @@ def _grey_lightness_lut() -> np.ndarray:
     return (_f(_srgb_to_linear_lut()) * 116 - 16).astype(np.float32)
 
 
-def lightness(rgb: np.ndarray) -> np.ndarray:
-    """CIELab L (float32, 0..100) of 8-bit sRGB (h, w, 3), fast enough for full-resolution photos.
+def lightness(pixels: np.ndarray) -> np.ndarray:
+    """CIELab L (float32, 0..100) of 8-bit sRGB (h, w, 3) or grey (h, w), fast enough for full-resolution photos.
 
-    Grey images (all channels equal, as scans of black-and-white prints are) take a single table lookup.
+    Grey images (one channel, or all channels equal) take a single table lookup.
     """
-    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    if pixels.ndim == 2:
+        return _grey_lightness_lut()[pixels]
+    red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
     if np.array_equal(red, green) and np.array_equal(green, blue):
         return _grey_lightness_lut()[red]
     linear = _srgb_to_linear_lut()
-    out = np.empty(rgb.shape[:-1], np.float32)
+    out = np.empty(pixels.shape[:-1], np.float32)
     for rows in _blocks(len(out)):
         luminance = linear[red[rows]] * _Y_WEIGHTS[0]
         luminance += linear[green[rows]] * _Y_WEIGHTS[1]
@@ -162,8 +164,9 @@ def _f_inverse(t: np.ndarray) -> np.ndarray:
     return np.where(cubed > _EPSILON, cubed, (116 * t - 16) / _KAPPA).astype(np.float32)
 
 
-def lab_to_srgb_fast(lightness_: np.ndarray, ab: np.ndarray) -> np.ndarray:
-    """8-bit sRGB (h, w, 3) of L (h, w) and ab (h, w, 2), float32.
+def lab_to_srgb_fast(lightness_: np.ndarray, a: np.ndarray, b: np.ndarray, ab_offset: float = 0) -> np.ndarray:
+    """8-bit sRGB (h, w, 3) of the planes L, a and b (h, w); ``ab_offset`` is subtracted from a and b first
+    (for a and b stored in uint8 planes as ``value + 128``).
 
     Colours outside the sRGB gamut are desaturated towards the grey of the same luminance (in linear light)
     until they fit, instead of being clipped channel by channel: lightness is kept, so a coloured photo keeps
@@ -174,7 +177,9 @@ def lab_to_srgb_fast(lightness_: np.ndarray, ab: np.ndarray) -> np.ndarray:
     matrix = _XYZ_TO_RGB * _D65
     for rows in _blocks(len(out)):
         fy = (lightness_[rows] + 16) / 116
-        x, y, z = _f_inverse(fy + ab[rows, :, 0] / 500), _f_inverse(fy), _f_inverse(fy - ab[rows, :, 1] / 200)
+        x = _f_inverse(fy + (a[rows] - np.float32(ab_offset)) / 500)
+        y = _f_inverse(fy)
+        z = _f_inverse(fy - (b[rows] - np.float32(ab_offset)) / 200)
         linear = [x * matrix[c, 0] + y * matrix[c, 1] + z * matrix[c, 2] for c in range(3)]
         if min(c.min() for c in linear) < 0 or max(c.max() for c in linear) > 1:
             _desaturate_into_gamut(linear, y)

@@ -159,3 +159,11 @@ def test_find_images_is_sorted_case_insensitive_and_survives_link_loops(tmp_path
 def test_find_images_refuses_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such folder"):
         find_images(Path(tmp_path / "missing"))
+
+
+def test_keep_grey_leaves_untagged_grey_images_single_channel():
+    grey = Image.fromarray(np.linspace(0, 255, 48 * 64).reshape(48, 64).astype(np.uint8), "L")
+    assert images.decode(encode(grey), keep_grey=True).image.mode == "L"
+    assert images.decode(encode(grey)).image.mode == "RGB"
+    tagged = encode(grey, icc_profile=icc.rgb_profile(icc.SRGB_PRIMARIES_D50))
+    assert images.decode(tagged, keep_grey=True).image.mode == "RGB", "a profile still needs converting"

@@ -81,7 +81,7 @@ def test_fast_full_resolution_conversions_match_skimage(squares):
         assert np.abs(lab.lightness(rgb) - exact[..., 0]).max() < 1e-3
         grey = np.repeat(rgb[..., :1], 3, axis=-1)
         assert np.abs(lab.lightness(grey) - lab.rgb_to_lab(grey)[..., 0]).max() < 1e-3
-        fast = lab.lab_to_srgb_fast(exact[..., 0], exact[..., 1:]).astype(int)
+        fast = lab.lab_to_srgb_fast(exact[..., 0], exact[..., 1], exact[..., 2]).astype(int)
         assert np.abs(fast - lab.lab_to_rgb(exact)).max() <= 1
 
 
@@ -89,8 +89,13 @@ def test_out_of_gamut_colours_keep_their_lightness():
     rng = np.random.default_rng(0)
     wild = rng.normal(0, 90, (64, 64, 2)).astype(np.float32)
     lightness_ = rng.uniform(0, 100, (64, 64)).astype(np.float32)
-    rgb = lab.lab_to_srgb_fast(lightness_, wild)
+    rgb = lab.lab_to_srgb_fast(lightness_, wild[..., 0], wild[..., 1])
     assert np.abs(lab.lightness(rgb) - lightness_).max() < 0.8, "only 8-bit rounding may move L"
     clipped = lab.lab_to_rgb(np.concatenate([lightness_[..., None], wild], axis=-1))
     assert np.abs(lab.lightness(clipped) - lightness_).max() > 5, "per-channel clipping would have moved L"
     assert lab.colorfulness(rgb) > 20, "colour is reduced only as far as the gamut needs"
+
+
+def test_lightness_of_one_channel_grey_equals_three_channel_grey():
+    grey = np.random.default_rng(1).integers(0, 256, (32, 48), dtype=np.uint8)
+    assert np.array_equal(lab.lightness(grey), lab.lightness(np.repeat(grey[..., None], 3, axis=-1)))

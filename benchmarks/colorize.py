@@ -1,0 +1,183 @@
+"""Colorize on camera-size photos: where the time goes, speed against the seed's way, and memory.
+
+The issue asks that everything besides the network (decode, colour conversion, upsampling, encode) take at
+most 30% of the per-photo time on a 12 MP photo, that the stage run at least 3x as fast as a seed-style
+full-resolution path, and that peak memory stay flat (and under 2.5 GB) whatever the archive size.
+
+On N camera-size greyscale JPEGs (about 12 megapixels, upscaled from the bundled samples, see ``camera.py``), with the
+paper's model (width 1.0 at 256x256) and random weights (speed does not depend on weight values):
+
+(a) per-photo split: the library steps run one after the other in this process — prepare (DCT-scaled decode
+    to model size), network (Xception + fusion model, in batches), render (full decode, L + upsampled ab to
+    sRGB, JPEG encode, write) — so each is timed alone;
+(b) seed-style path, one photo at a time: full decode, skimage ``rgb2lab`` at full size, resize L to 256,
+    one ``predict`` per photo for Xception and the model, skimage resize of ab back, ``lab2rgb``, encode;
+(c) the ``colorize`` flow end to end (Dask workers for decode/render, batches for the network);
+(d) peak memory (RSS of the flow process and its Dask workers, sampled every 0.2 s) of the flow on
+    ``--small`` and ``--large`` archives, each in a fresh process.
+
+Run as ``.venv/bin/python benchmarks/colorize.py [--images 24] [--small 20] [--large 200] [--workers 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from camera import build_source  # benchmarks/ is on sys.path when run as a script
+
+SIZE = 256
+BATCH = 8
+
+
+def make_model(folder: Path) -> Path:
+    """The paper-size fusion model with random weights, carded for the seeded random Xception."""
+    from colorization import model as net
+    from colorization.extractor import load_extractor
+
+    extractor = load_extractor("none")
+    net.save(net.build_model(SIZE, extractor.dim, 1.0), folder, {"extractor_id": extractor.id, "size": SIZE,
+                                                                 "width": 1.0, "random_extractor": True})
+    return folder
+
+
+def split(paths: list[Path], model_dir: Path, out: Path) -> dict:
+    """Seconds per photo of each library step, run one after the other."""
+    from colorization.colorize import Colorizer
+    from colorization.render import prepare, render
+
+    colorizer = Colorizer.load(model_dir)
+    colorizer.predict_ab(np.zeros((BATCH, SIZE, SIZE), np.uint8), BATCH)  # compile once, outside the timing
+    times = {"prepare": 0.0, "network": 0.0, "render": 0.0}
+    for start in range(0, len(paths), BATCH):
+        batch = paths[start : start + BATCH]
+        began = time.perf_counter()
+        prepared = [prepare(p.read_bytes(), p.name, SIZE, 10**9) for p in batch]
+        times["prepare"] += time.perf_counter() - began
+        began = time.perf_counter()
+        ab = colorizer.predict_ab(np.stack([p.lightness for p in prepared]), BATCH)
+        times["network"] += time.perf_counter() - began
+        began = time.perf_counter()
+        for path, ab_small in zip(batch, ab):
+            render(path.read_bytes(), path.name, ab_small, out / path.name, 10**9)
+        times["render"] += time.perf_counter() - began
+    return {step: seconds / len(paths) for step, seconds in times.items()}
+
+
+def seed_style(paths: list[Path], model_dir: Path, out: Path) -> float:
+    """Images/s of the seed's full-resolution way, one photo at a time with skimage conversions."""
+    from PIL import Image
+    from skimage import color, transform
+
+    from colorization.colorize import Colorizer
+    from colorization.extractor import grey_input
+
+    colorizer = Colorizer.load(model_dir)
+
+    def colour(path: Path) -> None:
+        rgb = np.asarray(Image.open(path).convert("RGB")) / 255.0  # the seed read every photo as RGB
+        lab = color.rgb2lab(rgb)
+        small = transform.resize(lab[..., 0], (SIZE, SIZE))
+        stored = np.rint(small * 2.55).astype(np.uint8)[None]
+        embedding = colorizer.extractor.model.predict(grey_input(stored), verbose=0)
+        ab = colorizer.model.predict({"L": stored[..., None].astype(np.float32), "embedding": embedding}, verbose=0)
+        lab[..., 1:] = transform.resize(ab[0] * 128, lab.shape[:2])
+        result = (np.clip(color.lab2rgb(lab), 0, 1) * 255).astype(np.uint8)
+        Image.fromarray(result).save(out / path.name, quality=95)
+
+    colour(paths[0])
+    began = time.perf_counter()
+    for path in paths:
+        colour(path)
+    return len(paths) / (time.perf_counter() - began)
+
+
+def run_flow(source: Path, model_dir: Path, output: Path, workers: int) -> dict:
+    """The colorize flow in this process; returns its summary."""
+    from flows.colorize import colorize
+
+    return colorize(input=source, output=output, model=model_dir, batch_size=BATCH, workers=workers)
+
+
+def peak_memory(count: int, model_dir: Path, work: Path, workers: int) -> tuple[float, float]:
+    """Peak RSS (GB) of a fresh process running the flow on ``count`` photos, and its images/s."""
+    source = work / f"memory-{count}"
+    build_source(source, count, grey=True)
+    command = [sys.executable, __file__, "--flow-only", str(source), str(model_dir), str(work / f"out-{count}"),
+               str(workers)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               cwd=Path(__file__).parent)
+    peak = 0
+    watched = psutil.Process(process.pid)
+    while process.poll() is None:
+        try:
+            tree = [watched, *watched.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.2)
+    summary = json.loads(process.stdout.read().strip().splitlines()[-1])
+    return peak / 1e9, summary["images/s"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=24, help="photos for the split, seed and flow figures")
+    parser.add_argument("--seed-images", type=int, default=6, help="photos for the (slow) seed-style path")
+    parser.add_argument("--small", type=int, default=20)
+    parser.add_argument("--large", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--flow-only", nargs=4, metavar=("SOURCE", "MODEL", "OUTPUT", "WORKERS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.flow_only:
+        source, model_dir, output, workers = args.flow_only
+        print(json.dumps(run_flow(Path(source), Path(model_dir), Path(output), int(workers))))
+        return 0
+
+    with tempfile.TemporaryDirectory(prefix="colorize-bench-") as tmp:
+        work = Path(tmp)
+        model_dir = make_model(work / "model")
+        photos = build_source(work / "photos", args.images, grey=True)
+        for folder in ("split", "seed", "flow"):
+            (work / folder).mkdir()
+        steps = split(photos, model_dir, work / "split")
+        seed = seed_style(photos[: args.seed_images], model_dir, work / "seed")
+        flow = run_flow(work / "photos", model_dir, work / "flow", args.workers)
+        small = peak_memory(args.small, model_dir, work, args.workers)
+        large = peak_memory(args.large, model_dir, work, args.workers)
+
+    total = sum(steps.values())
+    rest = steps["prepare"] + steps["render"]
+    stage_speed = flow["images/s"]
+    print(f"command:  {shlex.join([sys.executable, *sys.argv])}")
+    print(f"machine:  {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}, "
+          f"load {os.getloadavg()[0]:.2f} at the end")
+    print(f"photos:   {args.images} greyscale JPEGs of about 12 MP; model width 1.0 at {SIZE}x{SIZE}, random weights\n")
+    print("(a) per photo, steps one after the other:")
+    for step, seconds in steps.items():
+        print(f"    {step:<8} {seconds:6.3f} s  ({100 * seconds / total:4.1f}%)")
+    print(f"    rest (everything but the network): {100 * rest / total:.1f}% of {total:.3f} s  (aim <= 30%: "
+          f"{'met' if rest / total <= 0.30 else 'missed'})")
+    print(f"(b) seed-style full-resolution path: {seed:.3f} images/s ({args.seed_images} photos)")
+    print(f"(c) colorize flow, {args.workers} workers: {stage_speed:.3f} images/s; (c)/(b) = {stage_speed / seed:.2f} "
+          f"(aim >= 3: {'met' if stage_speed / seed >= 3 else 'missed'})")
+    print(f"(d) peak RSS: {small[0]:.2f} GB for {args.small} photos ({small[1]:.3f} images/s), {large[0]:.2f} GB for "
+          f"{args.large} photos ({large[1]:.3f} images/s); ratio {large[0] / small[0]:.2f} "
+          f"(aim: flat and <= 2.5 GB: {'met' if large[0] <= 2.5 and large[0] / small[0] < 1.25 else 'missed'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
