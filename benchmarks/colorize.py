@@ -29,13 +29,11 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import psutil
-
 from camera import build_source  # benchmarks/ is on sys.path when run as a script
 
 SIZE = 256

@@ -33,10 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
 
+from camera import CAMERA_PIXELS, JPEG_QUALITY, build_source  # benchmarks/ is on sys.path when run as a script
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
-from camera import build_source  # benchmarks/ is on sys.path when run as a script
+from colorization.discover import find_images
 from flows.preprocess import preprocess
 
 SHARDS = 4

@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from colorization.archive import Entry
 from colorization import manifest
-from colorization.render import COLORIZED, COLOUR, ERROR, UNCHANGED
+from colorization.archive import Entry
 from colorization.errors import ConfigError
+from colorization.render import COLORIZED, COLOUR, ERROR, UNCHANGED
 
 STATE_DIR = ".colorize"
 SCHEMA = pa.schema(

@@ -10,8 +10,8 @@ import numpy as np
 
 from colorization import lab
 from colorization import model as net
-from colorization.errors import ConfigError
 from colorization.card import RANDOM_WARNING, model_id, read_card
+from colorization.errors import ConfigError
 from colorization.extractor import Extractor, load_extractor
 
 log = logging.getLogger(__name__)

@@ -76,8 +76,8 @@ def _pipeline(args: argparse.Namespace) -> None:
 
 
 def _colorize(args: argparse.Namespace) -> None:
-    from colorization.catalog import check_paths
     from colorization.card import read_card
+    from colorization.catalog import check_paths
     from flows.colorize import colorize
 
     check_paths(args.input, args.output)

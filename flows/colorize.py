@@ -28,10 +28,10 @@ from colorization import catalog
 from colorization.archive import Entry, list_entries, read_entry
 from colorization.atomic import atomic_path
 from colorization.card import RANDOM_WARNING, model_id
-from colorization.render import COLORIZED, COLOUR, ERROR, UNCHANGED, file_hash, prepare, render
 from colorization.errors import ImageError
 from colorization.gallery import html_contact_sheet, markdown_gallery
 from colorization.images import DEFAULT_MAX_PIXELS
+from colorization.render import COLORIZED, COLOUR, ERROR, UNCHANGED, file_hash, prepare, render
 from flows.common import GPU_LIMIT, dask_runner, project_path, resolve_weights
 
 GALLERY_SIZE = 8

@@ -102,7 +102,6 @@ class Service:
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, WorkPoolCreate
         from prefect.exceptions import ObjectAlreadyExists
-
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         with temporary_settings({PREFECT_API_URL: self.api_url}), get_client(sync_client=True) as client:

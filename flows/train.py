@@ -15,7 +15,7 @@ from pydantic import Field
 from colorization import lab
 from colorization.gallery import markdown_gallery
 from colorization.shards import Dataset
-from colorization.training import EpochResult, Trainer, TrainConfig
+from colorization.training import EpochResult, TrainConfig, Trainer
 from flows.common import GPU_LIMIT, project_path
 from flows.embed import embed
 from flows.preprocess import preprocess

@@ -13,7 +13,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from colorization import model as net
 from colorization.batches import Split, is_validation
 from colorization.errors import ConfigError
-from colorization.training import Trainer, TrainConfig, compile_model
+from colorization.training import TrainConfig, Trainer, compile_model
 from flows.cli import main
 from flows.train import pipeline, train
 from tests.conftest import FAKE_EXTRACTOR, copy_samples
