@@ -1,0 +1,106 @@
+"""Training throughput: the seed's way (Xception inside the input generator) against precomputed embeddings.
+
+The seed computed the Xception embedding of every training photo inside its batch generator, one ``predict``
+per photo, in every epoch. This stage computes embeddings once (``embed``) and training only reads them. Both
+are timed here for one epoch over the same photos, with the same fusion model, size and batch:
+
+(a) seed's way: each batch's embeddings computed in the generator, one Xception ``predict`` per photo;
+(b) this stage: ``Split.batches`` joining shards with stored embeddings, prefetched on a thread.
+
+Both run ``model.fit`` for one epoch after a warm-up step (compilation is not timed). Random weights are used:
+speed does not depend on weight values.
+
+Run as ``.venv/bin/python benchmarks/train.py [--size 128] [--width 0.5] [--batch-size 8] [--repeat 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from camera import SAMPLES  # benchmarks/ is on sys.path when run as a script
+from colorization import device
+from colorization import model as net
+from colorization.batches import Batch, Split, prefetch
+from colorization.embeddings import embed_dataset
+from colorization.extractor import grey_input, load_extractor
+from colorization.preprocess import plan_shards, process_files
+from colorization.shards import Dataset
+from colorization.training import compile_model
+
+
+def build_dataset(folder: Path, size: int, repeat: int) -> Dataset:
+    """The bundled photos, ``repeat`` times over (as distinct rows), in shards of 32."""
+    names = sorted(p.name for p in SAMPLES.iterdir())
+    data = Dataset(folder)
+    data.ensure_size(size)
+    copies = folder / "photos"
+    for index in range(repeat):
+        (copies / str(index)).mkdir(parents=True)
+        for name in names:
+            (copies / str(index) / name).symlink_to(SAMPLES / name)
+    relatives = [f"{i}/{n}" for i in range(repeat) for n in names]
+    for shard, files in plan_shards(relatives, 32, 0):
+        process_files(copies, files, data.shards_dir / shard, size)
+    return data
+
+
+def seed_batches(split: Split, extractor, batch_size: int) -> Iterator[Batch]:
+    """The seed's generator: stored rows, but each photo's embedding computed afresh, one predict per photo."""
+    for inputs, target in split.batches(batch_size, np.random.default_rng(0), flip=True):
+        embeddings = [extractor.model.predict(grey_input(inputs["L"][i : i + 1, ..., 0].astype(np.uint8)), verbose=0)
+                      for i in range(len(target))]
+        yield {"L": inputs["L"], "embedding": np.concatenate(embeddings).astype(np.float32)}, target
+
+
+def epoch(model, batches: Iterator[Batch], steps: int, images: int) -> float:
+    began = time.perf_counter()
+    model.fit(batches, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
+    return images / (time.perf_counter() - began)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--width", type=float, default=0.5)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=2, help="times the bundled photos are used (default 2)")
+    args = parser.parse_args()
+
+    extractor = load_extractor("none")
+    with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
+        data = build_dataset(Path(tmp) / "dataset", args.size, args.repeat)
+        embed_dataset(data, extractor.id, lambda lightness: extractor.embed(lightness, 32))
+        split = Split(data, extractor.id, validation=False, percent=0.01)
+        steps = split.steps(args.batch_size)
+        model = net.build_model(args.size, extractor.dim, args.width)
+        compile_model(model, 1e-3)
+        warm_inputs, warm_target = next(split.batches(args.batch_size))
+        model.train_on_batch(warm_inputs, warm_target)
+        extractor.model.predict(grey_input(warm_inputs["L"][:1, ..., 0].astype(np.uint8)), verbose=0)
+        seed = epoch(model, seed_batches(split, extractor, args.batch_size), steps, split.size)
+        stage = epoch(model, prefetch(split.batches(args.batch_size, np.random.default_rng(0), flip=True)), steps,
+                      split.size)
+
+    print(f"command:  {shlex.join([sys.executable, *sys.argv])}")
+    print(f"machine:  {os.cpu_count()} CPUs, {platform.platform()}, {device.describe()}, "
+          f"load {os.getloadavg()[0]:.2f} at the end")
+    print(f"setup:    {split.size} photos at {args.size}x{args.size}, width {args.width}, batch {args.batch_size}, "
+          f"{steps} steps; RANDOM weights (speed only)")
+    print(f"(a) seed's way, Xception per photo in the generator: {seed:8.2f} images/s")
+    print(f"(b) precomputed embeddings, prefetched batches:      {stage:8.2f} images/s")
+    print(f"(b)/(a) = {stage / seed:.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
