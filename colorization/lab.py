@@ -166,7 +166,8 @@ def _f_inverse(t: np.ndarray) -> np.ndarray:
 
 def lab_to_srgb_fast(lightness_: np.ndarray, a: np.ndarray, b: np.ndarray, ab_offset: float = 0) -> np.ndarray:
     """8-bit sRGB (h, w, 3) of the planes L, a and b (h, w); ``ab_offset`` is subtracted from a and b first
-    (for a and b stored in uint8 planes as ``value + 128``).
+    (for a and b stored in uint8 planes as ``value + 128``). ``lightness_`` is float L, or the uint8 pixels of a
+    grey photo, whose L is then looked up band by band instead of being held as a full-size float plane.
 
     Colours outside the sRGB gamut are desaturated towards the grey of the same luminance (in linear light)
     until they fit, instead of being clipped channel by channel: lightness is kept, so a coloured photo keeps
@@ -176,7 +177,8 @@ def lab_to_srgb_fast(lightness_: np.ndarray, a: np.ndarray, b: np.ndarray, ab_of
     encode = _linear_to_srgb_lut()
     matrix = _XYZ_TO_RGB * _D65
     for rows in _blocks(len(out)):
-        fy = (lightness_[rows] + 16) / 116
+        band = lightness_[rows]
+        fy = ((_grey_lightness_lut()[band] if band.dtype == np.uint8 else band) + 16) / 116
         x = _f_inverse(fy + (a[rows] - np.float32(ab_offset)) / 500)
         y = _f_inverse(fy)
         z = _f_inverse(fy - (b[rows] - np.float32(ab_offset)) / 200)

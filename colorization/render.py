@@ -58,7 +58,8 @@ def colorize_pixels(pixels: np.ndarray, ab_small: np.ndarray) -> np.ndarray:
     upsampled to their size."""
     height, width = pixels.shape[:2]
     a, b = upsample_ab(ab_small, (width, height))
-    return lab.lab_to_srgb_fast(lab.lightness(pixels), a, b, ab_offset=AB_OFFSET)
+    lightness = pixels if pixels.ndim == 2 else lab.lightness(pixels)
+    return lab.lab_to_srgb_fast(lightness, a, b, ab_offset=AB_OFFSET)
 
 
 def render(data: bytes, name: str, ab_small: np.ndarray, target: Path, max_pixels: int,

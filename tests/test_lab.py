@@ -99,3 +99,6 @@ def test_out_of_gamut_colours_keep_their_lightness():
 def test_lightness_of_one_channel_grey_equals_three_channel_grey():
     grey = np.random.default_rng(1).integers(0, 256, (32, 48), dtype=np.uint8)
     assert np.array_equal(lab.lightness(grey), lab.lightness(np.repeat(grey[..., None], 3, axis=-1)))
+    a, b = np.full((32, 48), 140, np.uint8), np.full((32, 48), 100, np.uint8)
+    from_pixels = lab.lab_to_srgb_fast(grey, a, b, ab_offset=128)
+    assert np.array_equal(from_pixels, lab.lab_to_srgb_fast(lab.lightness(grey), a, b, ab_offset=128))
