@@ -18,7 +18,7 @@ install: $(STAMP)
 WEIGHTS ?= auto
 demo: $(STAMP)
 	$(BIN)/colorization pipeline data/samples/photos --dataset data/datasets/samples \
-		--model-dir data/models/samples --size 128 --width 0.5 --epochs 8 --batch-size 8 --weights $(WEIGHTS) --resume
+		--model-dir data/models/samples --size 128 --width 0.5 --epochs 25 --batch-size 8 --weights $(WEIGHTS) --resume
 	$(BIN)/colorization colorize data/samples/archive data/colorized/samples --model data/models/samples
 	@echo
 	@echo "Coloured photos:  data/colorized/samples/ (the grey originals are in data/samples/archive/)"
