@@ -3,6 +3,8 @@
 One row per input photo: source, bytes, mtime_ns, hash, status (colorized | colour | error | unchanged),
 output, model_id, error. A re-run redoes a photo when it is new or changed (size or modification time), when
 the model changed, or when its output has gone missing; ``colour`` photos are redone only with ``recolor``.
+Photos are claimed (status ``pending``) before their render starts, so the outputs of a killed run are known
+to be this tool's own and are redone, never mistaken for someone else's files.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pyarrow as pa
 from colorization import manifest
 from colorization.archive import Entry
 from colorization.errors import ConfigError
-from colorization.render import COLORIZED, COLOUR, ERROR, UNCHANGED
+from colorization.render import COLORIZED, COLOUR, ERROR, PENDING, UNCHANGED
 
 STATE_DIR = ".colorize"
 SCHEMA = pa.schema(
@@ -71,7 +73,7 @@ def plan(entries: list[Entry], rows: pd.DataFrame, output: Path, model_id: str, 
     pending, skipped = [], []
     for entry in entries:
         row = previous.get(entry.name)
-        ours = row is not None and row["status"] in (COLORIZED, UNCHANGED)
+        ours = row is not None and row["status"] in (COLORIZED, UNCHANGED, PENDING)
         if not entry.safe:
             skipped.append(record(entry, ERROR, model_id, error=f"{entry.name}: unsafe path in archive, skipped"))
         elif not _redo(entry, row, output, model_id, recolor, overwrite):
@@ -85,7 +87,9 @@ def plan(entries: list[Entry], rows: pd.DataFrame, output: Path, model_id: str, 
 
 
 def _redo(entry: Entry, row: dict | None, output: Path, model_id: str, recolor: bool, overwrite: bool) -> bool:
-    if overwrite or row is None or (row["bytes"], row["mtime_ns"]) != (entry.size, entry.mtime_ns):
+    if overwrite or row is None or row["status"] == PENDING:
+        return True
+    if (row["bytes"], row["mtime_ns"]) != (entry.size, entry.mtime_ns):
         return True
     if row["status"] in (COLORIZED, UNCHANGED):
         return row["model_id"] != model_id or not (output / entry.name).exists()
@@ -100,7 +104,7 @@ def record(entry: Entry, status: str, model_id: str, digest: str | None = None, 
         "mtime_ns": entry.mtime_ns,
         "hash": digest,
         "status": status,
-        "output": entry.name if status == COLORIZED else None,
+        "output": entry.name if status in (COLORIZED, PENDING) else None,
         "model_id": model_id,
         "error": error,
     }

@@ -22,6 +22,7 @@ from colorization import images, lab
 from colorization.atomic import atomic_path
 
 COLORIZED, COLOUR, ERROR, UNCHANGED = "colorized", "colour", "error", "unchanged"
+PENDING = "pending"  # claimed before rendering starts: a run killed mid-render left at most these behind
 
 
 @dataclass

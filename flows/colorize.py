@@ -31,7 +31,7 @@ from colorization.card import RANDOM_WARNING, model_id
 from colorization.errors import ImageError
 from colorization.gallery import html_contact_sheet, markdown_gallery
 from colorization.images import DEFAULT_MAX_PIXELS
-from colorization.render import COLORIZED, COLOUR, ERROR, UNCHANGED, file_hash, prepare, render
+from colorization.render import COLORIZED, COLOUR, ERROR, PENDING, UNCHANGED, file_hash, prepare, render
 from flows.common import GPU_LIMIT, dask_runner, project_path, resolve_weights
 
 GALLERY_SIZE = 8
@@ -104,6 +104,10 @@ def colorize_batches(
             else:
                 to_colour.append(item)
         if to_colour:
+            claims = [catalog.record(i["entry"], PENDING, colorizer.id, i["hash"]) for i in to_colour]
+            manifest = catalog.merge(manifest, records[flushed:] + claims)
+            flushed = len(records)
+            catalog.write_manifest(output, manifest)
             with concurrency(GPU_LIMIT, occupy=1):
                 ab = colorizer.predict_ab(np.stack([i["prepared"].lightness for i in to_colour]), batch_size)
             for item, ab_small in zip(to_colour, ab):

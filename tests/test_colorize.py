@@ -136,6 +136,14 @@ def test_plan_redoes_changed_files_and_all_after_a_model_change(tmp_path):
     assert [e.name for e in catalog.plan(entries, manifest, tmp_path, "m1").pending] == ["b.jpg"]
 
 
+def test_outputs_of_a_killed_run_are_redone_not_mistaken_for_foreign_files(tmp_path):
+    entry = Entry("a.jpg", 10, 1)
+    (tmp_path / "a.jpg").write_bytes(b"rendered before the kill, never recorded as done")
+    claimed = catalog.merge(catalog.read_manifest(tmp_path), [catalog.record(entry, "pending", "m1")])
+    work = catalog.plan([entry], claimed, tmp_path, "m1")
+    assert work.pending == [entry] and work.skipped == []
+
+
 def test_existing_foreign_output_is_kept_unless_overwrite(tmp_path):
     (tmp_path / "a.jpg").write_bytes(b"someone else's file")
     work = catalog.plan([Entry("a.jpg", 1, 1)], catalog.read_manifest(tmp_path), tmp_path, "m")
