@@ -130,3 +130,16 @@ def test_cli_train_bad_parameters(embedded_dataset, tmp_path, capsys, extra, mes
 def test_cli_train_without_embeddings(tiny_dataset, tmp_path, capsys):
     assert main(["train", "--dataset", str(tiny_dataset.root), "--model-dir", str(tmp_path / "m")]) == 2
     assert "no embeddings; run embed first" in capsys.readouterr().err
+
+
+def test_retried_flow_run_resumes_by_itself(prefect_harness, embedded_dataset, tmp_path, monkeypatch):
+    import flows.train
+
+    options = {"dataset": embedded_dataset.root, "model_dir": tmp_path / "m", "batch_size": 4, "width": 0.125,
+               "validation_percent": 20.0}
+    train(epochs=1, **options)
+    failed = train(epochs=2, return_state=True, **options)
+    assert failed.is_failed() and "pass --resume" in str(failed.result(raise_on_failure=False))
+    monkeypatch.setattr(flows.train.flow_run, "run_count", 2)  # what Prefect reports when a run is retried
+    card = train(epochs=2, **options)
+    assert card["epochs"] == 2 and [h["epoch"] for h in card["history"]] == [1, 2]
