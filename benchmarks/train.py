@@ -10,7 +10,9 @@ are timed here for one epoch over the same photos, with the same fusion model, s
 Both run ``model.fit`` for one epoch after a warm-up step (compilation is not timed). Random weights are used:
 speed does not depend on weight values.
 
-Run as ``.venv/bin/python benchmarks/train.py [--size 128] [--width 0.5] [--batch-size 8] [--repeat 2]``.
+Run as ``.venv/bin/python benchmarks/train.py [--size 128] [--width 0.5] [--batch-size 8] [--repeat 2]``; on a
+GPU (``benchmarks/gpu.sh``) with ``--size 256 --width 1.0 --batch-size 64 --mixed-precision --skip-seed``.
+It needs no Prefect: only the library, so it runs where only Keras and its backend are installed.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 
-from camera import SAMPLES  # benchmarks/ is on sys.path when run as a script
 from colorization import device
 from colorization import model as net
 from colorization.batches import Batch, Split, prefetch
@@ -36,6 +37,8 @@ from colorization.extractor import grey_input, load_extractor
 from colorization.preprocess import plan_shards, process_files
 from colorization.shards import Dataset
 from colorization.training import compile_model
+
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "photos"
 
 
 def build_dataset(folder: Path, size: int, repeat: int) -> Dataset:
@@ -74,20 +77,25 @@ def main() -> int:
     parser.add_argument("--width", type=float, default=0.5)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=2, help="times the bundled photos are used (default 2)")
+    parser.add_argument("--mixed-precision", action="store_true", help="float16 compute (as on a GPU by default)")
+    parser.add_argument("--skip-seed", action="store_true", help="time only (b): the seed's way is slow on a GPU")
     args = parser.parse_args()
 
-    extractor = load_extractor("none")
+    policy = device.compute_policy(args.mixed_precision or None)
+    extractor = load_extractor("none", mixed_precision=args.mixed_precision or None)
     with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
         data = build_dataset(Path(tmp) / "dataset", args.size, args.repeat)
         embed_dataset(data, extractor.id, lambda lightness: extractor.embed(lightness, 32))
         split = Split(data, extractor.id, validation=False, percent=0.01)
         steps = split.steps(args.batch_size)
-        model = net.build_model(args.size, extractor.dim, args.width)
-        compile_model(model, 1e-3)
+        with device.dtype_policy(policy):
+            model = net.build_model(args.size, extractor.dim, args.width)
+            compile_model(model, 1e-3)
         warm_inputs, warm_target = next(split.batches(args.batch_size))
         model.train_on_batch(warm_inputs, warm_target)
         extractor.model.predict(grey_input(warm_inputs["L"][:1, ..., 0].astype(np.uint8)), verbose=0)
-        seed = epoch(model, seed_batches(split, extractor, args.batch_size), steps, split.size)
+        seed = None if args.skip_seed else epoch(model, seed_batches(split, extractor, args.batch_size), steps,
+                                                 split.size)
         stage = epoch(model, prefetch(split.batches(args.batch_size, np.random.default_rng(0), flip=True)), steps,
                       split.size)
 
@@ -95,10 +103,12 @@ def main() -> int:
     print(f"machine:  {os.cpu_count()} CPUs, {platform.platform()}, {device.describe()}, "
           f"load {os.getloadavg()[0]:.2f} at the end")
     print(f"setup:    {split.size} photos at {args.size}x{args.size}, width {args.width}, batch {args.batch_size}, "
-          f"{steps} steps; RANDOM weights (speed only)")
-    print(f"(a) seed's way, Xception per photo in the generator: {seed:8.2f} images/s")
+          f"{steps} steps, dtype policy {policy}; RANDOM weights (speed only)")
+    if seed is not None:
+        print(f"(a) seed's way, Xception per photo in the generator: {seed:8.2f} images/s")
     print(f"(b) precomputed embeddings, prefetched batches:      {stage:8.2f} images/s")
-    print(f"(b)/(a) = {stage / seed:.1f}x")
+    if seed is not None:
+        print(f"(b)/(a) = {stage / seed:.1f}x")
     return 0
 
 

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# GPU figures for BENCHMARKS.md (embed: batch 1 and 256 in mixed precision; train: 256x256, width 1.0,
+# batch 64, mixed precision), under KERAS_BACKEND=jax on a machine without TensorFlow or Prefect.
+#
+# Run from the repository root on the GPU machine, with the wheels Keras needs there carried in .whl/
+# (prepared on the development machine, git-ignored through .git/info/exclude):
+#   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+#       -d .whl keras namex optree
+# then, through the device tool: command "bash benchmarks/gpu.sh", carry [".whl"].
+set -euo pipefail
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+export PYTHONPATH="/tmp/site:$PWD" KERAS_BACKEND=jax PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+python3 benchmarks/embed.py --images 4096 --seed-images 256 --batch-size 256 --shards 8 --mixed-precision
+python3 benchmarks/train.py --size 256 --width 1.0 --batch-size 64 --repeat 32 --mixed-precision --skip-seed
