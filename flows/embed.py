@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.concurrency.sync import concurrency
 from pydantic import Field
+from tqdm import tqdm
 
 from colorization import device
 from colorization.embeddings import embed_dataset, write_extractor_info
@@ -30,13 +31,18 @@ def embed_shards(dataset: Path, weights: str, head: str, batch_size: int) -> dic
         write_extractor_info(data.embeddings_dir(extractor.id), extractor.id, weights, head)
         progress = create_progress_artifact(0.0, key="embed-progress", description="Shards embedded")
 
+        bar = tqdm(unit="shard", desc="embed", disable=None)
+
         def on_shard(done: int, total: int) -> None:
             update_progress_artifact(progress, 100.0 * done / total)
+            bar.total = total
+            bar.update()
             logger.info("embedded shard %d/%d", done, total)
 
         report = embed_dataset(
             data, extractor.id, lambda lightness: extractor.embed(lightness, batch_size), on_shard
         )
+        bar.close()
     return {
         "extractor_id": extractor.id,
         "weights": "RANDOM WEIGHTS (not a real model)" if extractor.random else weights,

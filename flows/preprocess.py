@@ -10,6 +10,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.futures import as_completed
 from pydantic import Field
+from tqdm import tqdm
 
 from colorization import preprocess as lib
 from colorization.atomic import remove_stale_temps
@@ -40,16 +41,19 @@ def preprocess_shards(
         for name, files in plan
     ]
     results = []
+    bar = tqdm(total=sum(len(files) for _, files in plan), unit="photo", desc="preprocess", disable=None)
     for done, future in enumerate(as_completed(futures), start=1):
         result = future.result()
         manifest = merge(manifest, result.records)
         data.write_manifest(manifest)
         results.append(result)
+        bar.update(len(result.records))
         logger.info(
             "shard %d/%d %s: %d written, %d grey, %d errors",
             done, len(plan), result.shard or "(none)", result.count(lib.WRITTEN), result.count(lib.GREY),
             result.count(lib.ERROR),
         )
+    bar.close()
     return results
 
 
