@@ -18,6 +18,17 @@ def _path(value: str) -> Path:
     return Path(value).expanduser().resolve()
 
 
+def _weights(value: str) -> str:
+    """A weights keyword as it is, a weights file as an absolute path (flows take relative ones from the
+    project root, the command line from the current folder)."""
+    return value if value in ("imagenet", "none", "auto") else str(_path(value))
+
+
+def _check_weights(weights: str | None) -> None:
+    if weights not in (None, "imagenet", "none", "auto") and not Path(weights).is_file():
+        raise ConfigError(f"{weights}: no such weights file (use --weights imagenet, none, or a file path)")
+
+
 def _preprocess(args: argparse.Namespace) -> None:
     from colorization.preprocess import check_params
     from colorization.shards import Dataset
@@ -38,11 +49,11 @@ def _preprocess(args: argparse.Namespace) -> None:
 
 def _embed(args: argparse.Namespace) -> None:
     from colorization.shards import Dataset
-    from flows.embed import embed
 
     Dataset(args.dataset).size()
-    if args.weights not in ("imagenet", "none") and not Path(args.weights).is_file():
-        raise ConfigError(f"{args.weights}: no such weights file (use --weights imagenet, none, or a file path)")
+    _check_weights(args.weights)
+    from flows.embed import embed
+
     embed(dataset=args.dataset, weights=args.weights, head=args.head, batch_size=args.batch_size)
 
 
@@ -65,6 +76,7 @@ def _pipeline(args: argparse.Namespace) -> None:
 
     check_params(args.source, args.size, 512)
     TrainConfig(args.epochs, args.batch_size, 1e-3, args.width).check()
+    _check_weights(args.weights)
     weights = args.weights
     if weights == "auto":
         weights = "imagenet" if imagenet_available() else "none"
@@ -82,6 +94,7 @@ def _colorize(args: argparse.Namespace) -> None:
 
     check_paths(args.input, args.output)
     read_card(args.model)
+    _check_weights(args.weights)
     colorize(input=args.input, output=args.output, model=args.model, weights=args.weights,
              batch_size=args.batch_size, recolor=args.recolor, overwrite=args.overwrite, workers=args.workers,
              dask_address=args.dask_address, max_pixels=args.max_pixels)
@@ -103,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     emb = commands.add_parser("embed", help="shards -> Xception embeddings, once per photo")
     emb.add_argument("--dataset", type=_path, required=True, help="dataset folder written by preprocess")
-    emb.add_argument("--weights", default="imagenet", help="imagenet (Keras download), none (random; tests), or a file")
+    emb.add_argument("--weights", type=_weights, default="imagenet",
+                     help="imagenet (Keras download), none (random; tests), or a file")
     emb.add_argument("--head", choices=["predictions", "avg_pool"], default="predictions",
                      help="1000-class softmax as in the paper (default) or 2048-d pooled features")
     emb.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
@@ -125,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipe.add_argument("--dataset", type=_path, required=True)
     pipe.add_argument("--model-dir", type=_path, required=True)
     pipe.add_argument("--size", type=int, default=256)
-    pipe.add_argument("--weights", default="imagenet",
+    pipe.add_argument("--weights", type=_weights, default="imagenet",
                       help="imagenet, none, a file, or auto (imagenet when obtainable, else random with a warning)")
     pipe.add_argument("--epochs", type=int, default=10)
     pipe.add_argument("--batch-size", type=int, default=32)
@@ -138,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("input", type=_path, help="folder tree, .zip or .tar of photos (never modified)")
     col.add_argument("output", type=_path, help="folder that mirrors the input with coloured photos")
     col.add_argument("--model", type=_path, default=_path("data/models/samples"), help="trained model folder")
-    col.add_argument("--weights", default=None,
+    col.add_argument("--weights", type=_weights, default=None,
                      help="Xception weights the model was trained with (default: as recorded in its card)")
     col.add_argument("--batch-size", type=int, default=8, help="photos per network batch (default 8)")
     col.add_argument("--recolor", action="store_true", help="also colour photos that are already in colour")
