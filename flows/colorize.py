@@ -44,7 +44,8 @@ def prepare_photos(source: Path, entries: list[Entry], size: int, max_pixels: in
     for entry in entries:
         try:
             data = read_entry(source, entry.name)
-            out.append({"entry": entry, "hash": file_hash(data), "prepared": prepare(data, entry.name, size, max_pixels)})
+            prepared = prepare(data, entry.name, size, max_pixels)
+            out.append({"entry": entry, "hash": file_hash(data), "prepared": prepared})
         except (ImageError, OSError) as exc:
             out.append({"entry": entry, "hash": None, "error": str(exc)})
     return out
@@ -113,7 +114,8 @@ def colorize_batches(
             for item, ab_small in zip(to_colour, ab):
                 thumb = 256 if thumbnails < GALLERY_SIZE else 0
                 thumbnails += 1
-                future = render_photo.submit(source, item["entry"], ab_small.astype(np.float16), output, max_pixels, thumb)
+                future = render_photo.submit(source, item["entry"], ab_small.astype(np.float16), output, max_pixels,
+                                             thumb)
                 rendering.append((item["entry"], item["hash"], future))
         while len(rendering) > 2 * batch_size or (rendering and rendering[0][2].state.is_final()):
             finish(*rendering.popleft())
