@@ -137,7 +137,8 @@ def main() -> int:
     parser.add_argument("--small", type=int, default=20)
     parser.add_argument("--large", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--flow-only", nargs=4, metavar=("SOURCE", "MODEL", "OUTPUT", "WORKERS"), help=argparse.SUPPRESS)
+    parser.add_argument("--flow-only", nargs=4, metavar=("SOURCE", "MODEL", "OUTPUT", "WORKERS"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.flow_only:
         source, model_dir, output, workers = args.flow_only

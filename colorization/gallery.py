@@ -36,7 +36,9 @@ def html_contact_sheet(title: str, columns: list[str], rows: list[tuple[str, lis
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(
         f"<tr><td>{html.escape(caption)}</td>"
-        + "".join(f'<td><img src="{data_uri(img, 320)}" alt="{html.escape(c)}"></td>' for c, img in zip(columns, images))
+        + "".join(
+            f'<td><img src="{data_uri(img, 320)}" alt="{html.escape(c)}"></td>' for c, img in zip(columns, images)
+        )
         + "</tr>"
         for caption, images in rows
     )

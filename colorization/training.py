@@ -110,7 +110,8 @@ def pick_extractor(dataset: Dataset, extractor_id: str | None) -> str:
     available = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
     if extractor_id is not None:
         if extractor_id not in available:
-            raise ConfigError(f"{dataset.root}: no embeddings from {extractor_id} (have: {', '.join(available) or 'none'})")
+            have = ", ".join(available) or "none"
+            raise ConfigError(f"{dataset.root}: no embeddings from {extractor_id} (have: {have})")
         return extractor_id
     if len(available) != 1:
         raise ConfigError(
@@ -120,7 +121,9 @@ def pick_extractor(dataset: Dataset, extractor_id: str | None) -> str:
     return available[0]
 
 
-def validation_metrics(model: keras.Model, batches: Iterator, max_images: int = 256) -> tuple[float, float, float, float]:
+def validation_metrics(
+    model: keras.Model, batches: Iterator, max_images: int = 256
+) -> tuple[float, float, float, float]:
     """Validation loss, PSNR (dB) of the reconstructed sRGB against the original, and mean colourfulness of
     predictions and originals. Loss covers the whole split; the image metrics its first ``max_images``."""
     squared, count, psnrs, colour_pred, colour_true = 0.0, 0, [], [], []

@@ -88,7 +88,8 @@ def test_saved_model_predicts_identically_and_refuses_other_extractor(embedded_d
     card = trainer.run()
     inputs, _ = next(trainer.val_split.batches(4))
     loaded, loaded_card = net.load(tmp_path / "model", FAKE_EXTRACTOR)
-    assert np.array_equal(np.asarray(trainer.model.predict_on_batch(inputs)), np.asarray(loaded.predict_on_batch(inputs)))
+    before, after = trainer.model.predict_on_batch(inputs), loaded.predict_on_batch(inputs)
+    assert np.array_equal(np.asarray(before), np.asarray(after))
     assert loaded_card == json.loads((tmp_path / "model" / "model.json").read_text()) == card
     assert card["extractor_id"] == FAKE_EXTRACTOR and card["size"] == 32 and card["train_images"] > 0
     with pytest.raises(ConfigError, match="trained on embeddings of fake-extractor-16, not xception-predictions-abc"):
