@@ -80,7 +80,7 @@ class Split:
 
     def read(self, part: Part) -> Rows:
         shard = read_shard(part.shard, ["id", "L", "ab"])
-        embedding = read_aligned(part.shard, part.embeddings, self.extractor_id)
+        embedding = read_aligned(part.shard, part.embeddings, self.extractor_id, shard.ids)
         return Rows(shard.L[part.rows], shard.ab[part.rows], embedding[part.rows])
 
     def batches(

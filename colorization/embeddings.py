@@ -7,7 +7,6 @@ The extractor id is also stored in the file's metadata, so embeddings of differe
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,8 +20,6 @@ import pyarrow.parquet as pq
 from colorization.atomic import atomic_path, remove_stale_temps
 from colorization.errors import ConfigError
 from colorization.shards import Dataset, read_shard
-
-log = logging.getLogger(__name__)
 
 EXTRACTOR_KEY = b"colorization.extractor_id"
 INFO_FILE = "extractor.json"
@@ -61,9 +58,12 @@ def read_embeddings(path: Path, extractor_id: str | None = None) -> tuple[list[s
     return table.column("id").to_pylist(), values
 
 
-def read_aligned(shard: Path, embeddings: Path, extractor_id: str) -> np.ndarray:
-    """A shard's embeddings, checked row by row against the shard's ids."""
-    shard_ids = read_shard(shard, columns=["id"]).ids
+def read_aligned(
+    shard: Path, embeddings: Path, extractor_id: str, shard_ids: list[str] | None = None
+) -> np.ndarray:
+    """A shard's embeddings, checked row by row against the shard's ids (read from it unless given)."""
+    if shard_ids is None:
+        shard_ids = read_shard(shard, columns=["id"]).ids
     ids, values = read_embeddings(embeddings, extractor_id)
     if ids != shard_ids:
         raise ConfigError(f"{embeddings}: rows do not match {shard}; delete it and run embed again")

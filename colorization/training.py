@@ -23,7 +23,7 @@ from colorization import device, lab
 from colorization import model as net
 from colorization.atomic import atomic_path
 from colorization.batches import Split, prefetch
-from colorization.embeddings import read_extractor_info
+from colorization.embeddings import read_embeddings, read_extractor_info
 from colorization.errors import ConfigError
 from colorization.shards import Dataset
 
@@ -188,7 +188,7 @@ class Trainer:
                 "or choose another --model-dir"
             )
         size = self.dataset.size()
-        embedding_dim = self.train_split.read(self.train_split.parts[0]).embedding.shape[1]
+        embedding_dim = read_embeddings(self.train_split.parts[0].embeddings, self.extractor_id)[1].shape[1]
         keras.utils.set_random_seed(self.config.seed)
         with distribution_scope(), device.dtype_policy(device.compute_policy(self.config.mixed_precision)):
             self.model = net.build_model(size, embedding_dim, self.config.width)
