@@ -1,12 +1,14 @@
 """Where the photos to colour come from: a folder tree, a .zip or a .tar archive, read in place.
 
 Archive members are read as bytes, never extracted; a member whose name would escape the output folder
-(absolute, or with ``..``) is listed as unsafe and never written anywhere.
+(absolute, or with ``..``) is listed as unsafe and never written anywhere. Each process keeps the archive
+open between photos, and reads one photo at a time (Dask workers here run one task at a time).
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import tarfile
 import zipfile
 from dataclasses import dataclass
@@ -30,32 +32,47 @@ class Entry:
         return not path.is_absolute() and ".." not in path.parts and not self.name.startswith(("/", "\\"))
 
 
-def _is_archive(path: Path) -> str | None:
-    if path.is_file():
-        if zipfile.is_zipfile(path):
-            return "zip"
-        if tarfile.is_tarfile(path):
-            return "tar"
-    return None
+Archive = zipfile.ZipFile | tarfile.TarFile
+
+
+def _archive(source: Path) -> Archive | None:
+    """The archive at ``source`` (None for a folder), opened once per process and reused for every photo.
+
+    Reopening it per photo would read a zip's directory, or scan a whole tar, again for each member. The cache
+    is keyed by size and modification time, so a replaced archive is opened afresh.
+    """
+    if not source.is_file():
+        return None
+    stat = source.stat()
+    return _open_archive(source, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _open_archive(source: Path, size: int, mtime_ns: int) -> Archive:
+    if zipfile.is_zipfile(source):
+        return zipfile.ZipFile(source)
+    if tarfile.is_tarfile(source):
+        archive = tarfile.open(source)
+        archive.getmembers()  # index every member once
+        return archive
+    raise ConfigError(f"{source}: not a folder, .zip or .tar archive")
 
 
 def list_entries(source: Path) -> list[Entry]:
     """The photos of a folder tree or archive, sorted by name."""
-    kind = _is_archive(source)
-    if kind == "zip":
-        with zipfile.ZipFile(source) as archive:
-            entries = [
-                Entry(info.filename, info.file_size, _zip_mtime_ns(info))
-                for info in archive.infolist()
-                if not info.is_dir() and is_image_name(info.filename)
-            ]
-    elif kind == "tar":
-        with tarfile.open(source) as archive:
-            entries = [
-                Entry(member.name, member.size, int(member.mtime * 1e9))
-                for member in archive.getmembers()
-                if member.isfile() and is_image_name(member.name)
-            ]
+    archive = _archive(source)
+    if isinstance(archive, zipfile.ZipFile):
+        entries = [
+            Entry(info.filename, info.file_size, _zip_mtime_ns(info))
+            for info in archive.infolist()
+            if not info.is_dir() and is_image_name(info.filename)
+        ]
+    elif isinstance(archive, tarfile.TarFile):
+        entries = [
+            Entry(member.name, member.size, int(member.mtime * 1e9))
+            for member in archive.getmembers()
+            if member.isfile() and is_image_name(member.name)
+        ]
     elif source.is_dir():
         entries = []
         for path in find_images(source):
@@ -74,14 +91,12 @@ def read_entry(source: Path, name: str) -> bytes:
     """The bytes of one photo of ``source``; a problem raises :class:`ImageError` naming it."""
     label = f"{source}:{name}" if source.is_file() else str(source / name)
     try:
-        kind = _is_archive(source)
-        if kind == "zip":
-            with zipfile.ZipFile(source) as archive:
-                data = archive.read(name)
-        elif kind == "tar":
-            with tarfile.open(source) as archive:
-                member = archive.extractfile(name)
-                data = member.read() if member is not None else b""
+        archive = _archive(source)
+        if isinstance(archive, zipfile.ZipFile):
+            data = archive.read(name)
+        elif isinstance(archive, tarfile.TarFile):
+            member = archive.extractfile(name)
+            data = member.read() if member is not None else b""
         else:
             data = (source / name).read_bytes()
     except (OSError, KeyError, zipfile.BadZipFile, tarfile.TarError) as exc:
