@@ -9,7 +9,8 @@ from PIL import Image
 
 from colorization.atomic import atomic_path
 from colorization.discover import find_images
-from flows.common import PROJECT_ROOT
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 SAMPLES = PROJECT_ROOT / "data" / "samples" / "photos"
 CACHE = PROJECT_ROOT / "data" / "benchmarks" / "camera"

@@ -16,7 +16,8 @@ paper's model (width 1.0 at 256x256) and random weights (speed does not depend o
 (d) peak memory (RSS of the flow process and its Dask workers, sampled every 0.2 s) of the flow on
     ``--small`` and ``--large`` archives, each in a fresh process.
 
-Run as ``.venv/bin/python benchmarks/colorize.py [--images 24] [--small 20] [--large 200] [--workers 2]``.
+Run as ``.venv/bin/python benchmarks/colorize.py [--images 24] [--small 20] [--large 200] [--workers 2]``;
+``--split-only`` prints (a) alone and needs no Prefect or Dask (``benchmarks/gpu.sh`` runs it on a GPU machine).
 """
 
 from __future__ import annotations
@@ -130,6 +131,23 @@ def peak_memory(count: int, model_dir: Path, work: Path, workers: int) -> tuple[
     return peak / 1e9, summary["images/s"]
 
 
+def print_split(args: argparse.Namespace, steps: dict) -> None:
+    """The setup and figure (a): seconds per photo of each step and the share of everything but the network."""
+    from colorization import device
+
+    total = sum(steps.values())
+    rest = steps["prepare"] + steps["render"]
+    print(f"command:  {shlex.join([sys.executable, *sys.argv])}")
+    print(f"machine:  {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}, "
+          f"{device.describe()}, load {os.getloadavg()[0]:.2f} at the end")
+    print(f"photos:   {args.images} greyscale JPEGs of about 12 MP; model width 1.0 at {SIZE}x{SIZE}, random weights\n")
+    print("(a) per photo, steps one after the other:")
+    for step, seconds in steps.items():
+        print(f"    {step:<8} {seconds:6.3f} s  ({100 * seconds / total:4.1f}%)")
+    print(f"    rest (everything but the network): {100 * rest / total:.1f}% of {total:.3f} s  (aim <= 30%: "
+          f"{'met' if rest / total <= 0.30 else 'missed'})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=24, help="photos for the split, seed and flow figures")
@@ -137,6 +155,7 @@ def main() -> int:
     parser.add_argument("--small", type=int, default=20)
     parser.add_argument("--large", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--split-only", action="store_true", help="measure (a) only: the library steps, no flow")
     parser.add_argument("--flow-only", nargs=4, metavar=("SOURCE", "MODEL", "OUTPUT", "WORKERS"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -152,23 +171,16 @@ def main() -> int:
         for folder in ("split", "seed", "flow"):
             (work / folder).mkdir()
         steps = split(photos, model_dir, work / "split")
+        if args.split_only:
+            print_split(args, steps)
+            return 0
         seed = seed_style(photos[: args.seed_images], model_dir, work / "seed")
         flow = run_flow(work / "photos", model_dir, work / "flow", args.workers)
         small = peak_memory(args.small, model_dir, work, args.workers)
         large = peak_memory(args.large, model_dir, work, args.workers)
 
-    total = sum(steps.values())
-    rest = steps["prepare"] + steps["render"]
+    print_split(args, steps)
     stage_speed = flow["images/s"]
-    print(f"command:  {shlex.join([sys.executable, *sys.argv])}")
-    print(f"machine:  {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}, "
-          f"load {os.getloadavg()[0]:.2f} at the end")
-    print(f"photos:   {args.images} greyscale JPEGs of about 12 MP; model width 1.0 at {SIZE}x{SIZE}, random weights\n")
-    print("(a) per photo, steps one after the other:")
-    for step, seconds in steps.items():
-        print(f"    {step:<8} {seconds:6.3f} s  ({100 * seconds / total:4.1f}%)")
-    print(f"    rest (everything but the network): {100 * rest / total:.1f}% of {total:.3f} s  (aim <= 30%: "
-          f"{'met' if rest / total <= 0.30 else 'missed'})")
     print(f"(b) seed-style full-resolution path: {seed:.3f} images/s ({args.seed_images} photos)")
     print(f"(c) colorize flow, {args.workers} workers: {stage_speed:.3f} images/s; (c)/(b) = {stage_speed / seed:.2f} "
           f"(aim >= 3: {'met' if stage_speed / seed >= 3 else 'missed'})")

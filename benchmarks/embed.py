@@ -29,11 +29,13 @@ from the project root.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import shlex
 import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,11 +69,12 @@ def build_dataset(root: Path, samples: list[Path], count: int, size: int, shards
     dataset = Dataset(root / "dataset")
     dataset.ensure_size(size)
     rows_per_shard = max(1, -(-count // shards))
-    for name, batch in plan_shards(relatives, rows_per_shard, 0):
-        result = process_files(source, batch, dataset.shards_dir / name, size, keep_grey=True)
-        errors = [r["error"] for r in result.records if r["status"] == ERROR]
-        if errors:
-            raise RuntimeError(f"preprocessing failed: {errors[0]}")
+    with ProcessPoolExecutor(mp_context=multiprocessing.get_context("spawn")) as pool:  # no fork of a GPU process
+        results = [pool.submit(process_files, source, batch, dataset.shards_dir / name, size, keep_grey=True)
+                   for name, batch in plan_shards(relatives, rows_per_shard, 0)]
+        errors = [r["error"] for result in results for r in result.result().records if r["status"] == ERROR]
+    if errors:
+        raise RuntimeError(f"preprocessing failed: {errors[0]}")
     return dataset
 
 

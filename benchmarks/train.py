@@ -5,10 +5,12 @@ per photo, in every epoch. This stage computes embeddings once (``embed``) and t
 are timed here for one epoch over the same photos, with the same fusion model, size and batch:
 
 (a) seed's way: each batch's embeddings computed in the generator, one Xception ``predict`` per photo;
-(b) this stage: ``Split.batches`` joining shards with stored embeddings, prefetched on a thread.
+(b) this stage: ``Split.batches`` joining shards with stored embeddings, prefetched on a thread;
+(c) the network alone: the same batches, materialised once as arrays in memory, so no shard reading, flipping
+    or conversion is timed; (b)/(c) says how much of the accelerator the input pipeline leaves idle.
 
-Both run ``model.fit`` for one epoch after a warm-up step (compilation is not timed). Random weights are used:
-speed does not depend on weight values.
+Each runs ``model.fit`` (``--epochs`` epochs, default 1) after a warm-up step (compilation is not timed).
+Random weights are used: speed does not depend on weight values.
 
 Run as ``.venv/bin/python benchmarks/train.py [--size 128] [--width 0.5] [--batch-size 8] [--repeat 2]``; on a
 GPU (``benchmarks/gpu.sh``) with ``--size 256 --width 1.0 --batch-size 64 --mixed-precision --skip-seed``.
@@ -18,6 +20,7 @@ It needs no Prefect: only the library, so it runs where only Keras and its backe
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import platform
 import shlex
@@ -25,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +56,11 @@ def build_dataset(folder: Path, size: int, repeat: int) -> Dataset:
         for name in names:
             (copies / str(index) / name).symlink_to(SAMPLES / name)
     relatives = [f"{i}/{n}" for i in range(repeat) for n in names]
-    for shard, files in plan_shards(relatives, 32, 0):
-        process_files(copies, files, data.shards_dir / shard, size)
+    with ProcessPoolExecutor(mp_context=multiprocessing.get_context("spawn")) as pool:  # no fork of a GPU process
+        jobs = [pool.submit(process_files, copies, files, data.shards_dir / shard, size)
+                for shard, files in plan_shards(relatives, 32, 0)]
+        for job in jobs:
+            job.result()
     return data
 
 
@@ -65,10 +72,25 @@ def seed_batches(split: Split, extractor, batch_size: int) -> Iterator[Batch]:
         yield {"L": inputs["L"], "embedding": np.concatenate(embeddings).astype(np.float32)}, target
 
 
-def epoch(model, batches: Iterator[Batch], steps: int, images: int) -> float:
+def fit_rate(model, batches: Iterator[Batch], steps: int, images: int, epochs: int) -> float:
+    """Images/s of ``model.fit`` over ``epochs`` epochs of ``steps`` batches from the endless ``batches``."""
     began = time.perf_counter()
-    model.fit(batches, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
-    return images / (time.perf_counter() - began)
+    model.fit(batches, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0)
+    return images * epochs / (time.perf_counter() - began)
+
+
+def in_memory(split: Split, batch_size: int) -> Iterator[Batch]:
+    """One epoch of the stage's batches, materialised once, then served again and again from memory."""
+    batches = list(split.batches(batch_size, np.random.default_rng(0), flip=True))
+    while True:
+        yield from batches
+
+
+def endless(split: Split, batch_size: int) -> Iterator[Batch]:
+    """The stage's prefetched batches, epoch after epoch."""
+    rng = np.random.default_rng(0)
+    while True:
+        yield from prefetch(split.batches(batch_size, rng, flip=True))
 
 
 def main() -> int:
@@ -78,7 +100,8 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=2, help="times the bundled photos are used (default 2)")
     parser.add_argument("--mixed-precision", action="store_true", help="float16 compute (as on a GPU by default)")
-    parser.add_argument("--skip-seed", action="store_true", help="time only (b): the seed's way is slow on a GPU")
+    parser.add_argument("--skip-seed", action="store_true", help="skip (a): the seed's way is slow on a GPU")
+    parser.add_argument("--epochs", type=int, default=1, help="timed epochs of (b) and (c) (default 1)")
     args = parser.parse_args()
 
     policy = device.compute_policy(args.mixed_precision or None)
@@ -91,22 +114,22 @@ def main() -> int:
         with device.dtype_policy(policy):
             model = net.build_model(args.size, extractor.dim, args.width)
             compile_model(model, 1e-3)
-        warm_inputs, warm_target = next(split.batches(args.batch_size))
-        model.train_on_batch(warm_inputs, warm_target)
-        extractor.model.predict(grey_input(warm_inputs["L"][:1, ..., 0].astype(np.uint8)), verbose=0)
-        seed = None if args.skip_seed else epoch(model, seed_batches(split, extractor, args.batch_size), steps,
-                                                 split.size)
-        stage = epoch(model, prefetch(split.batches(args.batch_size, np.random.default_rng(0), flip=True)), steps,
-                      split.size)
+        fit_rate(model, in_memory(split, args.batch_size), steps, split.size, 1)  # compiles every batch shape
+        extractor.model.predict(grey_input(np.zeros((1, args.size, args.size), np.uint8)), verbose=0)
+        seed = None if args.skip_seed else fit_rate(model, seed_batches(split, extractor, args.batch_size), steps,
+                                                    split.size, 1)
+        stage = fit_rate(model, endless(split, args.batch_size), steps, split.size, args.epochs)
+        network = fit_rate(model, in_memory(split, args.batch_size), steps, split.size, args.epochs)
 
     print(f"command:  {shlex.join([sys.executable, *sys.argv])}")
     print(f"machine:  {os.cpu_count()} CPUs, {platform.platform()}, {device.describe()}, "
           f"load {os.getloadavg()[0]:.2f} at the end")
     print(f"setup:    {split.size} photos at {args.size}x{args.size}, width {args.width}, batch {args.batch_size}, "
-          f"{steps} steps, dtype policy {policy}; RANDOM weights (speed only)")
+          f"{steps} steps x {args.epochs} epochs, dtype policy {policy}; RANDOM weights (speed only)")
     if seed is not None:
         print(f"(a) seed's way, Xception per photo in the generator: {seed:8.2f} images/s")
     print(f"(b) precomputed embeddings, prefetched batches:      {stage:8.2f} images/s")
+    print(f"(c) network alone, the same batches from memory:     {network:8.2f} images/s  (b)/(c) = {stage / network:.0%}")
     if seed is not None:
         print(f"(b)/(a) = {stage / seed:.1f}x")
     return 0
