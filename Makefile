@@ -15,15 +15,19 @@ install: $(STAMP)
 
 # The demo learns from the bundled photos at a small size and width: a few minutes on 2 CPU cores.
 # WEIGHTS=auto uses ImageNet Xception when it can be downloaded (or is cached), else random weights, loudly.
+# A second `make demo` does nothing: every stage is incremental. DEMO_DATA moves its outputs (tests use it).
 WEIGHTS ?= auto
+EPOCHS ?= 25
+DEMO_DATA ?= data
 demo: $(STAMP)
-	$(BIN)/colorization pipeline data/samples/photos --dataset data/datasets/samples \
-		--model-dir data/models/samples --size 128 --width 0.5 --epochs 25 --batch-size 8 --weights $(WEIGHTS) --resume
-	$(BIN)/colorization colorize data/samples/archive data/colorized/samples --model data/models/samples
+	$(BIN)/colorization pipeline data/samples/photos --dataset $(DEMO_DATA)/datasets/samples \
+		--model-dir $(DEMO_DATA)/models/samples --size 128 --width 0.5 --epochs $(EPOCHS) --batch-size 8 \
+		--weights $(WEIGHTS) --resume
+	$(BIN)/colorization colorize data/samples/archive $(DEMO_DATA)/colorized/samples --model $(DEMO_DATA)/models/samples
 	@echo
-	@echo "Coloured photos:  data/colorized/samples/ (the grey originals are in data/samples/archive/)"
-	@echo "Before/after:     data/colorized/samples/.colorize/gallery.html"
-	@echo "Model and card:   data/models/samples/model.keras, data/models/samples/model.json"
+	@echo "Coloured photos:  $(DEMO_DATA)/colorized/samples/ (the grey originals are in data/samples/archive/)"
+	@echo "Before/after:     $(DEMO_DATA)/colorized/samples/.colorize/gallery.html"
+	@echo "Model and card:   $(DEMO_DATA)/models/samples/model.keras, $(DEMO_DATA)/models/samples/model.json"
 
 test: $(STAMP)
 	$(BIN)/pytest

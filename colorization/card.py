@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import zipfile
 from pathlib import Path
+
+import h5py
+import numpy as np
 
 from colorization.errors import ConfigError
 
@@ -22,7 +27,31 @@ def read_card(model_dir: Path) -> dict:
 
 
 def model_id(model_dir: Path) -> str:
-    """Names a trained model by its extractor and the bytes of its weights: outputs of another model differ."""
+    """Names a trained model by what it computes: its extractor, its architecture and its weight values.
+
+    Not by the bytes of ``model.keras``: that zip also records when it was saved, so the same weights saved
+    twice would look like a new model and an archive would be coloured again for nothing.
+    """
     card = read_card(model_dir)
-    digest = hashlib.blake2b((model_dir / MODEL_FILE).read_bytes(), digest_size=6).hexdigest()
-    return f"{card['extractor_id']}/{digest}"
+    return f"{card['extractor_id']}/{computation_digest(model_dir / MODEL_FILE)}"
+
+
+def computation_digest(model_file: Path) -> str:
+    """A short hash of a ``.keras`` file's architecture (``config.json``) and weights (``model.weights.h5``)."""
+    digest = hashlib.blake2b(digest_size=6)
+    try:
+        with zipfile.ZipFile(model_file) as archive:
+            config = json.loads(archive.read("config.json"))
+            weights = archive.read("model.weights.h5")
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{model_file}: not a Keras model file ({exc})") from exc
+    digest.update(json.dumps(config, sort_keys=True).encode())
+    with h5py.File(io.BytesIO(weights), "r") as h5:
+        names: list[str] = []
+        h5.visit(names.append)
+        for name in sorted(names):
+            if isinstance(h5[name], h5py.Dataset):
+                values = np.ascontiguousarray(h5[name][()])
+                digest.update(f"{name}:{values.dtype.str}:{values.shape}".encode())
+                digest.update(values.tobytes())
+    return digest.hexdigest()

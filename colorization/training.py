@@ -21,8 +21,9 @@ import numpy as np
 
 from colorization import device, lab
 from colorization import model as net
-from colorization.atomic import atomic_path
+from colorization.atomic import atomic_path, remove_stale_temps
 from colorization.batches import Split, prefetch
+from colorization.card import CARD_FILE, read_card
 from colorization.embeddings import read_embeddings, read_extractor_info
 from colorization.errors import ConfigError
 from colorization.shards import Dataset
@@ -177,8 +178,18 @@ class Trainer:
     def has_checkpoint(self) -> bool:
         return (self.checkpoint_dir / STATE_FILE).is_file()
 
+    def is_saved(self) -> bool:
+        """Whether the final model and its card are in ``model_dir`` (a kill can fall between checkpoint and them)."""
+        return (self.model_dir / net.MODEL_FILE).is_file() and (self.model_dir / CARD_FILE).is_file()
+
     def start(self, resume: bool) -> None:
-        """Build a new model, or load the checkpoint with its optimizer state when ``resume``."""
+        """Build a new model, or load the checkpoint with its optimizer state when ``resume``.
+
+        Temporary files that a killed run left in the model folder or its checkpoint are removed first.
+        """
+        for folder in (self.model_dir, self.checkpoint_dir):
+            if removed := remove_stale_temps(folder):
+                log.info("%s: removed %d temporary files left by an interrupted run", folder, removed)
         if resume and self.has_checkpoint():
             self._load_checkpoint()
             return
@@ -209,9 +220,16 @@ class Trainer:
         log.info("resuming %s after epoch %d", self.model_dir, self.state.epochs_done)
 
     def run(self, on_epoch: Callable[[EpochResult], None] | None = None) -> dict:
-        """Train up to ``config.epochs`` epochs in total, checkpointing each; returns the model card."""
+        """Train up to ``config.epochs`` epochs in total, checkpointing each; returns the model card.
+
+        A resumed run with no epoch left keeps the saved model and card as they are, so that a re-run changes
+        nothing downstream (colorize would otherwise see a new file and colour its archive again).
+        """
         assert self.model is not None and self.state is not None, "call start() first"
         config = self.state.config
+        if self.state.epochs_done >= self.config.epochs and self.is_saved():
+            log.info("%s: already trained for %d epochs; nothing to do", self.model_dir, self.state.epochs_done)
+            return read_card(self.model_dir)
         for epoch in range(self.state.epochs_done + 1, self.config.epochs + 1):
             rng = np.random.default_rng([config.seed, epoch])
             batches = prefetch(self.train_split.batches(config.batch_size, rng, flip=True))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import keras
 import numpy as np
@@ -144,3 +145,51 @@ def test_retried_flow_run_resumes_by_itself(prefect_harness, embedded_dataset, t
     monkeypatch.setattr(flows.train.flow_run, "run_count", 2)  # what Prefect reports when a run is retried
     card = train(epochs=2, **options)
     assert card["epochs"] == 2 and [h["epoch"] for h in card["history"]] == [1, 2]
+
+
+def test_model_id_names_what_the_model_computes_not_when_it_was_saved(tmp_path):
+    from colorization.card import model_id
+
+    model = net.build_model(32, 16, 0.125)
+    card = {"extractor_id": FAKE_EXTRACTOR, "size": 32}
+    net.save(model, tmp_path / "a", card)
+    time.sleep(1.1)  # the zip records its save time to the second
+    net.save(model, tmp_path / "b", card)
+    assert (tmp_path / "a" / "model.keras").read_bytes() != (tmp_path / "b" / "model.keras").read_bytes()
+    assert model_id(tmp_path / "a") == model_id(tmp_path / "b")
+    model.get_layer("ab").bias.assign([0.0, 1e-3])
+    net.save(model, tmp_path / "c", card)
+    assert model_id(tmp_path / "c") != model_id(tmp_path / "a")
+    (tmp_path / "c" / "model.keras").write_text("not a zip")
+    with pytest.raises(ConfigError, match="model.keras: not a Keras model file"):
+        model_id(tmp_path / "c")
+
+
+def test_resume_with_nothing_left_saves_nothing_and_clears_stale_temps(embedded_dataset, tmp_path):
+    model_dir = tmp_path / "model"
+    config = TrainConfig(**{**TINY.__dict__, "epochs": 1})
+    first = Trainer(embedded_dataset, model_dir, config)
+    first.start(resume=False)
+    card = first.run()
+    saved = {p.name: p.stat().st_mtime_ns for p in model_dir.iterdir() if p.is_file()}
+    stale = [model_dir / ".tmp-1a2b3c4d-model.keras", model_dir / "checkpoint" / ".tmp-5e6f7a8b-state.json"]
+    for path in stale:
+        path.write_bytes(b"half written")
+
+    again = Trainer(embedded_dataset, model_dir, config)
+    again.start(resume=True)
+    assert not any(p.exists() for p in stale)
+    assert again.run() == card
+    assert {p.name: p.stat().st_mtime_ns for p in model_dir.iterdir() if p.is_file()} == saved
+
+
+def test_resume_saves_the_model_a_kill_left_unsaved(embedded_dataset, tmp_path):
+    model_dir = tmp_path / "model"
+    config = TrainConfig(**{**TINY.__dict__, "epochs": 1})
+    first = Trainer(embedded_dataset, model_dir, config)
+    first.start(resume=False)
+    first.run()
+    (model_dir / "model.keras").unlink()  # killed after the last checkpoint, before the final save
+    again = Trainer(embedded_dataset, model_dir, config)
+    again.start(resume=True)
+    assert again.run()["epochs"] == 1 and (model_dir / "model.keras").is_file()
