@@ -157,9 +157,9 @@ def score(result: np.ndarray, original: np.ndarray) -> Score:
 def better(name: str, value: float | None, grey: float | None, original: float | None = None) -> bool | None:
     """Whether ``value`` of figure ``name`` beats the grey baseline's ``grey`` (None when it cannot tell);
     ``original`` is the originals' colourfulness, the target of ``colorfulness``."""
-    if value is None or grey is None or np.isnan(value) or np.isnan(grey):
-        return None
     direction = DIRECTION[name]
+    if direction == "reference" or value is None or grey is None or np.isnan(value) or np.isnan(grey):
+        return None
     if direction == "higher":
         return value > grey
     if direction == "lower":

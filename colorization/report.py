@@ -79,11 +79,13 @@ def photos_frame(photos: list[str], runs: list[Scored]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["photo", "model", *metrics.FIGURES])
 
 
-def _cell(figures: dict, name: str, grey: dict) -> str:
+def _cell(figures: dict, name: str, grey: dict | None) -> str:
+    """One table cell; judged against ``grey`` (green better, red worse) unless that is None."""
     stats = figures[name]
     if stats["mean"] is None:
         return "<td>–</td>"
-    verdict = metrics.better(name, stats["mean"], grey[name]["mean"], figures["colorfulness_original"]["mean"])
+    verdict = None if grey is None else metrics.better(name, stats["mean"], grey[name]["mean"],
+                                                       figures["colorfulness_original"]["mean"])
     css = {True: "better", False: "worse", None: ""}[verdict]
     low, high = stats["ci95"]
     return (f"<td class='{css}'><b>{stats['mean']:.4g}</b><br><small>median {stats['median']:.4g}; "
@@ -97,7 +99,7 @@ def table_html(report: dict) -> str:
     head = "".join(f"<th>{html.escape(label)}</th>" for label in models)
     rows = []
     for name in SHOWN:
-        cells = _cell(grey, name, grey) + "".join(_cell(m["figures"], name, grey) for m in models.values())
+        cells = _cell(grey, name, None) + "".join(_cell(m["figures"], name, grey) for m in models.values())
         rows.append(f"<tr><th>{LABELS[name]}</th><td>{metrics.DIRECTION[name]}</td>{cells}</tr>")
     return (f"<table><tr><th>figure</th><th>better</th><th>grey baseline</th>{head}</tr>"
             + "".join(rows) + "</table>")

@@ -81,3 +81,4 @@ def test_summary_and_verdicts():
     assert metrics.better("colorfulness_ratio", 1.3, 0.0) and not metrics.better("colorfulness_ratio", 2.5, 0.0)
     assert metrics.better("colorfulness", 30.0, 0.0, original=35.0)
     assert metrics.better("psnr", float("nan"), 20.0) is None
+    assert metrics.better("colorfulness_original", 30.0, 30.0) is None
