@@ -4,18 +4,21 @@ A colour photo is decoded and resized (its longer side at most ``long_side``, so
 into its grey baseline (its L with a = b = 0: the grey photo a user would bring), then coloured by colorize's
 own steps — :func:`render.prepare_image` for the model's small L, the model's ``predict_ab``, and
 :func:`render.colorize_pixels` at the evaluation size — and the result is compared with the original.
-Nothing here imports a deep-learning framework: the model comes in as any object with ``size`` and
-``predict_ab``.
+Nothing here imports a deep-learning framework at run time: the model comes in loaded.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from colorization import images, lab, metrics, render
+
+if TYPE_CHECKING:
+    from colorization.colorize import Colorizer
 
 
 @dataclass
@@ -52,8 +55,8 @@ def load_sample(data: bytes, name: str, long_side: int, max_pixels: int = images
     return Sample(name, original, metrics.grey_baseline(original))
 
 
-def colour_samples(model, samples: list[Sample], batch_size: int) -> list[np.ndarray]:
-    """Colour a batch of samples with ``model`` (a :class:`colorization.colorize.Colorizer`)."""
+def colour_samples(model: Colorizer, samples: list[Sample], batch_size: int) -> list[np.ndarray]:
+    """Colour a batch of samples with ``model``, in one network batch of at most ``batch_size``."""
     ab = model.predict_ab(np.stack([s.lightness(model.size) for s in samples]), batch_size)
     return [sample.colour(ab_small) for sample, ab_small in zip(samples, ab)]
 

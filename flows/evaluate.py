@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -24,6 +24,9 @@ from colorization.evaluation import Sample, colour_samples, load_sample
 from colorization.gallery import markdown_gallery
 from colorization.images import DEFAULT_MAX_PIXELS
 from flows.common import GPU_LIMIT, project_path
+
+if TYPE_CHECKING:
+    from colorization.colorize import Colorizer
 
 
 @flow(name="evaluate")
@@ -117,7 +120,7 @@ def _load(source: Path, names: list[str], long_side: int, max_pixels: int, skipp
     return samples
 
 
-def _triptychs(source: Path, run: report.Scored, colorizer, names: list[str], long_side: int,
+def _triptychs(source: Path, run: report.Scored, colorizer: Colorizer, names: list[str], long_side: int,
                max_pixels: int) -> list[tuple[str, str, list]]:
     """Original, grey and result of the model's best, median and worst photos by AuC, coloured again (nothing
     but the scores was kept, so memory stays flat however many photos were scored)."""
