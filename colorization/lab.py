@@ -97,14 +97,6 @@ def lightness_to_grey(lightness: np.ndarray) -> np.ndarray:
     return _grey_lut()[lightness]
 
 
-def colorfulness(rgb: np.ndarray) -> float:
-    """Hasler & Süsstrunk (2003) colourfulness of an 8-bit RGB image; 0 for grey, above ~60 very colourful."""
-    r, g, b = (rgb[..., i].astype(np.float32) for i in range(3))
-    rg = r - g
-    yb = 0.5 * (r + g) - b
-    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
-
-
 def chroma_spread(lightness: np.ndarray, ab: np.ndarray) -> float:
     """Chroma that a single tone curve cannot explain, in ab units (98th percentile).
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from colorization import images, lab
+from colorization import images, lab, metrics
 from colorization.errors import ConfigError, ImageError
 from colorization.shards import Dataset, ShardRows, shard_name, write_shard
 
@@ -108,7 +108,7 @@ def process_files(
             record["status"] = GREY if grey else WRITTEN
             if keep_grey or not grey:
                 record["shard"] = shard_path.name
-                kept.append((record["id"], relative, photo.width, photo.height, lab.colorfulness(rgb), lightness, ab))
+                kept.append((record["id"], relative, photo.width, photo.height, metrics.colorfulness(rgb), lightness, ab))
         except (ImageError, OSError) as exc:
             record["error"] = str(exc)
             log.warning("%s", exc)

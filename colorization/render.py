@@ -37,7 +37,12 @@ class Prepared:
 def prepare(data: bytes, name: str, size: int, max_pixels: int, grey_threshold: float = 2.5) -> Prepared:
     """The model-size L of a photo (whole frame squeezed to ``size``x``size``) and its colour flag."""
     photo = images.decode(data, name, min_side=size, max_pixels=max_pixels)
-    small = np.asarray(photo.image.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0))
+    return prepare_image(photo.image, name, size, grey_threshold)
+
+
+def prepare_image(image: Image.Image, name: str, size: int, grey_threshold: float = 2.5) -> Prepared:
+    """:func:`prepare` of a decoded 8-bit sRGB image, for photos that are already in memory (evaluation)."""
+    small = np.asarray(image.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0))
     lightness, ab = lab.quantize(lab.rgb_to_lab(small))
     return Prepared(name, lightness, not lab.is_monochrome(lightness, ab, grey_threshold))
 
@@ -55,8 +60,9 @@ def upsample_ab(ab: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.n
 
 
 def colorize_pixels(pixels: np.ndarray, ab_small: np.ndarray) -> np.ndarray:
-    """Full-resolution colour of sRGB (h, w, 3) or grey (h, w) pixels: their own L with the predicted a,b
-    upsampled to their size."""
+    """Full-resolution colour of sRGB (h, w, 3) or grey (h, w) uint8 pixels, or of a float CIELab L plane
+    (h, w): their own L with the predicted a,b upsampled to their size. The one Lab -> sRGB conversion of
+    results: colorize writes it to files, evaluation and training score it in memory."""
     height, width = pixels.shape[:2]
     a, b = upsample_ab(ab_small, (width, height))
     lightness = pixels if pixels.ndim == 2 else lab.lightness(pixels)

@@ -19,7 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from colorization import device, lab
+from colorization import device, lab, metrics, render
 from colorization import model as net
 from colorization.atomic import atomic_path, remove_stale_temps
 from colorization.batches import Split, prefetch
@@ -122,27 +122,50 @@ def pick_extractor(dataset: Dataset, extractor_id: str | None) -> str:
     return available[0]
 
 
+def predictions(model: keras.Model, batches: Iterator) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
+    """(inputs, target, predicted) of each batch, predictions as float32 ab / 128."""
+    for inputs, target in batches:
+        yield inputs, target, np.asarray(model.predict_on_batch(inputs), np.float32)
+
+
+def to_srgb(lightness: np.ndarray, ab: np.ndarray) -> np.ndarray:
+    """8-bit sRGB of one model-size row: L as the model input (0..255) and ab / 128, through colorize's own
+    conversion (``render.colorize_pixels``), so training scores what users get."""
+    return render.colorize_pixels(lightness / np.float32(lab.L_SCALE), ab * np.float32(lab.AB_SCALE))
+
+
 def validation_metrics(
     model: keras.Model, batches: Iterator, max_images: int = 256
 ) -> tuple[float, float, float, float]:
     """Validation loss, PSNR (dB) of the reconstructed sRGB against the original, and mean colourfulness of
     predictions and originals. Loss covers the whole split; the image metrics its first ``max_images``."""
     squared, count, psnrs, colour_pred, colour_true = 0.0, 0, [], [], []
-    for inputs, target in batches:
-        predicted = np.asarray(model.predict_on_batch(inputs), np.float32)
+    for inputs, target, predicted in predictions(model, batches):
         squared += float(np.sum((predicted - target) ** 2))
         count += target.size
         for i in range(min(len(target), max_images - len(psnrs))):
-            lightness = inputs["L"][i, ..., 0].astype(np.uint8)
-            rgb_pred = lab.lab_to_rgb(lab.dequantize(lightness, predicted[i] * lab.AB_SCALE))
-            rgb_true = lab.lab_to_rgb(lab.dequantize(lightness, target[i] * lab.AB_SCALE))
-            mse = np.mean((rgb_pred.astype(np.float32) - rgb_true) ** 2)
-            psnrs.append(10 * np.log10(255.0**2 / max(mse, 1e-10)))
-            colour_pred.append(lab.colorfulness(rgb_pred))
-            colour_true.append(lab.colorfulness(rgb_true))
+            rgb_pred = to_srgb(inputs["L"][i, ..., 0], predicted[i])
+            rgb_true = to_srgb(inputs["L"][i, ..., 0], target[i])
+            psnrs.append(metrics.psnr(rgb_pred, rgb_true))
+            colour_pred.append(metrics.colorfulness(rgb_pred))
+            colour_true.append(metrics.colorfulness(rgb_true))
     if not count:
         return float("nan"), float("nan"), float("nan"), float("nan")
     return squared / count, float(np.mean(psnrs)), float(np.mean(colour_pred)), float(np.mean(colour_true))
+
+
+def score_validation(model: keras.Model, batches: Iterator, max_images: int = 1000) -> dict:
+    """Every figure of :mod:`colorization.metrics` on the first ``max_images`` validation rows at model size,
+    for the model and for the grey baseline: the card's ``evaluation``."""
+    scores: dict[str, list[metrics.Score]] = {"model": [], "grey": []}
+    for inputs, target, predicted in predictions(model, batches):
+        for i in range(min(len(target), max_images - len(scores["model"]))):
+            original = to_srgb(inputs["L"][i, ..., 0], target[i])
+            scores["model"].append(metrics.score(to_srgb(inputs["L"][i, ..., 0], predicted[i]), original))
+            scores["grey"].append(metrics.score(metrics.grey_baseline(original), original))
+        if len(scores["model"]) >= max_images:
+            break
+    return {"photos": len(scores["model"]), **{k: metrics.summarize_scores(v) for k, v in scores.items()}}
 
 
 def git_commit() -> str | None:
@@ -170,6 +193,7 @@ class Trainer:
             raise ConfigError(f"{dataset.root}: no training rows (is the dataset empty?)")
         self.model: keras.Model | None = None
         self.state: State | None = None
+        self.evaluation: dict = {}
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -246,6 +270,8 @@ class Trainer:
             self._save_checkpoint()
             if on_epoch is not None:
                 on_epoch(result)
+        self.evaluation = score_validation(self.model, prefetch(self.val_split.batches(config.batch_size)))
+        log.info("validation split scored on %d photos", self.evaluation["photos"])
         card = self.card()
         net.save(self.model, self.model_dir, card)
         return card
@@ -273,6 +299,7 @@ class Trainer:
             "validation_images": self.val_split.size,
             "epochs": self.state.epochs_done,
             "metrics": last.row() if last else {},
+            "evaluation": self.evaluation,
             "history": [h.row() for h in self.state.history],
             "config": asdict(self.state.config),
             "backend": device.describe(),

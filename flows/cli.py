@@ -62,10 +62,11 @@ def _train(args: argparse.Namespace) -> None:
     from colorization.training import TrainConfig, pick_extractor
     from flows.train import train
 
-    TrainConfig(args.epochs, args.batch_size, args.learning_rate, args.width).check()
+    TrainConfig(args.epochs, args.batch_size, args.learning_rate, args.width, args.validation_percent).check()
     pick_extractor(Dataset(args.dataset), args.extractor)
     train(dataset=args.dataset, model_dir=args.model_dir, epochs=args.epochs, batch_size=args.batch_size,
-          learning_rate=args.learning_rate, width=args.width, resume=args.resume, extractor=args.extractor)
+          learning_rate=args.learning_rate, width=args.width, resume=args.resume, extractor=args.extractor,
+          validation_percent=args.validation_percent)
 
 
 def _pipeline(args: argparse.Namespace) -> None:
@@ -75,7 +76,7 @@ def _pipeline(args: argparse.Namespace) -> None:
     from flows.train import pipeline
 
     check_params(args.source, args.size, 512)
-    TrainConfig(args.epochs, args.batch_size, 1e-3, args.width).check()
+    TrainConfig(args.epochs, args.batch_size, 1e-3, args.width, args.validation_percent).check()
     _check_weights(args.weights)
     weights = args.weights
     if weights == "auto":
@@ -84,7 +85,7 @@ def _pipeline(args: argparse.Namespace) -> None:
             print(f"\n*** No ImageNet Xception weights (offline?). {RANDOM_WARNING}. ***\n", file=sys.stderr)
     pipeline(source=args.source, dataset=args.dataset, model_dir=args.model_dir, size=args.size, weights=weights,
              epochs=args.epochs, batch_size=args.batch_size, width=args.width, workers=args.workers,
-             resume=args.resume)
+             resume=args.resume, validation_percent=args.validation_percent)
 
 
 def _colorize(args: argparse.Namespace) -> None:
@@ -98,6 +99,20 @@ def _colorize(args: argparse.Namespace) -> None:
     colorize(input=args.input, output=args.output, model=args.model, weights=args.weights,
              batch_size=args.batch_size, recolor=args.recolor, overwrite=args.overwrite, workers=args.workers,
              dask_address=args.dask_address, max_pixels=args.max_pixels)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from colorization.card import read_card
+    from flows.evaluate import evaluate
+
+    for model in [args.model, *args.compare]:
+        read_card(model)
+    if not args.photos.exists():
+        raise ConfigError(f"{args.photos}: no such folder or archive")
+    if args.long_side < 32:
+        raise ConfigError(f"--long-side must be at least 32, got {args.long_side}")
+    evaluate(model=args.model, photos=args.photos, report_dir=args.report, compare=args.compare,
+             long_side=args.long_side, batch_size=args.batch_size)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--width", type=float, default=1.0, help="filter multiplier; 1.0 = the paper (default)")
     trn.add_argument("--resume", action="store_true", help="continue the checkpoint in --model-dir")
     trn.add_argument("--extractor", default=None, help="embedding set to use when the dataset has several")
+    trn.add_argument("--validation-percent", type=float, default=10.0, help="share of photos held out (default 10)")
     trn.set_defaults(run=_train)
 
     pipe = commands.add_parser("pipeline", help="preprocess -> embed -> train from one photo folder")
@@ -146,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipe.add_argument("--width", type=float, default=1.0)
     pipe.add_argument("--workers", type=int, default=None)
     pipe.add_argument("--resume", action="store_true")
+    pipe.add_argument("--validation-percent", type=float, default=10.0)
     pipe.set_defaults(run=_pipeline)
 
     col = commands.add_parser("colorize", help="colour a photo archive at full resolution (incremental)")
@@ -161,6 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--dask-address", default=None, help="use this Dask scheduler instead of a local cluster")
     col.add_argument("--max-pixels", type=int, default=200_000_000, help="refuse larger photos (default 200 MP)")
     col.set_defaults(run=_colorize)
+
+    ev = commands.add_parser("evaluate", help="score models on colour photos, beside the grey baseline")
+    ev.add_argument("photos", type=_path, help="folder tree, .zip or .tar of colour photos (never modified)")
+    ev.add_argument("--model", type=_path, required=True, help="trained model folder")
+    ev.add_argument("--report", type=_path, default=None, help="report folder (default: MODEL/evaluation)")
+    ev.add_argument("--compare", type=_path, nargs="+", default=[], help="more models to score on the same photos")
+    ev.add_argument("--long-side", type=int, default=512, help="resize originals to this long side (default 512)")
+    ev.add_argument("--batch-size", type=int, default=8, help="photos per network batch (default 8)")
+    ev.set_defaults(run=_evaluate)
     return parser
 
 

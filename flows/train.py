@@ -12,10 +12,10 @@ from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from colorization import lab
 from colorization.gallery import markdown_gallery
+from colorization.metrics import DIRECTION, grey_baseline
 from colorization.shards import Dataset
-from colorization.training import EpochResult, TrainConfig, Trainer
+from colorization.training import EpochResult, TrainConfig, Trainer, to_srgb
 from flows.common import GPU_LIMIT, project_path
 from flows.embed import embed
 from flows.preprocess import preprocess
@@ -65,6 +65,7 @@ def train(
     with concurrency(GPU_LIMIT, occupy=1):
         card = trainer.run(on_epoch)
     _publish_samples(trainer, card)
+    _publish_evaluation(card)
     create_link_artifact(key="train-model", link=(trainer.model_dir / "model.keras").as_uri(),
                          link_text=str(trainer.model_dir / "model.keras"), description="The trained model")
     return card
@@ -77,10 +78,8 @@ def _publish_samples(trainer: Trainer, card: dict, count: int = 6) -> None:
     predicted = np.asarray(trainer.model.predict_on_batch(inputs), np.float32)
     rows = []
     for i in range(len(target)):
-        lightness = inputs["L"][i, ..., 0].astype(np.uint8)
-        grey = np.repeat(lab.lightness_to_grey(lightness)[..., None], 3, axis=-1)
-        colour = [lab.lab_to_rgb(lab.dequantize(lightness, ab * lab.AB_SCALE)) for ab in (predicted[i], target[i])]
-        rows.append((f"validation {i + 1}", [grey, *colour]))
+        predicted_rgb, original = (to_srgb(inputs["L"][i, ..., 0], ab) for ab in (predicted[i], target[i]))
+        rows.append((f"validation {i + 1}", [grey_baseline(original), predicted_rgb, original]))
     metrics = card["metrics"]
     note = (
         f"{card['epochs']} epochs, val loss {metrics.get('val_loss')}, PSNR {metrics.get('psnr')} dB, "
@@ -93,6 +92,21 @@ def _publish_samples(trainer: Trainer, card: dict, count: int = 6) -> None:
         markdown=markdown_gallery("Before / after (validation)", ["grey input", "model", "original"], rows, note),
         description="Validation samples",
     )
+
+
+def _publish_evaluation(card: dict) -> None:
+    """The validation split scored at model size (card ``evaluation``): model beside grey, figure by figure."""
+    evaluation = card["evaluation"]
+    rows = [
+        {"figure": name, "better": DIRECTION[name],
+         "model": evaluation["model"][name]["mean"], "grey": evaluation["grey"][name]["mean"]}
+        for name in ("psnr", "ssim", "auc", "delta_e", "colorfulness_ratio")
+    ]
+    get_run_logger().info("validation (%d photos), model vs grey: %s", evaluation["photos"],
+                          ", ".join(f"{r['figure']} {r['model']:.4g} vs {r['grey']:.4g}" for r in rows
+                                    if r["model"] is not None))
+    create_table_artifact(key="train-evaluation", table=rows,
+                          description=f"Validation split, {evaluation['photos']} photos, means; grey = a,b set to 0")
 
 
 @flow(name="pipeline")
@@ -108,9 +122,10 @@ def pipeline(
     width: Annotated[float, Field(gt=0)] = 1.0,
     workers: Annotated[int | None, Field(ge=1)] = None,
     resume: bool = False,
+    validation_percent: Annotated[float, Field(gt=0, lt=100)] = 10.0,
 ) -> dict:
     """preprocess -> embed -> train from one photo folder, each stage a subflow (and each incremental)."""
     preprocess(source=source, dataset=dataset, size=size, workers=workers)
     summary = embed(dataset=dataset, weights=weights, head=head)
     return train(dataset=dataset, model_dir=model_dir, epochs=epochs, batch_size=batch_size, width=width,
-                 resume=resume, extractor=summary["extractor_id"])
+                 resume=resume, extractor=summary["extractor_id"], validation_percent=validation_percent)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorization import catalog, lab
+from colorization import catalog, lab, metrics
 from colorization.archive import Entry, list_entries
 from colorization.errors import ConfigError
 from flows.cli import main
@@ -78,7 +78,7 @@ def test_colorize_archive_end_to_end(prefect_harness, tiny_model, archive, tmp_p
     assert png_out.format == "PNG" and png_out.mode == "RGB" and png_out.size == (png_in.shape[1], png_in.shape[0])
     png_difference = np.abs(lab.lightness(np.asarray(png_out)) - lab.lightness(png_in))
     assert png_difference.mean() < 1.0 and np.percentile(png_difference, 99) < 3.0
-    assert lab.colorfulness(np.asarray(png_out)) > lab.colorfulness(png_in), "colour was added"
+    assert metrics.colorfulness(np.asarray(png_out)) > metrics.colorfulness(png_in), "colour was added"
 
     manifest = catalog.read_manifest(out).set_index("source")
     assert manifest["status"].to_dict() == {

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from colorization import images, lab
+from colorization import images, lab, metrics
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +71,8 @@ def test_colorfulness_orders_grey_dull_vivid():
     vivid = grey.copy()
     vivid[:, :8] = (255, 0, 0)
     vivid[:, 8:] = (0, 0, 255)
-    assert lab.colorfulness(grey) == 0
-    assert 0 < lab.colorfulness(dull) < lab.colorfulness(vivid)
+    assert metrics.colorfulness(grey) == 0
+    assert 0 < metrics.colorfulness(dull) < metrics.colorfulness(vivid)
 
 
 def test_fast_full_resolution_conversions_match_skimage(squares):
@@ -93,7 +93,7 @@ def test_out_of_gamut_colours_keep_their_lightness():
     assert np.abs(lab.lightness(rgb) - lightness_).max() < 0.8, "only 8-bit rounding may move L"
     clipped = lab.lab_to_rgb(np.concatenate([lightness_[..., None], wild], axis=-1))
     assert np.abs(lab.lightness(clipped) - lightness_).max() > 5, "per-channel clipping would have moved L"
-    assert lab.colorfulness(rgb) > 20, "colour is reduced only as far as the gamut needs"
+    assert metrics.colorfulness(rgb) > 20, "colour is reduced only as far as the gamut needs"
 
 
 def test_lightness_of_one_channel_grey_equals_three_channel_grey():

@@ -104,7 +104,7 @@ def test_every_deployment_and_pool_exists(service):
         pools = {p.name: p for p in client.read_work_pools()}
         limits = {c.name: c.limit for c in client.read_global_concurrency_limits()}
     assert set(names) == {"preprocess/default", "embed/default", "train/train", "pipeline/default",
-                          "colorize/nightly", "colorize/default"}
+                          "colorize/nightly", "colorize/default", "evaluate/default"}
     assert names["colorize/nightly"].schedules[0].schedule.cron == "0 2 * * *"
     assert {n: d.work_pool_name for n, d in names.items()}["preprocess/default"] == "cpu"
     assert {names[n].work_pool_name for n in names if n != "preprocess/default"} == {"gpu"}

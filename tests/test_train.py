@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import keras
@@ -17,7 +18,7 @@ from colorization.errors import ConfigError
 from colorization.training import TrainConfig, Trainer, compile_model
 from flows.cli import main
 from flows.train import pipeline, train
-from tests.conftest import FAKE_EXTRACTOR, copy_samples
+from tests.conftest import FAKE_EXTRACTOR, SAMPLES, copy_samples
 
 TINY = TrainConfig(epochs=2, batch_size=4, learning_rate=2e-3, width=0.125, validation_percent=20.0)
 
@@ -93,6 +94,11 @@ def test_saved_model_predicts_identically_and_refuses_other_extractor(embedded_d
     assert np.array_equal(np.asarray(before), np.asarray(after))
     assert loaded_card == json.loads((tmp_path / "model" / "model.json").read_text()) == card
     assert card["extractor_id"] == FAKE_EXTRACTOR and card["size"] == 32 and card["train_images"] > 0
+    evaluation = card["evaluation"]
+    assert evaluation["photos"] == card["validation_images"] > 0
+    assert evaluation["grey"]["colorfulness"]["mean"] == 0 and evaluation["grey"]["auc"]["mean"] < 1
+    assert evaluation["model"]["psnr"]["mean"] == pytest.approx(card["metrics"]["psnr"], abs=1e-4), \
+        "the epoch's PSNR and the final scoring render and score alike"
     with pytest.raises(ConfigError, match="trained on embeddings of fake-extractor-16, not xception-predictions-abc"):
         net.load(tmp_path / "model", "xception-predictions-abc")
     with pytest.raises(ConfigError, match="no trained model here"):
@@ -108,6 +114,15 @@ def test_train_flow_publishes_metrics_samples_and_model(prefect_harness, embedde
     samples = artifacts("train-samples")[-1].data
     assert samples.count("data:image/jpeg;base64,") >= 3 and "model" in samples and "original" in samples
     assert str(tmp_path / "m") in str(artifacts("train-model")[-1].data)
+    assert "grey" in str(artifacts("train-evaluation")[-1].data)
+
+
+def test_demo_validation_split_holds_at_least_four_photos(sample_paths):
+    from colorization.preprocess import content_id
+
+    percent = float(re.search(r"--validation-percent (\S+)", (SAMPLES.parents[2] / "Makefile").read_text())[1])
+    held_out = [p for p in sample_paths if is_validation(content_id(p.name, p.read_bytes()), percent)]
+    assert len(held_out) >= 4, f"demo validation split: {len(held_out)} photos at {percent}%"
 
 
 def test_pipeline_runs_all_stages_and_warns_about_random_weights(prefect_harness, sample_paths, tmp_path, caplog):
