@@ -129,8 +129,9 @@ def colorize_pending(
 
     ``records`` are rows to record first (entries refused while planning). Photos already in colour are
     recorded as ``colour`` unless ``recolor``. ``transient`` adds exception types that mean the machine failed
-    rather than the photo (say, a lost Dask worker). ``on_progress(done, total)`` is called after each batch. Returns when every photo has an outcome, or after a transient
-    failure with ``stopped`` saying what happened and what to do.
+    rather than the photo (say, a lost Dask worker). ``on_progress(done, total)`` is called after each batch.
+    Returns when every photo has an outcome, or after a transient failure with ``stopped`` saying what
+    happened and what to do.
     """
     report = LoopReport(records=list(records))
     ledger.add(report.records)

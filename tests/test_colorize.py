@@ -94,7 +94,8 @@ def test_colorize_archive_end_to_end(prefect_harness, tiny_model, archive, tmp_p
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.*") if ".colorize" not in p.parts}
     rows = catalog.read_manifest(out)
     assert str(rows["time"].dtype) == "datetime64[us, UTC]" and rows["time"].notna().all()
-    stale = [out / "1920s" / "family" / ".tmp-0123abcd-wedding.jpg", out / ".colorize" / ".tmp-89abcdef-manifest.parquet"]
+    stale = [out / "1920s" / "family" / ".tmp-0123abcd-wedding.jpg",
+             out / ".colorize" / ".tmp-89abcdef-manifest.parquet"]
     foreign = [out / ".tmp-notes.txt", out / "1920s" / "tmp-0123abcd-x.jpg"]
     for path in stale + foreign:
         path.write_bytes(b"partial")

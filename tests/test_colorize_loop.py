@@ -85,7 +85,8 @@ def test_transient_failure_stops_and_leaves_photos_for_the_next_run(photos, tmp_
     monkeypatch.setattr(loop, "render", full_disk_after_two)
     with ThreadPoolExecutor(1) as pool:
         _, report = run_loop(photos, out, pool)
-    assert report.stopped == "No space left on device writing box/grey2.jpg; free space and run again — 2 photos left to do"
+    assert report.stopped == \
+        "No space left on device writing box/grey2.jpg; free space and run again — 2 photos left to do"
     rows = catalog.read_manifest(out).set_index("source")
     assert set(rows.index) == {*written, "colour.jpg"} and set(rows["status"]) == {"colorized", "colour"}
 
