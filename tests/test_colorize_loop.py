@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from colorization import catalog, lab
-from colorization.archive import Entry, list_entries
+from colorization.archive import list_entries
 from colorization.atomic import atomic_path, remove_stale_temps
 from colorization.colorize_loop import colorize_pending, prepare_batch, render_to_file
 from colorization.preprocess import process_files
