@@ -1,8 +1,9 @@
 """Where the photos to colour come from: a folder tree, a .zip or a .tar archive, read in place.
 
 Archive members are read as bytes, never extracted; a member whose name would escape the output folder
-(absolute, or with ``..``) is listed as unsafe and never written anywhere. Each process keeps the archive
-open between photos, and reads one photo at a time (Dask workers here run one task at a time).
+(absolute, or with ``..``) is listed as unsafe and never written anywhere, and a tar member that is a link or
+a device is listed with the reason it is skipped. Each process keeps the archive open between photos, and
+reads one photo at a time (Dask workers here run one task at a time).
 """
 
 from __future__ import annotations
@@ -15,16 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from colorization.discover import find_images, is_image_name
-from colorization.errors import ConfigError, ImageError
+from colorization.errors import ConfigError, ImageError, as_transient
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One photo of the source: its relative name, size and modification time."""
+    """One photo of the source: its relative name, size and modification time; ``skip`` says why a member
+    that is not a regular file is not read."""
 
     name: str
     size: int
     mtime_ns: int
+    skip: str | None = None
 
     @property
     def safe(self) -> bool:
@@ -69,9 +72,9 @@ def list_entries(source: Path) -> list[Entry]:
         ]
     elif isinstance(archive, tarfile.TarFile):
         entries = [
-            Entry(member.name, member.size, int(member.mtime * 1e9))
+            Entry(member.name, member.size, int(member.mtime * 1e9), _tar_skip(member))
             for member in archive.getmembers()
-            if member.isfile() and is_image_name(member.name)
+            if not member.isdir() and is_image_name(member.name)
         ]
     elif source.is_dir():
         entries = []
@@ -83,13 +86,24 @@ def list_entries(source: Path) -> list[Entry]:
     return sorted(entries, key=lambda e: e.name)
 
 
+def _tar_skip(member: tarfile.TarInfo) -> str | None:
+    """Why a tar member is not read as a photo (None for a regular file)."""
+    if member.isfile():
+        return None
+    if member.issym():
+        return "symbolic link in archive, skipped"
+    if member.islnk():
+        return "hard link in archive, skipped"
+    return "device or special file in archive, skipped"
+
+
 def _zip_mtime_ns(info: zipfile.ZipInfo) -> int:
     return int(datetime.datetime(*info.date_time).timestamp() * 1e9)
 
 
 def read_entry(source: Path, name: str) -> bytes:
-    """The bytes of one photo of ``source``; a problem raises :class:`ImageError` naming it."""
-    label = f"{source}:{name}" if source.is_file() else str(source / name)
+    """The bytes of one photo of ``source``; a problem with the photo raises :class:`ImageError` naming it (by
+    its path relative to ``source``), one with the machine (permissions, I/O) :class:`TransientError`."""
     try:
         archive = _archive(source)
         if isinstance(archive, zipfile.ZipFile):
@@ -99,8 +113,11 @@ def read_entry(source: Path, name: str) -> bytes:
             data = member.read() if member is not None else b""
         else:
             data = (source / name).read_bytes()
-    except (OSError, KeyError, zipfile.BadZipFile, tarfile.TarError) as exc:
-        raise ImageError(f"{label}: cannot read ({exc})") from exc
+    except OSError as exc:
+        transient = as_transient(exc, f"reading {name}")
+        raise transient or ImageError(f"{name}: cannot read ({exc.strerror or exc})") from exc
+    except (KeyError, zipfile.BadZipFile, tarfile.TarError) as exc:
+        raise ImageError(f"{name}: cannot read ({exc})") from exc
     if not data:
-        raise ImageError(f"{label}: empty file (0 bytes)")
+        raise ImageError(f"{name}: empty file (0 bytes)")
     return data

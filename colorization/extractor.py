@@ -7,8 +7,12 @@ model, on the accelerator.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import random
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +92,8 @@ def load_extractor(
         if random:
             log.warning(RANDOM_WARNING)
             keras.utils.set_random_seed(RANDOM_SEED)
-            backbone = keras.applications.Xception(weights=None, include_top=True)
+            with _private_initializer_seeds(RANDOM_SEED):
+                backbone = keras.applications.Xception(weights=None, include_top=True)
         elif weights == "imagenet":
             backbone = _imagenet(head)
         else:
@@ -98,6 +103,26 @@ def load_extractor(
         model = keras.Model(grey, backbone(XceptionInput(name="xception_input")(grey)), name="xception_embedder")
     extractor_id = f"xception-{head}-{'RANDOM-' if random else ''}{weights_checksum(backbone)}"
     return Extractor(model, extractor_id, head, random)
+
+
+_SEEDING = threading.Lock()
+
+
+@contextlib.contextmanager
+def _private_initializer_seeds(seed: int) -> Iterator[None]:
+    """Keras initializers draw their seeds from Python's global ``random`` as layers are built; other threads
+    of the process (a Dask client, Prefect's) draw from it too, so the "seeded" random weights changed from
+    one load to the next. Give the initializers a generator of their own, seeded as ``set_random_seed`` seeds
+    the global one (so the weights, and the extractor id, are those of an undisturbed build)."""
+    from keras.src.random import seed_generator  # where make_default_seed looks up ``python_random``
+
+    with _SEEDING:
+        shared = seed_generator.python_random
+        seed_generator.python_random = random.Random(seed)
+        try:
+            yield
+        finally:
+            seed_generator.python_random = shared
 
 
 def weights_checksum(model: keras.Model) -> str:

@@ -21,7 +21,7 @@ from PIL import Image
 from colorization import images, lab
 from colorization.atomic import atomic_path
 
-COLORIZED, COLOUR, ERROR, UNCHANGED = "colorized", "colour", "error", "unchanged"
+COLORIZED, COLOUR, ERROR = "colorized", "colour", "error"
 PENDING = "pending"  # claimed before rendering starts: a run killed mid-render left at most these behind
 
 

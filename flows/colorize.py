@@ -1,18 +1,20 @@
 """The ``colorize`` flow: every black-and-white photo of an archive back in colour, at full resolution.
 
-Decoding and encoding run on Dask workers; the network runs here, in batches, holding the ``gpu`` slot.
-Only small arrays (model-size L and a,b) travel between them, and at most a few batches are in flight, so
-memory stays bounded whatever the archive's size.
+The loop itself is the library's (:func:`colorization.colorize_loop.colorize_pending`); this flow wires it to
+Prefect tasks on Dask workers (decoding and encoding), the network in this process holding the ``gpu``
+slot, artifacts and a progress bar. The Dask cluster and the model are started only when there is work.
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
+from distributed import KilledWorker
+from distributed.comm import CommClosedError
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
     create_markdown_artifact,
@@ -21,113 +23,72 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.concurrency.sync import concurrency
+from prefect.states import Failed
+from prefect_dask.task_runners import PrefectDaskFuture
 from pydantic import Field
 from tqdm import tqdm
 
 from colorization import catalog
-from colorization.archive import Entry, list_entries, read_entry
-from colorization.atomic import atomic_path
-from colorization.card import RANDOM_WARNING, model_id
-from colorization.errors import ImageError
+from colorization.archive import Entry, list_entries
+from colorization.atomic import atomic_path, remove_stale_temps
+from colorization.card import RANDOM_WARNING, model_id, read_card
+from colorization.colorize_loop import (
+    LoopReport,
+    PrepareResult,
+    RenderResult,
+    colorize_pending,
+    prepare_batch,
+    render_to_file,
+)
+from colorization.errors import TransientError
 from colorization.gallery import html_contact_sheet, markdown_gallery
 from colorization.images import DEFAULT_MAX_PIXELS
-from colorization.render import COLORIZED, COLOUR, ERROR, PENDING, UNCHANGED, file_hash, prepare, render
+from colorization.render import COLORIZED, COLOUR, ERROR
 from flows.common import GPU_LIMIT, dask_runner, project_path, resolve_weights
 
-GALLERY_SIZE = 8
+LOST_WORKER = (KilledWorker, CommClosedError)
 
 
-@task(name="prepare-photos")
-def prepare_photos(source: Path, entries: list[Entry], size: int, max_pixels: int) -> list[dict]:
+# A transient failure (disk full, permissions) is returned rather than raised: it stops the run with one clear
+# message instead of a traceback per task. Retries cover anything else that goes wrong on a worker.
+@task(name="prepare-photos", retries=1, retry_delay_seconds=2)
+def prepare_photos(source: Path, entries: list[Entry], size: int, max_pixels: int
+                   ) -> list[PrepareResult] | TransientError:
     """Small L, colour flag and content hash of each photo of a batch, or the reason it cannot be read."""
-    out = []
-    for entry in entries:
-        try:
-            data = read_entry(source, entry.name)
-            prepared = prepare(data, entry.name, size, max_pixels)
-            out.append({"entry": entry, "hash": file_hash(data), "prepared": prepared})
-        except (ImageError, OSError) as exc:
-            out.append({"entry": entry, "hash": None, "error": str(exc)})
-    return out
+    try:
+        return prepare_batch(source, entries, size, max_pixels)
+    except TransientError as exc:
+        return exc
 
 
-@task(name="render-photo")
-def render_photo(source: Path, entry: Entry, ab: np.ndarray, output: Path, max_pixels: int, thumbnail: int) -> dict:
+@task(name="render-photo", retries=1, retry_delay_seconds=2)
+def render_photo(source: Path, entry: Entry, ab: np.ndarray, output: Path, max_pixels: int, thumbnail: int
+                 ) -> RenderResult | TransientError:
     """Colour one photo at full resolution into ``output``; returns its status (and thumbnails if asked)."""
     try:
-        data = read_entry(source, entry.name)
-        thumbs = render(data, entry.name, ab.astype(np.float32), output / entry.name, max_pixels, thumbnail)
-        return {"status": COLORIZED, "thumbs": thumbs}
-    except (ImageError, OSError) as exc:
-        return {"status": ERROR, "error": str(exc)}
+        return render_to_file(source, entry, ab, output, max_pixels, thumbnail)
+    except TransientError as exc:
+        return exc
 
 
-@flow(name="colorize-batches")
-def colorize_batches(
-    source: Path, output: Path, model_dir: Path, weights: str | None, pending: list[Entry], batch_size: int,
-    recolor: bool, max_pixels: int,
-) -> dict:
-    """Prepare, predict and render ``pending`` batch by batch, recording each result in the manifest."""
-    from colorization.colorize import Colorizer  # here, not at the top: Dask workers never import Keras
+class _TaskFuture:
+    """A task submitted to Dask, as the library loop expects it; a transient failure it returned is raised."""
 
-    logger = get_run_logger()
-    with concurrency(GPU_LIMIT, occupy=1):
-        colorizer = Colorizer.load(model_dir, weights)
-    if colorizer.extractor.random:
-        logger.warning("%s: %s", model_dir, RANDOM_WARNING)
-    batches = [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
-    manifest = catalog.read_manifest(output)
-    progress = create_progress_artifact(0.0, key="colorize-progress", description=f"Colouring {source}")
-    bar = tqdm(total=len(pending), unit="photo", desc="colorize", disable=None)
-    records, gallery, rendering = [], [], deque()
-    flushed = thumbnails = 0
-    preparing = deque(prepare_photos.submit(source, b, colorizer.size, max_pixels) for b in batches[:2])
+    def __init__(self, future: PrefectDaskFuture):
+        self.future = future
 
-    def finish(entry: Entry, digest: str, future) -> None:
-        result = future.result()
-        records.append(catalog.record(entry, result["status"], colorizer.id, digest, result.get("error")))
-        if result.get("thumbs") is not None:
-            gallery.append((entry.name, list(result["thumbs"])))
-        bar.update()
+    def result(self):
+        value = self.future.result()
+        if isinstance(value, TransientError):
+            raise value
+        return value
 
-    for index in range(len(batches)):
-        prepared = preparing.popleft().result()
-        if index + 2 < len(batches):
-            preparing.append(prepare_photos.submit(source, batches[index + 2], colorizer.size, max_pixels))
-        to_colour = []
-        for item in prepared:
-            if "error" in item:
-                records.append(catalog.record(item["entry"], ERROR, colorizer.id, error=item["error"]))
-                bar.update()
-            elif item["prepared"].colour and not recolor:
-                records.append(catalog.record(item["entry"], COLOUR, colorizer.id, item["hash"]))
-                bar.update()
-            else:
-                to_colour.append(item)
-        if to_colour:
-            claims = [catalog.record(i["entry"], PENDING, colorizer.id, i["hash"]) for i in to_colour]
-            manifest = catalog.merge(manifest, records[flushed:] + claims)
-            flushed = len(records)
-            catalog.write_manifest(output, manifest)
-            with concurrency(GPU_LIMIT, occupy=1):
-                ab = colorizer.predict_ab(np.stack([i["prepared"].lightness for i in to_colour]), batch_size)
-            for item, ab_small in zip(to_colour, ab):
-                thumb = 256 if thumbnails < GALLERY_SIZE else 0
-                thumbnails += 1
-                future = render_photo.submit(source, item["entry"], ab_small.astype(np.float16), output, max_pixels,
-                                             thumb)
-                rendering.append((item["entry"], item["hash"], future))
-        while len(rendering) > 2 * batch_size or (rendering and rendering[0][2].state.is_final()):
-            finish(*rendering.popleft())
-        manifest = catalog.merge(manifest, records[flushed:])
-        flushed = len(records)
-        catalog.write_manifest(output, manifest)
-        update_progress_artifact(progress, 100.0 * (index + 1) / len(batches))
-    while rendering:
-        finish(*rendering.popleft())
-    bar.close()
-    catalog.write_manifest(output, catalog.merge(manifest, records[flushed:]))
-    return {"records": records, "gallery": gallery, "random": colorizer.extractor.random}
+    def done(self) -> bool:
+        return self.future.wrapped_future.done()
+
+    def cancel(self) -> bool:
+        self.future.wrapped_future.cancel()
+        return True
 
 
 @flow(name="colorize")
@@ -148,63 +109,127 @@ def colorize(
     ``output`` mirrors the input tree, each photo in its original format with its metadata; photos already in
     colour are left alone unless ``recolor``. Only new or changed photos are processed on a re-run (all of
     them after a model change). ``weights`` defaults to the Xception weights recorded in the model's card; it
-    must give the extractor the model was trained with.
+    must give the extractor the model was trained with. A transient failure (disk full, permissions, a lost
+    worker) ends the run in a Failed state whose message says what to do; the next run retries what is left.
     """
     logger = get_run_logger()
     source, output, model_dir = project_path(input), project_path(output), project_path(model)
     catalog.check_paths(source, output)
+    if output.is_dir():
+        removed = remove_stale_temps(output, recursive=True)
+        if removed:
+            logger.info("%s: removed %d temporary files left by an interrupted run", output, removed)
     entries = list_entries(source)
-    manifest = catalog.read_manifest(output)
+    ledger = catalog.Ledger(output)
     current_model = model_id(model_dir)
-    work = catalog.plan(entries, manifest, output, current_model, recolor, overwrite)
+    random = "RANDOM" in current_model
+    work = catalog.plan(entries, ledger.frame(), output, current_model, recolor, overwrite)
     logger.info("%s: %d photos, %d to process, %d left as they are", source, len(entries), len(work.pending),
-                len(work.skipped))
+                work.kept)
     started = time.perf_counter()
-    result = {"records": [], "gallery": [], "random": "RANDOM" in current_model}
-    if work.pending:
-        runner = dask_runner(workers, dask_address, len(work.pending))
-        result = colorize_batches.with_options(task_runner=runner)(
-            source, output, model_dir, resolve_weights(weights), work.pending, batch_size, recolor, max_pixels
+    predict = _predictor(model_dir, weights, batch_size) if work.pending else _nothing_to_predict
+    with dask_runner(workers, dask_address, max(1, len(work.pending))) as runner:
+        size = int(read_card(model_dir)["size"])
+        progress = create_progress_artifact(0.0, key="colorize-progress", description=f"Colouring {source}") \
+            if work.pending else None
+        bar = tqdm(total=len(work.pending), unit="photo", desc="colorize", disable=None)
+
+        def submit_prepare(batch: list[Entry]) -> _TaskFuture:
+            return _TaskFuture(runner.submit(prepare_photos, {"source": source, "entries": batch, "size": size,
+                                                              "max_pixels": max_pixels}))
+
+        def submit_render(entry: Entry, ab: np.ndarray, thumbnail: int) -> _TaskFuture:
+            return _TaskFuture(runner.submit(render_photo, {"source": source, "entry": entry, "ab": ab,
+                                                            "output": output, "max_pixels": max_pixels,
+                                                            "thumbnail": thumbnail}))
+
+        def on_progress(done: int, total: int) -> None:
+            bar.update(done - bar.n)
+            update_progress_artifact(progress, 100.0 * done / total)
+
+        report = colorize_pending(
+            work.pending, ledger, current_model, submit_prepare, predict, submit_render, batch_size, recolor,
+            records=work.records, transient=LOST_WORKER, on_progress=on_progress,
         )
-    seconds = time.perf_counter() - started
-    records = result["records"] + work.skipped
-    catalog.write_manifest(output, catalog.merge(catalog.read_manifest(output), records))
-    summary = _summary(records, len(work.pending), seconds)
-    for row in result["records"]:
+        bar.close()
+    summary = _summary(len(entries), work, report, time.perf_counter() - started)
+    for row in report.records:
         if row["status"] == ERROR:
             logger.warning("%s", row["error"])
-    _publish(output, summary, result["gallery"], result["random"], records)
+    _publish(output, summary, report, random)
     logger.info("%s; contact sheet: %s", ", ".join(f"{k}: {v}" for k, v in summary.items()),
                 output / catalog.STATE_DIR / "gallery.html")
+    if not work.pending and not work.records:
+        logger.info("nothing to do: all %d photos are left as they are", work.kept)
+    if report.stopped:
+        logger.error("colorize stopped: %s", report.stopped)
+        return Failed(message=report.stopped)
     return summary
 
 
-def _summary(records: list[dict], processed: int, seconds: float) -> dict:
-    def count(status: str) -> int:
-        return sum(r["status"] == status for r in records)
+def _predictor(model_dir: Path, weights: str | None, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
+    """The network as the loop calls it, holding the ``gpu`` slot.
 
+    Loaded here, before any task is submitted: a model trained on random embeddings rebuilds its extractor
+    from Python's global random generator, which the threads of a running Dask client would disturb.
+    """
+    from colorization.colorize import Colorizer  # here, not at the top: Dask workers never import Keras
+
+    with concurrency(GPU_LIMIT, occupy=1):
+        colorizer = Colorizer.load(model_dir, resolve_weights(weights))
+    if colorizer.extractor.random:
+        get_run_logger().warning("%s: %s", model_dir, RANDOM_WARNING)
+
+    def predict(lightness: np.ndarray) -> np.ndarray:
+        with concurrency(GPU_LIMIT, occupy=1):
+            return colorizer.predict_ab(lightness, batch_size)
+
+    return predict
+
+
+def _nothing_to_predict(lightness: np.ndarray) -> np.ndarray:
+    raise AssertionError("no photo to colour, so the model was not loaded")
+
+
+def _summary(found: int, work: catalog.Plan, report: LoopReport, seconds: float) -> dict:
+    def count(status: str) -> int:
+        return sum(r["status"] == status for r in report.records)
+
+    processed = len(work.pending) - report.left
+    if report.stopped:
+        outcome = "stopped"
+    elif work.pending or work.records:
+        outcome = "done"
+    else:
+        outcome = "nothing to do"
     return {
-        "photos": len(records),
+        "outcome": outcome,
+        "photos": found,
         "colorized": count(COLORIZED),
         "colour": count(COLOUR),
         "errors": count(ERROR),
-        "unchanged": count(UNCHANGED),
+        "left as they are": work.kept,
+        "left to do": report.left,
         "images/s": round(processed / seconds, 3) if processed and seconds > 0 else 0.0,
     }
 
 
-def _publish(output: Path, summary: dict, gallery: list, random: bool, records: list[dict]) -> None:
+def _publish(output: Path, summary: dict, report: LoopReport, random: bool) -> None:
     note = f"**WARNING: {RANDOM_WARNING}. These colours are meaningless.**" if random else ""
     create_table_artifact(key="colorize-summary", table=[summary], description=f"Colorize run into {output}")
-    errors = [{"source": r["source"], "error": r["error"]} for r in records if r["status"] == ERROR]
+    errors = [{"source": r["source"], "error": r["error"]} for r in report.records if r["status"] == ERROR]
     if errors:
         create_table_artifact(key="colorize-errors", table=errors, description="Photos that could not be coloured")
-    if gallery:
+    if report.gallery:
         columns = ["before", "after"]
-        with atomic_path(output / catalog.STATE_DIR / "gallery.html") as temp:
-            temp.write_text(html_contact_sheet(f"Colorized: {output}", columns, gallery, note.replace("*", "")))
+        try:
+            with atomic_path(output / catalog.STATE_DIR / "gallery.html") as temp:
+                temp.write_text(html_contact_sheet(f"Colorized: {output}", columns, report.gallery,
+                                                   note.replace("*", "")))
+        except OSError as exc:
+            get_run_logger().warning("contact sheet not written: %s", exc.strerror or exc)
         create_markdown_artifact(
             key="colorize-gallery",
-            markdown=markdown_gallery("Before / after", columns, gallery[:4], note),
+            markdown=markdown_gallery("Before / after", columns, report.gallery[:4], note),
             description=f"A few photos coloured into {output}",
         )

@@ -90,14 +90,26 @@ def test_colorize_archive_end_to_end(prefect_harness, tiny_model, archive, tmp_p
     gallery = (out / ".colorize" / "gallery.html").read_text()
     assert gallery.count("data:image/jpeg;base64,") == 4 and "RANDOM WEIGHTS" in gallery
 
-    # A re-run does nothing; an added photo is the only one processed.
+    # A re-run does nothing and touches no row; it first removes the temporary files of a killed run (ours only).
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.*") if ".colorize" not in p.parts}
+    rows = catalog.read_manifest(out)
+    assert str(rows["time"].dtype) == "datetime64[us, UTC]" and rows["time"].notna().all()
+    stale = [out / "1920s" / "family" / ".tmp-0123abcd-wedding.jpg",
+             out / ".colorize" / ".tmp-89abcdef-manifest.parquet"]
+    foreign = [out / ".tmp-notes.txt", out / "1920s" / "tmp-0123abcd-x.jpg"]
+    for path in stale + foreign:
+        path.write_bytes(b"partial")
     again = colorize(input=archive, output=out, model=tiny_model, batch_size=2, workers=1)
-    assert (again["colorized"], again["unchanged"], again["colour"], again["errors"]) == (0, 2, 1, 3)
+    assert (again["colorized"], again["left as they are"], again["colour"], again["errors"]) == (0, 6, 0, 0)
+    assert again["outcome"] == "nothing to do"
+    assert catalog.read_manifest(out).equals(rows), "a photo left as it is keeps its row untouched"
+    assert not any(p.exists() for p in stale) and all(p.read_bytes() == b"partial" for p in foreign)
+    for path in foreign:
+        path.unlink()
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
     grey_from(sample_paths[4]).save(archive / "1920s" / "added.jpg", quality=90)
     more = colorize(input=archive, output=out, model=tiny_model, batch_size=2, workers=1)
-    assert (more["colorized"], more["unchanged"]) == (1, 2)
+    assert (more["colorized"], more["left as they are"], more["outcome"]) == (1, 6, "done")
     assert (out / "1920s" / "added.jpg").is_file()
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
 
@@ -141,13 +153,13 @@ def test_outputs_of_a_killed_run_are_redone_not_mistaken_for_foreign_files(tmp_p
     (tmp_path / "a.jpg").write_bytes(b"rendered before the kill, never recorded as done")
     claimed = catalog.merge(catalog.read_manifest(tmp_path), [catalog.record(entry, "pending", "m1")])
     work = catalog.plan([entry], claimed, tmp_path, "m1")
-    assert work.pending == [entry] and work.skipped == []
+    assert work.pending == [entry] and work.records == []
 
 
 def test_existing_foreign_output_is_kept_unless_overwrite(tmp_path):
     (tmp_path / "a.jpg").write_bytes(b"someone else's file")
     work = catalog.plan([Entry("a.jpg", 1, 1)], catalog.read_manifest(tmp_path), tmp_path, "m")
-    assert work.pending == [] and "pass --overwrite" in work.skipped[0]["error"]
+    assert work.pending == [] and "pass --overwrite" in work.records[0]["error"]
     assert len(catalog.plan([Entry("a.jpg", 1, 1)], catalog.read_manifest(tmp_path), tmp_path, "m",
                             overwrite=True).pending) == 1
 

@@ -1,0 +1,156 @@
+"""The colorize loop of the library without Prefect or Dask: plain futures, a fake network, real files."""
+
+from __future__ import annotations
+
+import errno
+import io
+import tarfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from colorization import catalog, lab
+from colorization.archive import list_entries
+from colorization.atomic import atomic_path, remove_stale_temps
+from colorization.colorize_loop import colorize_pending, prepare_batch, render_to_file
+from colorization.preprocess import process_files
+
+SIZE = 32
+
+
+def tint(lightness: np.ndarray) -> np.ndarray:
+    """A fake network: the same warm a,b everywhere."""
+    return np.broadcast_to(np.array([20.0, 30.0], np.float32), (*lightness.shape, 2)).copy()
+
+
+@pytest.fixture
+def photos(tmp_path, sample_paths) -> Path:
+    """Four grey photos (JPEG and PNG) and a colour one."""
+    root = tmp_path / "in"
+    (root / "box").mkdir(parents=True)
+    for i, path in enumerate(sample_paths[:4]):
+        grey = Image.open(path).convert("L").resize((96, 72))
+        grey.save(root / "box" / f"grey{i}.{'png' if i % 2 else 'jpg'}")
+    Image.open(sample_paths[5]).resize((96, 72)).save(root / "colour.jpg")
+    return root
+
+
+def run_loop(source: Path, output: Path, pool: ThreadPoolExecutor, render=render_to_file, batch_size: int = 2):
+    ledger = catalog.Ledger(output)
+    work = catalog.plan(list_entries(source), ledger.frame(), output, "m1")
+    report = colorize_pending(
+        work.pending, ledger, "m1",
+        lambda batch: pool.submit(prepare_batch, source, batch, SIZE, 10**8),
+        tint,
+        lambda entry, ab, thumb: pool.submit(render, source, entry, ab, output, 10**8, thumb),
+        batch_size, records=work.records,
+    )
+    return work, report
+
+
+def test_loop_colours_records_and_keeps_history(photos, tmp_path):
+    out = tmp_path / "out"
+    with ThreadPoolExecutor(2) as pool:
+        work, report = run_loop(photos, out, pool)
+        rows = catalog.read_manifest(out).set_index("source")
+        assert rows["status"].to_dict() == {f"box/grey{i}.{'png' if i % 2 else 'jpg'}": "colorized" for i in range(4)} \
+            | {"colour.jpg": "colour"}
+        assert report.stopped is None and report.left == 0 and len(report.gallery) == 4
+        assert str(rows["time"].dtype) == "datetime64[us, UTC]" and rows["time"].notna().all()
+        coloured = np.asarray(Image.open(out / "box" / "grey1.png"))
+        assert lab.colorfulness(coloured) > 5, "the fake network's tint is in the output"
+        assert not (out / "colour.jpg").exists()
+
+        again, second = run_loop(photos, out, pool)
+    assert again.pending == [] and again.kept == 5 and second.records == []
+    assert catalog.read_manifest(out).equals(rows.reset_index()), "rows left as they are are untouched"
+
+
+def test_transient_failure_stops_and_leaves_photos_for_the_next_run(photos, tmp_path, monkeypatch):
+    import colorization.colorize_loop as loop
+
+    out = tmp_path / "out"
+    written = []
+
+    def full_disk_after_two(data, name, *args):
+        if len(written) >= 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(out / f".tmp-0123abcd-{name}"))
+        written.append(name)
+        return render(data, name, *args)
+
+    render = loop.render
+    monkeypatch.setattr(loop, "render", full_disk_after_two)
+    with ThreadPoolExecutor(1) as pool:
+        _, report = run_loop(photos, out, pool)
+    assert report.stopped == \
+        "No space left on device writing box/grey2.jpg; free space and run again — 2 photos left to do"
+    rows = catalog.read_manifest(out).set_index("source")
+    assert set(rows.index) == {*written, "colour.jpg"} and set(rows["status"]) == {"colorized", "colour"}
+
+    monkeypatch.setattr(loop, "render", render)
+    with ThreadPoolExecutor(1) as pool:
+        work, report = run_loop(photos, out, pool)
+    assert [e.name for e in work.pending] == ["box/grey2.jpg", "box/grey3.png"] and report.stopped is None
+    assert set(catalog.read_manifest(out)["status"]) == {"colorized", "colour"}
+
+
+def test_stale_temps_are_ours_only(tmp_path):
+    (tmp_path / "a" / ".colorize").mkdir(parents=True)
+    ours = [tmp_path / ".tmp-0123abcd-x.jpg", tmp_path / "a" / ".colorize" / ".tmp-89abcdef-manifest.parquet"]
+    theirs = [tmp_path / ".tmp-notours.jpg", tmp_path / "a" / ".tmp-0123ABCD-x.jpg", tmp_path / "a" / "x.jpg"]
+    for path in ours + theirs:
+        path.write_bytes(b"")
+    (tmp_path / "a" / ".tmp-00000000-link.jpg").symlink_to(theirs[2])
+    with atomic_path(tmp_path / "b" / "y.jpg") as temp:
+        temp.write_bytes(b"y")
+        ours.append(temp)  # the name atomic_path really uses matches
+    assert remove_stale_temps(tmp_path) == 1
+    assert remove_stale_temps(tmp_path, recursive=True) == 1
+    assert not any(p.exists() for p in ours) and all(p.exists() for p in theirs)
+    assert (tmp_path / "a" / ".tmp-00000000-link.jpg").is_symlink() and (tmp_path / "b" / "y.jpg").read_bytes() == b"y"
+
+
+def test_tar_with_symlink_member_gets_a_row(photos, tmp_path):
+    archive = tmp_path / "scans.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(photos / "box" / "grey0.jpg", arcname="grey0.jpg")
+        link = tarfile.TarInfo("link.jpg")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd.jpg"
+        tar.addfile(link)
+    out = tmp_path / "out"
+    with ThreadPoolExecutor(1) as pool:
+        _, report = run_loop(archive, out, pool)
+    rows = catalog.read_manifest(out).set_index("source")
+    assert rows["status"].to_dict() == {"grey0.jpg": "colorized", "link.jpg": "error"}
+    assert rows.loc["link.jpg", "error"] == "link.jpg: symbolic link in archive, skipped"
+    assert not (out / "link.jpg").exists()
+
+
+def test_gif_first_frame_is_coloured_and_preprocessed(tmp_path, sample_paths):
+    root = tmp_path / "in"
+    root.mkdir()
+    frames = [Image.open(p).convert("L").resize((80, 60)) for p in sample_paths[:2]]
+    frames[0].save(root / "anim.gif", save_all=True, append_images=frames[1:])
+    out = tmp_path / "out"
+    with ThreadPoolExecutor(1) as pool:
+        _, report = run_loop(root, out, pool)
+    assert [r["status"] for r in report.records] == ["colorized"]
+    result = Image.open(out / "anim.gif")
+    assert result.format == "GIF" and result.size == (80, 60)
+    assert lab.colorfulness(np.asarray(result.convert("RGB"))) > 5
+
+    shard = process_files(root, ["anim.gif"], tmp_path / "part-00000.parquet", SIZE, keep_grey=True)
+    assert [r["status"] for r in shard.records] == ["grey"] and shard.shard == "part-00000.parquet"
+
+
+def test_gif_decodes_its_first_frame():
+    from colorization.images import decode
+
+    frames = [Image.new("L", (8, 8), 40), Image.new("L", (8, 8), 200)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:])
+    photo = decode(buffer.getvalue(), "a.gif")
+    assert np.asarray(photo.image)[0, 0].tolist() == [40, 40, 40]
