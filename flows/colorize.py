@@ -31,8 +31,9 @@ from colorization.card import RANDOM_WARNING, model_id
 from colorization.errors import ImageError
 from colorization.gallery import html_contact_sheet, markdown_gallery
 from colorization.images import DEFAULT_MAX_PIXELS
+from colorization.preflight import check_colorize
 from colorization.render import COLORIZED, COLOUR, ERROR, PENDING, UNCHANGED, file_hash, prepare, render
-from flows.common import GPU_LIMIT, dask_runner, project_path, resolve_weights
+from flows.common import GPU_LIMIT, dask_runner, locked, project_path, resolve_weights
 
 GALLERY_SIZE = 8
 
@@ -131,6 +132,7 @@ def colorize_batches(
 
 
 @flow(name="colorize")
+@locked("output", catalog.LOCK_NAME)
 def colorize(
     input: Path,
     output: Path,
@@ -142,17 +144,19 @@ def colorize(
     workers: Annotated[int | None, Field(ge=1)] = None,
     dask_address: str | None = None,
     max_pixels: Annotated[int, Field(ge=1)] = DEFAULT_MAX_PIXELS,
+    wait: bool = False,
 ) -> dict:
     """Colour every black-and-white photo under ``input`` (a folder, .zip or .tar) into ``output``.
 
     ``output`` mirrors the input tree, each photo in its original format with its metadata; photos already in
     colour are left alone unless ``recolor``. Only new or changed photos are processed on a re-run (all of
     them after a model change). ``weights`` defaults to the Xception weights recorded in the model's card; it
-    must give the extractor the model was trained with.
+    must give the extractor the model was trained with. The run holds ``output``'s lock; ``wait`` waits for
+    another run that holds it instead of failing.
     """
     logger = get_run_logger()
     source, output, model_dir = project_path(input), project_path(output), project_path(model)
-    catalog.check_paths(source, output)
+    check_colorize(source, output, model_dir, resolve_weights(weights), batch_size, workers, max_pixels)
     entries = list_entries(source)
     manifest = catalog.read_manifest(output)
     current_model = model_id(model_dir)
