@@ -15,15 +15,42 @@ from colorization.errors import ConfigError
 
 MODEL_FILE = "model.keras"
 CARD_FILE = "model.json"
+CHECKPOINT_DIR = "checkpoint"
+STATE_FILE = "state.json"
+KERAS_MEMBERS = ("config.json", "metadata.json")
+DOWNSAMPLING = 8  # the encoder halves the photo 3 times, so model sizes are multiples of 8
 RANDOM_WARNING = "RANDOM WEIGHTS: this Xception was not trained; its embeddings are meaningless (tests only)"
 
 
+def check_keras_file(path: Path) -> None:
+    """Refuse a file that is not a Keras 3 save (a zip with its config and metadata), without loading Keras.
+
+    Keras itself reports such a file as "File not found", which sends people looking for the wrong problem.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            missing = [name for name in KERAS_MEMBERS if name not in archive.namelist()]
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ConfigError(f"{path}: not a Keras model file ({exc})") from exc
+    if missing:
+        raise ConfigError(f"{path}: not a Keras model file (no {', '.join(missing)} inside)")
+
+
 def read_card(model_dir: Path) -> dict:
-    """The model card, or a clear error when ``model_dir`` holds no trained model."""
+    """The model card, or a clear error when ``model_dir`` holds no trained model or a damaged one."""
     path = model_dir / CARD_FILE
     if not path.is_file() or not (model_dir / MODEL_FILE).is_file():
         raise ConfigError(f"{model_dir}: no trained model here ({MODEL_FILE} and {CARD_FILE}); run train first")
-    return json.loads(path.read_text())
+    check_keras_file(model_dir / MODEL_FILE)
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not a model card ({exc})") from exc
+
+
+def has_checkpoint(model_dir: Path) -> bool:
+    """Whether ``model_dir`` holds a training run (a checkpoint written after its first epoch)."""
+    return (model_dir / CHECKPOINT_DIR / STATE_FILE).is_file()
 
 
 def model_id(model_dir: Path) -> str:

@@ -24,6 +24,7 @@ from colorization.errors import ConfigError, as_transient
 from colorization.render import COLORIZED, COLOUR, ERROR, PENDING
 
 STATE_DIR = ".colorize"
+LOCK_NAME = f"{STATE_DIR}/lock"  # held by the run colouring into the folder (colorization.lock)
 SCHEMA = pa.schema(
     [
         ("source", pa.string()),

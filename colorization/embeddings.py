@@ -126,3 +126,20 @@ def embed_dataset(
             write.result()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def pick_extractor(dataset: Dataset, extractor_id: str | None) -> str:
+    """The embedding set to train on: the one given, or the only one the dataset has."""
+    folder = dataset.root / "embeddings"
+    available = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    if extractor_id is not None:
+        if extractor_id not in available:
+            have = ", ".join(available) or "none"
+            raise ConfigError(f"{dataset.root}: no embeddings from {extractor_id} (have: {have})")
+        return extractor_id
+    if len(available) != 1:
+        raise ConfigError(
+            f"{dataset.root}: {'no embeddings; run embed first' if not available else 'several embedding sets'}"
+            + (f" ({', '.join(available)}); choose one with --extractor" if len(available) > 1 else "")
+        )
+    return available[0]

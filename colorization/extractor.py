@@ -23,6 +23,7 @@ import numpy as np
 from colorization import device, lab
 from colorization.card import RANDOM_WARNING
 from colorization.errors import ConfigError
+from colorization.preflight import check_weights
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +167,7 @@ def _imagenet(head: str) -> keras.Model:
 
 def _from_file(path: Path, head: str) -> keras.Model:
     """Xception with weights from a local file: the official ``.h5`` (with or without top) or a Keras 3 save."""
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such weights file (use --weights imagenet, none, or a file path)")
+    check_weights(str(path))
     try:
         with h5py.File(path, "r"):
             pass

@@ -13,13 +13,12 @@ from pathlib import Path
 import keras
 
 from colorization.atomic import atomic_path
-from colorization.card import CARD_FILE, MODEL_FILE, read_card
+from colorization.card import CARD_FILE, DOWNSAMPLING, MODEL_FILE, read_card
 from colorization.errors import ConfigError
 
 ENCODER = [(64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 1), (256, 1)]
 FUSION = 256
 DECODER = [(128, True), (64, False), (64, True), (32, False)]
-DOWNSAMPLING = 8
 
 
 def _filters(base: int, width: float) -> int:

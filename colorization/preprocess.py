@@ -12,23 +12,12 @@ import numpy as np
 import pandas as pd
 
 from colorization import images, lab, metrics
-from colorization.errors import ConfigError, ImageError
+from colorization.errors import ImageError
 from colorization.shards import Dataset, ShardRows, shard_name, write_shard
 
 log = logging.getLogger(__name__)
 
-MIN_SIZE = 32
 WRITTEN, GREY, ERROR = "written", "grey", "error"
-
-
-def check_params(source: Path, size: int, rows_per_shard: int) -> None:
-    """Raise :class:`ConfigError` for parameters no run could succeed with."""
-    if not source.is_dir():
-        raise ConfigError(f"{source}: no such folder")
-    if size < MIN_SIZE:
-        raise ConfigError(f"--size must be at least {MIN_SIZE}, got {size}")
-    if rows_per_shard < 1:
-        raise ConfigError(f"--rows-per-shard must be at least 1, got {rows_per_shard}")
 
 
 def content_id(relative: str, data: bytes) -> str:

@@ -23,15 +23,13 @@ from colorization import device, lab, metrics, render
 from colorization import model as net
 from colorization.atomic import atomic_path, remove_stale_temps
 from colorization.batches import Split, prefetch
-from colorization.card import CARD_FILE, read_card
-from colorization.embeddings import read_embeddings, read_extractor_info
+from colorization.card import CARD_FILE, CHECKPOINT_DIR, STATE_FILE, has_checkpoint, read_card
+from colorization.embeddings import pick_extractor, read_embeddings, read_extractor_info
 from colorization.errors import ConfigError
+from colorization.preflight import check_hyperparameters, check_model_dir
 from colorization.shards import Dataset
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_DIR = "checkpoint"
-STATE_FILE = "state.json"
 
 
 @dataclass(frozen=True)
@@ -47,16 +45,7 @@ class TrainConfig:
     mixed_precision: bool | None = None
 
     def check(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"--learning-rate must be positive, got {self.learning_rate}")
-        if not self.width > 0:
-            raise ConfigError(f"--width must be positive, got {self.width}")
-        if not 0 < self.validation_percent < 100:
-            raise ConfigError(f"validation percent must be between 0 and 100, got {self.validation_percent}")
+        check_hyperparameters(self.epochs, self.batch_size, self.learning_rate, self.width, self.validation_percent)
 
 
 @dataclass
@@ -103,23 +92,6 @@ def distribution_scope() -> contextlib.AbstractContextManager:
         if len(tf.config.list_physical_devices("GPU")) > 1:
             return tf.distribute.MirroredStrategy().scope()
     return contextlib.nullcontext()
-
-
-def pick_extractor(dataset: Dataset, extractor_id: str | None) -> str:
-    """The embedding set to train on: the one given, or the only one the dataset has."""
-    folder = dataset.root / "embeddings"
-    available = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
-    if extractor_id is not None:
-        if extractor_id not in available:
-            have = ", ".join(available) or "none"
-            raise ConfigError(f"{dataset.root}: no embeddings from {extractor_id} (have: {have})")
-        return extractor_id
-    if len(available) != 1:
-        raise ConfigError(
-            f"{dataset.root}: {'no embeddings; run embed first' if not available else 'several embedding sets'}"
-            + (f" ({', '.join(available)}); choose one with --extractor" if len(available) > 1 else "")
-        )
-    return available[0]
 
 
 def predictions(model: keras.Model, batches: Iterator) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
@@ -199,9 +171,6 @@ class Trainer:
     def checkpoint_dir(self) -> Path:
         return self.model_dir / CHECKPOINT_DIR
 
-    def has_checkpoint(self) -> bool:
-        return (self.checkpoint_dir / STATE_FILE).is_file()
-
     def is_saved(self) -> bool:
         """Whether the final model and its card are in ``model_dir`` (a kill can fall between checkpoint and them)."""
         return (self.model_dir / net.MODEL_FILE).is_file() and (self.model_dir / CARD_FILE).is_file()
@@ -214,14 +183,10 @@ class Trainer:
         for folder in (self.model_dir, self.checkpoint_dir):
             if removed := remove_stale_temps(folder):
                 log.info("%s: removed %d temporary files left by an interrupted run", folder, removed)
-        if resume and self.has_checkpoint():
+        check_model_dir(self.model_dir, resume)
+        if has_checkpoint(self.model_dir):
             self._load_checkpoint()
             return
-        if self.has_checkpoint():
-            raise ConfigError(
-                f"{self.model_dir}: already holds a training run; pass --resume to continue it, "
-                "or choose another --model-dir"
-            )
         size = self.dataset.size()
         embedding_dim = read_embeddings(self.train_split.parts[0].embeddings, self.extractor_id)[1].shape[1]
         keras.utils.set_random_seed(self.config.seed)

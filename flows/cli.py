@@ -1,7 +1,9 @@
 """The ``colorization`` command: one subcommand per flow.
 
 Paths on the command line are taken from the current folder. Problems with the arguments print one line
-starting ``colorization: error:`` and exit with status 2; a run that fails exits with status 1.
+starting ``colorization: error:`` and exit with status 2, before any flow or Prefect server starts; so does a
+folder another run is using (``--wait`` waits for it instead). A run that fails exits with status 1. With
+``PREFECT_API_URL`` set, runs report to that server; otherwise a temporary one is started for the command.
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
+from colorization import preflight
 from colorization.errors import ConfigError
+from colorization.lock import LOCK_FILE, ensure_free
 
 
 def _path(value: str) -> Path:
@@ -24,18 +29,21 @@ def _weights(value: str) -> str:
     return value if value in ("imagenet", "none", "auto") else str(_path(value))
 
 
-def _check_weights(weights: str | None) -> None:
-    if weights not in (None, "imagenet", "none", "auto") and not Path(weights).is_file():
-        raise ConfigError(f"{weights}: no such weights file (use --weights imagenet, none, or a file path)")
+def _start(args: argparse.Namespace, *folders: Path, lock_name: str = LOCK_FILE) -> None:
+    """After the checks: refuse folders another run holds (unless ``--wait``), then start the Prefect API."""
+    if not args.wait:
+        for folder in folders:
+            ensure_free(folder, lock_name)
+    from flows.common import start_api
+
+    start_api()
 
 
 def _preprocess(args: argparse.Namespace) -> None:
-    from colorization.preprocess import check_params
-    from colorization.shards import Dataset
+    preflight.check_preprocess(args.source, args.dataset, args.size, args.rows_per_shard, args.workers)
+    _start(args, args.dataset)
     from flows.preprocess import preprocess
 
-    check_params(args.source, args.size, args.rows_per_shard)
-    Dataset(args.dataset).check_size(args.size)
     preprocess(
         source=args.source,
         dataset=args.dataset,
@@ -44,40 +52,37 @@ def _preprocess(args: argparse.Namespace) -> None:
         workers=args.workers,
         dask_address=args.dask_address,
         keep_grey=args.keep_grey,
+        wait=args.wait,
     )
 
 
 def _embed(args: argparse.Namespace) -> None:
-    from colorization.shards import Dataset
-
-    Dataset(args.dataset).size()
-    _check_weights(args.weights)
+    preflight.check_embed(args.dataset, args.weights, args.batch_size)
+    _start(args, args.dataset)
     from flows.embed import embed
 
-    embed(dataset=args.dataset, weights=args.weights, head=args.head, batch_size=args.batch_size)
+    embed(dataset=args.dataset, weights=args.weights, head=args.head, batch_size=args.batch_size, wait=args.wait)
 
 
 def _train(args: argparse.Namespace) -> None:
-    from colorization.shards import Dataset
-    from colorization.training import TrainConfig, pick_extractor
+    preflight.check_train(args.dataset, args.model_dir, args.epochs, args.batch_size, args.learning_rate,
+                          args.width, args.resume, args.extractor, args.validation_percent)
+    _start(args, args.model_dir)
     from flows.train import train
 
-    TrainConfig(args.epochs, args.batch_size, args.learning_rate, args.width, args.validation_percent).check()
-    pick_extractor(Dataset(args.dataset), args.extractor)
     train(dataset=args.dataset, model_dir=args.model_dir, epochs=args.epochs, batch_size=args.batch_size,
           learning_rate=args.learning_rate, width=args.width, resume=args.resume, extractor=args.extractor,
-          validation_percent=args.validation_percent)
+          validation_percent=args.validation_percent, wait=args.wait)
 
 
 def _pipeline(args: argparse.Namespace) -> None:
+    preflight.check_pipeline(args.source, args.dataset, args.model_dir, args.size,
+                             "imagenet" if args.weights == "auto" else args.weights, args.epochs, args.batch_size,
+                             args.width, args.workers, args.resume, args.validation_percent)
+    _start(args, args.dataset, args.model_dir)
     from colorization.extractor import RANDOM_WARNING, imagenet_available
-    from colorization.preprocess import check_params
-    from colorization.training import TrainConfig
     from flows.train import pipeline
 
-    check_params(args.source, args.size, 512)
-    TrainConfig(args.epochs, args.batch_size, 1e-3, args.width, args.validation_percent).check()
-    _check_weights(args.weights)
     weights = args.weights
     if weights == "auto":
         weights = "imagenet" if imagenet_available() else "none"
@@ -85,38 +90,53 @@ def _pipeline(args: argparse.Namespace) -> None:
             print(f"\n*** No ImageNet Xception weights (offline?). {RANDOM_WARNING}. ***\n", file=sys.stderr)
     pipeline(source=args.source, dataset=args.dataset, model_dir=args.model_dir, size=args.size, weights=weights,
              epochs=args.epochs, batch_size=args.batch_size, width=args.width, workers=args.workers,
-             resume=args.resume, validation_percent=args.validation_percent)
+             resume=args.resume, validation_percent=args.validation_percent, wait=args.wait)
 
 
 def _colorize(args: argparse.Namespace) -> None:
-    from colorization.card import read_card
-    from colorization.catalog import check_paths
+    from colorization.catalog import LOCK_NAME
+
+    preflight.check_colorize(args.input, args.output, args.model, args.weights, args.batch_size, args.workers,
+                             args.max_pixels)
+    _start(args, args.output, lock_name=LOCK_NAME)
     from flows.colorize import colorize
 
-    check_paths(args.input, args.output)
-    read_card(args.model)
-    _check_weights(args.weights)
     colorize(input=args.input, output=args.output, model=args.model, weights=args.weights,
              batch_size=args.batch_size, recolor=args.recolor, overwrite=args.overwrite, workers=args.workers,
-             dask_address=args.dask_address, max_pixels=args.max_pixels)
+             dask_address=args.dask_address, max_pixels=args.max_pixels, wait=args.wait)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with errors as one ``colorization: error:`` line (no usage dump), like every other refusal."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"colorization: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_wait(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--wait", action="store_true",
+                        help="if another run is using the folder, wait for it to finish instead of exiting")
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from colorization.card import read_card
+    preflight.check_evaluate(args.photos, [args.model, *args.compare], args.report, args.long_side, args.batch_size)
+    from flows.common import start_api
     from flows.evaluate import evaluate
 
-    for model in [args.model, *args.compare]:
-        read_card(model)
-    if not args.photos.exists():
-        raise ConfigError(f"{args.photos}: no such folder or archive")
-    if args.long_side < 32:
-        raise ConfigError(f"--long-side must be at least 32, got {args.long_side}")
+    start_api()
     evaluate(model=args.model, photos=args.photos, report_dir=args.report, compare=args.compare,
              long_side=args.long_side, batch_size=args.batch_size)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="colorization", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="colorization",
+        description=__doc__.splitlines()[0],
+        epilog="Runs report to the Prefect server named by PREFECT_API_URL when it is set; otherwise each command "
+        "starts a temporary one (allowed 120 s to start, or PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS if "
+        "larger, and one retry). A run holds a lock on the folder it writes; a second run on it exits with "
+        "status 2 naming the first, or waits for it with --wait.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     pre = commands.add_parser("preprocess", help="photo folder -> Lab Parquet shards (incremental)")
@@ -127,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--workers", type=int, default=None, help="local Dask workers (default: one per core)")
     pre.add_argument("--dask-address", default=None, help="use this Dask scheduler instead of a local cluster")
     pre.add_argument("--keep-grey", action="store_true", help="keep grey and sepia photos in the shards")
+    _add_wait(pre)
     pre.set_defaults(run=_preprocess)
 
     emb = commands.add_parser("embed", help="shards -> Xception embeddings, once per photo")
@@ -136,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     emb.add_argument("--head", choices=["predictions", "avg_pool"], default="predictions",
                      help="1000-class softmax as in the paper (default) or 2048-d pooled features")
     emb.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    _add_wait(emb)
     emb.set_defaults(run=_embed)
 
     trn = commands.add_parser("train", help="train the fusion model from shards + embeddings")
@@ -148,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--resume", action="store_true", help="continue the checkpoint in --model-dir")
     trn.add_argument("--extractor", default=None, help="embedding set to use when the dataset has several")
     trn.add_argument("--validation-percent", type=float, default=10.0, help="share of photos held out (default 10)")
+    _add_wait(trn)
     trn.set_defaults(run=_train)
 
     pipe = commands.add_parser("pipeline", help="preprocess -> embed -> train from one photo folder")
@@ -162,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     pipe.add_argument("--width", type=float, default=1.0)
     pipe.add_argument("--workers", type=int, default=None)
     pipe.add_argument("--resume", action="store_true")
-    pipe.add_argument("--validation-percent", type=float, default=10.0)
+    pipe.add_argument("--validation-percent", type=float, default=10.0, help="share of photos held out (default 10)")
+    _add_wait(pipe)
     pipe.set_defaults(run=_pipeline)
 
     col = commands.add_parser("colorize", help="colour a photo archive at full resolution (incremental)")
@@ -177,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--workers", type=int, default=None, help="local Dask workers for decoding and encoding")
     col.add_argument("--dask-address", default=None, help="use this Dask scheduler instead of a local cluster")
     col.add_argument("--max-pixels", type=int, default=200_000_000, help="refuse larger photos (default 200 MP)")
+    _add_wait(col)
     col.set_defaults(run=_colorize)
 
     ev = commands.add_parser("evaluate", help="score models on colour photos, beside the grey baseline")

@@ -43,8 +43,9 @@ from colorization.colorize_loop import (
 from colorization.errors import TransientError
 from colorization.gallery import html_contact_sheet, markdown_gallery
 from colorization.images import DEFAULT_MAX_PIXELS
+from colorization.preflight import check_colorize
 from colorization.render import COLORIZED, COLOUR, ERROR
-from flows.common import GPU_LIMIT, dask_runner, project_path, resolve_weights
+from flows.common import GPU_LIMIT, dask_runner, locked, project_path, resolve_weights
 
 LOST_WORKER = (KilledWorker, CommClosedError)
 
@@ -92,6 +93,7 @@ class _TaskFuture:
 
 
 @flow(name="colorize")
+@locked("output", catalog.LOCK_NAME)
 def colorize(
     input: Path,
     output: Path,
@@ -103,6 +105,7 @@ def colorize(
     workers: Annotated[int | None, Field(ge=1)] = None,
     dask_address: str | None = None,
     max_pixels: Annotated[int, Field(ge=1)] = DEFAULT_MAX_PIXELS,
+    wait: bool = False,
 ) -> dict:
     """Colour every black-and-white photo under ``input`` (a folder, .zip or .tar) into ``output``.
 
@@ -111,10 +114,11 @@ def colorize(
     them after a model change). ``weights`` defaults to the Xception weights recorded in the model's card; it
     must give the extractor the model was trained with. A transient failure (disk full, permissions, a lost
     worker) ends the run in a Failed state whose message says what to do; the next run retries what is left.
+    The run holds ``output``'s lock; ``wait`` waits for another run that holds it instead of failing.
     """
     logger = get_run_logger()
     source, output, model_dir = project_path(input), project_path(output), project_path(model)
-    catalog.check_paths(source, output)
+    check_colorize(source, output, model_dir, resolve_weights(weights), batch_size, workers, max_pixels)
     if output.is_dir():
         removed = remove_stale_temps(output, recursive=True)
         if removed:

@@ -1,17 +1,29 @@
-"""Helpers shared by the flows: path resolution and the Dask task runner."""
+"""Helpers shared by the flows: path resolution, folder locks, the Prefect API and the Dask task runner."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import dask
+from prefect import get_run_logger
 from prefect.client.orchestration import get_client
+from prefect.settings import get_current_settings
 from prefect_dask import DaskTaskRunner
+
+from colorization.lock import LOCK_FILE, folder_lock
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 GPU_LIMIT = "gpu"  # the global concurrency limit that serialises work on the accelerator
+SERVER_STARTUP_SECONDS = 120  # the temporary server's start-up time on a busy machine (Prefect's default: 20)
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def project_path(path: str | Path) -> Path:
@@ -23,6 +35,61 @@ def project_path(path: str | Path) -> Path:
 def resolve_weights(weights: str | None) -> str | None:
     """``imagenet``, ``none`` and unset as they are; a weights file relative to the project root."""
     return weights if weights in (None, "imagenet", "none") else str(project_path(weights))
+
+
+def locked(folder_parameter: str, lock_name: str = LOCK_FILE) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Run the decorated flow function holding the lock of the folder its ``folder_parameter`` names.
+
+    The flow's own ``wait`` parameter says whether to wait for another run that holds it (logged once) or to
+    fail at once naming that run. Put it below ``@flow``: Prefect sees the function's own signature, with its
+    annotations evaluated here (Prefect would look their names up in this module, not the flow's).
+    """
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        signature = inspect.signature(fn, eval_str=True)
+
+        @functools.wraps(fn)
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            folder = project_path(bound.arguments[folder_parameter])
+            with folder_lock(folder, fn.__name__, wait=bound.arguments["wait"], lock_name=lock_name,
+                             notify=get_run_logger().info):
+                return fn(*args, **kwargs)
+
+        run.__signature__ = signature  # type: ignore[attr-defined]
+        return run
+
+    return decorate
+
+
+def start_api(startup_seconds: int = SERVER_STARTUP_SECONDS, attempts: int = 2) -> str | None:
+    """Start Prefect's temporary server now, patiently, unless ``PREFECT_API_URL`` names a running one.
+
+    Prefect starts it on first use and gives up after ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``
+    (20 s by default): too short on a loaded machine. Here it gets at least ``startup_seconds`` (more if that
+    setting says so), and one more try on a fresh port; flows of this process then use it. Returns its URL.
+    """
+    from prefect.server.api.server import SubprocessASGIServer  # the server's modules, only when it is needed
+
+    settings = get_current_settings()
+    if settings.api.url or not settings.server.ephemeral.enabled:
+        return None
+    timeout = max(startup_seconds, settings.server.ephemeral.startup_timeout_seconds)
+    server = SubprocessASGIServer()
+    for attempt in range(1, attempts + 1):
+        try:
+            server.start(timeout=timeout)
+            return server.api_url
+        except RuntimeError as exc:
+            server.stop()
+            server.server_process, server.port = None, None
+            failure = exc
+            if attempt < attempts:
+                logging.getLogger(__name__).warning("the temporary Prefect server did not start in %d s; trying "
+                                                    "again", timeout)
+    raise RuntimeError(f"the temporary Prefect server did not start in {timeout} s ({attempts} tries): {failure}; "
+                       "start one (make server) and set PREFECT_API_URL") from failure
 
 
 def dask_runner(workers: int | None, address: str | None, tasks: int) -> DaskTaskRunner:

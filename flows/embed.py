@@ -14,8 +14,9 @@ from tqdm import tqdm
 from colorization import device
 from colorization.embeddings import embed_dataset, write_extractor_info
 from colorization.extractor import RANDOM_WARNING, load_extractor
+from colorization.preflight import check_embed
 from colorization.shards import Dataset
-from flows.common import GPU_LIMIT, project_path, resolve_weights
+from flows.common import GPU_LIMIT, locked, project_path, resolve_weights
 
 
 @task(name="embed-shards", tags=[GPU_LIMIT])
@@ -55,21 +56,25 @@ def embed_shards(dataset: Path, weights: str, head: str, batch_size: int) -> dic
 
 
 @flow(name="embed")
+@locked("dataset")
 def embed(
     dataset: Path,
     weights: str = "imagenet",
     head: Literal["predictions", "avg_pool"] = "predictions",
     batch_size: Annotated[int, Field(ge=1)] = 64,
+    wait: bool = False,
 ) -> dict:
     """Compute the Xception embedding of every photo in ``dataset`` once, into ``embeddings/<extractor-id>/``.
 
     ``weights`` is ``imagenet`` (downloaded once into the Keras cache), a local weights file, or ``none``
-    (random, for tests only). Shards already embedded by the same extractor are skipped.
+    (random, for tests only). Shards already embedded by the same extractor are skipped. The run holds the
+    dataset's lock; ``wait`` waits for another run that holds it instead of failing.
     """
     logger = get_run_logger()
     data = Dataset(project_path(dataset))
-    data.size()
-    summary = embed_shards(data.root, resolve_weights(weights), head, batch_size)
+    weights = resolve_weights(weights)
+    check_embed(data.root, weights, batch_size)
+    summary = embed_shards(data.root, weights, head, batch_size)
     create_table_artifact(key="embed-summary", table=[summary], description="Embed run summary")
     logger.info("%s", ", ".join(f"{k}: {v}" for k, v in summary.items()))
     return summary

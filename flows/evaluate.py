@@ -23,6 +23,7 @@ from colorization.errors import ConfigError, ImageError
 from colorization.evaluation import Sample, colour_samples, load_sample
 from colorization.gallery import markdown_gallery
 from colorization.images import DEFAULT_MAX_PIXELS
+from colorization.preflight import check_evaluate
 from flows.common import GPU_LIMIT, project_path
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ def evaluate(
     source = project_path(photos)
     model_dirs = [project_path(model), *(project_path(p) for p in compare or [])]
     folder = project_path(report_dir) if report_dir else model_dirs[0] / "evaluation"
+    check_evaluate(source, model_dirs, folder, long_side, batch_size)
     entries = list_entries(source)
     with concurrency(GPU_LIMIT, occupy=1):
         colorizers = [Colorizer.load(d) for d in model_dirs]

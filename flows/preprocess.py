@@ -16,15 +16,22 @@ from colorization import preprocess as lib
 from colorization.atomic import remove_stale_temps
 from colorization.discover import find_images
 from colorization.manifest import merge
+from colorization.preflight import MIN_SIZE, check_preprocess
 from colorization.shards import Dataset, shard_index
-from flows.common import dask_runner, project_path
+from flows.common import dask_runner, locked, project_path
+
+SHARD_RETRIES = 2
 
 
-@task(name="preprocess-shard", retries=0)
+@task(name="preprocess-shard", retries=SHARD_RETRIES, retry_delay_seconds=1)
 def preprocess_shard(
     source: Path, shard_path: Path, relatives: list[str], size: int, grey_threshold: float, keep_grey: bool
 ) -> lib.ShardResult:
-    """One shard: its files decoded, converted and written together; returns paths and counts only."""
+    """One shard: its files decoded, converted and written together; returns paths and counts only.
+
+    Retried when it fails as a whole (a worker's file system hiccup, a killed process): the shard is written
+    atomically under the same name and recorded only once it is done, so a retry never leaves a corrupt one.
+    """
     return lib.process_files(source, relatives, shard_path, size, grey_threshold, keep_grey)
 
 
@@ -58,24 +65,27 @@ def preprocess_shards(
 
 
 @flow(name="preprocess")
+@locked("dataset")
 def preprocess(
     source: Path,
     dataset: Path,
-    size: Annotated[int, Field(ge=lib.MIN_SIZE)] = 256,
+    size: Annotated[int, Field(ge=MIN_SIZE)] = 256,
     rows_per_shard: Annotated[int, Field(ge=1)] = 512,
     workers: Annotated[int | None, Field(ge=1)] = None,
     dask_address: str | None = None,
     keep_grey: bool = False,
     grey_threshold: Annotated[float, Field(ge=0)] = 2.5,
+    wait: bool = False,
 ) -> dict:
     """Convert every new photo under ``source`` into ``dataset``'s shards and manifest.
 
     Relative paths are taken from the project root. Photos already in the manifest are skipped, so a re-run
-    costs only the folder scan. Grey and toned photos are flagged and kept out unless ``keep_grey``.
+    costs only the folder scan. Grey and toned photos are flagged and kept out unless ``keep_grey``. The run
+    holds the dataset's lock; ``wait`` waits for another run that holds it instead of failing.
     """
     logger = get_run_logger()
     source, root = project_path(source), project_path(dataset)
-    lib.check_params(source, size, rows_per_shard)
+    check_preprocess(source, root, size, rows_per_shard, workers)
     data = Dataset(root)
     data.ensure_size(size)
     manifest = data.read_manifest()

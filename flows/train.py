@@ -14,9 +14,10 @@ from pydantic import Field
 
 from colorization.gallery import markdown_gallery
 from colorization.metrics import DIRECTION, grey_baseline
+from colorization.preflight import check_pipeline, check_train
 from colorization.shards import Dataset
 from colorization.training import EpochResult, TrainConfig, Trainer, to_srgb
-from flows.common import GPU_LIMIT, project_path
+from flows.common import GPU_LIMIT, locked, project_path, resolve_weights
 from flows.embed import embed
 from flows.preprocess import preprocess
 
@@ -27,6 +28,7 @@ RANDOM_NOTE = (
 
 
 @flow(name="train")
+@locked("model_dir")
 def train(
     dataset: Path = Path("data/datasets/samples"),
     model_dir: Path = Path("data/models/samples"),
@@ -38,18 +40,22 @@ def train(
     extractor: str | None = None,
     validation_percent: Annotated[float, Field(gt=0, lt=100)] = 10.0,
     seed: int = 0,
+    wait: bool = False,
 ) -> dict:
     """Train the fusion model on ``dataset``'s shards and embeddings into ``model_dir``.
 
     ``epochs`` is the total: ``resume`` continues a run's checkpoint up to it, with its optimizer state. A retry
-    of a crashed flow run resumes by itself. ``extractor`` picks the embedding set when there are several.
+    of a crashed flow run resumes by itself. ``extractor`` picks the embedding set when there are several. The
+    run holds ``model_dir``'s lock; ``wait`` waits for another run that holds it instead of failing.
     """
     logger = get_run_logger()
+    dataset, model_dir, resume = project_path(dataset), project_path(model_dir), resume or flow_run.run_count > 1
+    check_train(dataset, model_dir, epochs, batch_size, learning_rate, width, resume, extractor, validation_percent)
     config = TrainConfig(epochs, batch_size, learning_rate, width, validation_percent, seed)
-    trainer = Trainer(Dataset(project_path(dataset)), project_path(model_dir), config, extractor)
+    trainer = Trainer(Dataset(dataset), model_dir, config, extractor)
     if "RANDOM" in trainer.extractor_id:
         logger.warning(RANDOM_NOTE.replace("*", ""))
-    trainer.start(resume=resume or flow_run.run_count > 1)
+    trainer.start(resume=resume)
     logger.info(
         "training %s: %d train / %d validation images, embeddings %s, epochs %d..%d",
         trainer.model_dir, trainer.train_split.size, trainer.val_split.size, trainer.extractor_id,
@@ -123,9 +129,16 @@ def pipeline(
     workers: Annotated[int | None, Field(ge=1)] = None,
     resume: bool = False,
     validation_percent: Annotated[float, Field(gt=0, lt=100)] = 10.0,
+    wait: bool = False,
 ) -> dict:
-    """preprocess -> embed -> train from one photo folder, each stage a subflow (and each incremental)."""
-    preprocess(source=source, dataset=dataset, size=size, workers=workers)
-    summary = embed(dataset=dataset, weights=weights, head=head)
+    """preprocess -> embed -> train from one photo folder, each stage a subflow (and each incremental).
+
+    Each stage holds its folder's lock while it runs; ``wait`` waits for other runs that hold them.
+    """
+    check_pipeline(project_path(source), project_path(dataset), project_path(model_dir), size,
+                   resolve_weights(weights), epochs, batch_size, width, workers, resume, validation_percent)
+    preprocess(source=source, dataset=dataset, size=size, workers=workers, wait=wait)
+    summary = embed(dataset=dataset, weights=weights, head=head, wait=wait)
     return train(dataset=dataset, model_dir=model_dir, epochs=epochs, batch_size=batch_size, width=width,
-                 resume=resume, extractor=summary["extractor_id"], validation_percent=validation_percent)
+                 resume=resume, extractor=summary["extractor_id"], validation_percent=validation_percent,
+                 wait=wait)

@@ -9,10 +9,12 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
+from colorization import preprocess as lib
 from colorization.shards import Dataset, read_shard, shard_schema
 from flows.cli import main
-from flows.preprocess import preprocess
+from flows.preprocess import preprocess, preprocess_shard, preprocess_shards
 from tests.conftest import copy_samples, grey_copy, plant_bad_files
+from tests.test_lock import hold
 
 
 def latest_artifact(key: str):
@@ -114,3 +116,39 @@ def test_cli_bad_parameters_give_one_line(tmp_path, capsys, arguments, message):
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("colorization: error:") and message in err
+
+
+def test_shard_task_is_retried_after_a_failure(prefect_harness, tmp_path, sample_paths, monkeypatch):
+    """A shard task that fails once (a killed worker, a file system hiccup) is retried and the run completes."""
+    assert preprocess_shard.retries >= 1
+    source = tmp_path / "photos"
+    copy_samples(sample_paths[:3], source)
+    data = Dataset(tmp_path / "ds")
+    data.ensure_size(32)
+    real, calls = lib.process_files, []
+
+    def flaky(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise OSError("the worker's file system went away")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lib, "process_files", flaky)  # tasks run on threads of this process here, not on Dask
+    plan = lib.plan_shards(sorted(p.name for p in source.iterdir()), 8, 0)
+    results = preprocess_shards(source, data.root, plan, 32, 2.5, True)
+    assert len(calls) == 2
+    assert [r.count(lib.WRITTEN) + r.count(lib.GREY) for r in results] == [3]
+    assert len(data.read_manifest()) == 3 and len(read_shard(data.shards()[0])) == 3
+
+
+def test_flow_refuses_a_dataset_another_run_holds(prefect_harness, tmp_path, sample_paths):
+    copy_samples(sample_paths[:1], tmp_path / "photos")
+    holder = hold(tmp_path / "ds")
+    try:
+        state = preprocess(source=tmp_path / "photos", dataset=tmp_path / "ds", size=32, return_state=True)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert state.is_failed()
+    assert f"is in use by pid {holder.pid}" in str(state.result(raise_on_failure=False))
+    assert not (tmp_path / "ds" / "dataset.json").exists()

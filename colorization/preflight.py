@@ -1,0 +1,182 @@
+"""Checks of a stage's parameters and paths before it starts, one function per stage.
+
+The command line calls them before it starts any flow or Prefect server, so a bad argument costs a second and
+one error line instead of a server start-up and a traceback; each flow calls the same function first, so runs
+of a deployment get the same checks. They raise :class:`ConfigError` naming the option or path and the
+problem, and never load a framework (no Keras, no Prefect).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from colorization.archive import list_entries
+from colorization.card import CHECKPOINT_DIR, DOWNSAMPLING, MODEL_FILE, check_keras_file, has_checkpoint, read_card
+from colorization.catalog import check_paths
+from colorization.discover import IMAGE_SUFFIXES, iter_images
+from colorization.embeddings import pick_extractor
+from colorization.errors import ConfigError
+from colorization.shards import Dataset
+
+MIN_SIZE = 32
+WEIGHT_KEYWORDS = ("imagenet", "none")
+
+
+def at_least(option: str, value: int | None, minimum: int = 1) -> None:
+    """Refuse an integer option below ``minimum``; ``None`` (the option's default) passes."""
+    if value is not None and value < minimum:
+        raise ConfigError(f"{option} must be at least {minimum}, got {value}")
+
+
+def positive(option: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{option} must be positive, got {value}")
+
+
+def check_size(size: int) -> None:
+    """A photo size the model can be built at: at least ``MIN_SIZE`` and a multiple of its downsampling."""
+    at_least("--size", size, MIN_SIZE)
+    if size % DOWNSAMPLING:
+        raise ConfigError(f"--size must be a multiple of {DOWNSAMPLING} (the model halves it 3 times), got {size}")
+
+
+def check_hyperparameters(
+    epochs: int, batch_size: int, learning_rate: float, width: float, validation_percent: float = 10.0
+) -> None:
+    at_least("--epochs", epochs)
+    at_least("--batch-size", batch_size)
+    positive("--learning-rate", learning_rate)
+    positive("--width", width)
+    check_validation_percent(validation_percent)
+
+
+def check_validation_percent(percent: float) -> None:
+    if not 0 < percent < 100:
+        raise ConfigError(f"--validation-percent must be between 0 and 100, got {percent}")
+
+
+def check_weights(weights: str | None) -> None:
+    """``imagenet``, ``none``, unset (the model card's), or an existing file."""
+    if weights is not None and weights not in WEIGHT_KEYWORDS and not Path(weights).is_file():
+        raise ConfigError(f"{weights}: no such weights file (use --weights imagenet, none, or a file path)")
+
+
+def writable_folder(path: Path, option: str) -> None:
+    """Refuse a folder a run could not create or write: a regular file, or on a read-only or foreign place."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path}: {option} is a file, not a folder")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{path}: {option} cannot be created, {existing} is a file")
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:
+        raise ConfigError(f"{path}: {option} is on a read-only file system")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{path}: {option} is not writable ({existing} does not allow it)")
+
+
+def existing_dataset(dataset: Path) -> Dataset:
+    """A dataset written by preprocess (a folder with ``dataset.json``)."""
+    if dataset.exists() and not dataset.is_dir():
+        raise ConfigError(f"{dataset}: --dataset is a file, not a dataset folder")
+    data = Dataset(dataset)
+    data.size()
+    return data
+
+
+def has_photos(source: Path) -> bool:
+    """Whether a folder tree, .zip or .tar holds at least one photo (stops at the first in a folder)."""
+    if source.is_dir():
+        return next(iter_images(source), None) is not None
+    return bool(list_entries(source))
+
+
+def _no_photos(source: Path) -> ConfigError:
+    suffixes = ", ".join(sorted(s.lstrip(".") for s in IMAGE_SUFFIXES))
+    return ConfigError(f"{source}: no photos here (looked for {suffixes}, hidden folders skipped)")
+
+
+def check_model_dir(model_dir: Path, resume: bool) -> None:
+    """A folder to train into: writable, and holding no training run unless ``resume`` continues it."""
+    writable_folder(model_dir, "--model-dir")
+    if not has_checkpoint(model_dir):
+        return
+    if not resume:
+        raise ConfigError(
+            f"{model_dir}: already holds a training run; pass --resume to continue it, or choose another --model-dir"
+        )
+    check_keras_file(model_dir / CHECKPOINT_DIR / MODEL_FILE)
+
+
+def check_preprocess(
+    source: Path, dataset: Path, size: int, rows_per_shard: int | None = None, workers: int | None = None
+) -> None:
+    if not source.is_dir():
+        raise ConfigError(f"{source}: no such folder")
+    check_size(size)
+    at_least("--rows-per-shard", rows_per_shard)
+    at_least("--workers", workers)
+    writable_folder(dataset, "--dataset")
+    Dataset(dataset).check_size(size)
+    if not has_photos(source):
+        raise _no_photos(source)
+
+
+def check_embed(dataset: Path, weights: str, batch_size: int) -> None:
+    at_least("--batch-size", batch_size)
+    check_weights(weights)
+    existing_dataset(dataset)
+    writable_folder(dataset, "--dataset")
+
+
+def check_train(
+    dataset: Path, model_dir: Path, epochs: int, batch_size: int, learning_rate: float, width: float, resume: bool,
+    extractor: str | None, validation_percent: float = 10.0,
+) -> None:
+    check_hyperparameters(epochs, batch_size, learning_rate, width, validation_percent)
+    pick_extractor(existing_dataset(dataset), extractor)
+    check_model_dir(model_dir, resume)
+
+
+def check_pipeline(
+    source: Path, dataset: Path, model_dir: Path, size: int, weights: str, epochs: int, batch_size: int,
+    width: float, workers: int | None, resume: bool, validation_percent: float = 10.0,
+) -> None:
+    """The checks of every stage that can be made before the first one has run."""
+    at_least("--epochs", epochs)
+    at_least("--batch-size", batch_size)
+    positive("--width", width)
+    check_validation_percent(validation_percent)
+    check_weights(weights)
+    check_model_dir(model_dir, resume)
+    check_preprocess(source, dataset, size, workers=workers)
+
+
+def check_colorize(
+    source: Path, output: Path, model_dir: Path, weights: str | None, batch_size: int, workers: int | None,
+    max_pixels: int,
+) -> None:
+    at_least("--batch-size", batch_size)
+    at_least("--workers", workers)
+    at_least("--max-pixels", max_pixels)
+    check_paths(source, output)
+    writable_folder(output, "OUTPUT")
+    read_card(model_dir)
+    check_weights(weights)
+    if not has_photos(source):
+        raise _no_photos(source)
+
+
+def check_evaluate(photos: Path, models: list[Path], report_dir: Path | None, long_side: int, batch_size: int
+                   ) -> None:
+    at_least("--long-side", long_side, MIN_SIZE)
+    at_least("--batch-size", batch_size)
+    if not photos.exists():
+        raise ConfigError(f"{photos}: no such folder or archive")
+    for model_dir in models:
+        read_card(model_dir)
+    writable_folder(report_dir or models[0] / "evaluation", "--report")
+    if not has_photos(photos):
+        raise _no_photos(photos)
