@@ -129,7 +129,8 @@ def main() -> int:
     if seed is not None:
         print(f"(a) seed's way, Xception per photo in the generator: {seed:8.2f} images/s")
     print(f"(b) precomputed embeddings, prefetched batches:      {stage:8.2f} images/s")
-    print(f"(c) network alone, the same batches from memory:     {network:8.2f} images/s  (b)/(c) = {stage / network:.0%}")
+    print(f"(c) network alone, the same batches from memory:     {network:8.2f} images/s  "
+          f"(b)/(c) = {stage / network:.0%}")
     if seed is not None:
         print(f"(b)/(a) = {stage / seed:.1f}x")
     return 0

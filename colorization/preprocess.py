@@ -97,7 +97,8 @@ def process_files(
             record["status"] = GREY if grey else WRITTEN
             if keep_grey or not grey:
                 record["shard"] = shard_path.name
-                kept.append((record["id"], relative, photo.width, photo.height, metrics.colorfulness(rgb), lightness, ab))
+                colourfulness = metrics.colorfulness(rgb)
+                kept.append((record["id"], relative, photo.width, photo.height, colourfulness, lightness, ab))
         except (ImageError, OSError) as exc:
             record["error"] = str(exc)
             log.warning("%s", exc)
