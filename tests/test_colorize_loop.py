@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorization import catalog, lab
+from colorization import catalog, metrics
 from colorization.archive import list_entries
 from colorization.atomic import atomic_path, remove_stale_temps
 from colorization.colorize_loop import colorize_pending, prepare_batch, render_to_file
@@ -61,7 +61,7 @@ def test_loop_colours_records_and_keeps_history(photos, tmp_path):
         assert report.stopped is None and report.left == 0 and len(report.gallery) == 4
         assert str(rows["time"].dtype) == "datetime64[us, UTC]" and rows["time"].notna().all()
         coloured = np.asarray(Image.open(out / "box" / "grey1.png"))
-        assert lab.colorfulness(coloured) > 5, "the fake network's tint is in the output"
+        assert metrics.colorfulness(coloured) > 5, "the fake network's tint is in the output"
         assert not (out / "colour.jpg").exists()
 
         again, second = run_loop(photos, out, pool)
@@ -140,7 +140,7 @@ def test_gif_first_frame_is_coloured_and_preprocessed(tmp_path, sample_paths):
     assert [r["status"] for r in report.records] == ["colorized"]
     result = Image.open(out / "anim.gif")
     assert result.format == "GIF" and result.size == (80, 60)
-    assert lab.colorfulness(np.asarray(result.convert("RGB"))) > 5
+    assert metrics.colorfulness(np.asarray(result.convert("RGB"))) > 5
 
     shard = process_files(root, ["anim.gif"], tmp_path / "part-00000.parquet", SIZE, keep_grey=True)
     assert [r["status"] for r in shard.records] == ["grey"] and shard.shard == "part-00000.parquet"
