@@ -31,7 +31,7 @@ from colorization.card import RANDOM_WARNING, model_id
 from colorization.errors import ImageError
 from colorization.gallery import html_contact_sheet, markdown_gallery
 from colorization.images import DEFAULT_MAX_PIXELS
-from colorization.render import COLORIZED, COLOUR, ERROR, PENDING, UNCHANGED, file_hash, prepare, render
+from colorization.render import COLORIZED, COLOUR, ERROR, PENDING, UNCHANGED, Upsample, file_hash, prepare, render
 from flows.common import GPU_LIMIT, dask_runner, project_path, resolve_weights
 
 GALLERY_SIZE = 8
@@ -52,11 +52,12 @@ def prepare_photos(source: Path, entries: list[Entry], size: int, max_pixels: in
 
 
 @task(name="render-photo")
-def render_photo(source: Path, entry: Entry, ab: np.ndarray, output: Path, max_pixels: int, thumbnail: int) -> dict:
+def render_photo(source: Path, entry: Entry, ab: np.ndarray, output: Path, max_pixels: int, thumbnail: int,
+                 upsample: Upsample = "bicubic") -> dict:
     """Colour one photo at full resolution into ``output``; returns its status (and thumbnails if asked)."""
     try:
         data = read_entry(source, entry.name)
-        thumbs = render(data, entry.name, ab.astype(np.float32), output / entry.name, max_pixels, thumbnail)
+        thumbs = render(data, entry.name, ab.astype(np.float32), output / entry.name, max_pixels, thumbnail, upsample)
         return {"status": COLORIZED, "thumbs": thumbs}
     except (ImageError, OSError) as exc:
         return {"status": ERROR, "error": str(exc)}
@@ -65,7 +66,7 @@ def render_photo(source: Path, entry: Entry, ab: np.ndarray, output: Path, max_p
 @flow(name="colorize-batches")
 def colorize_batches(
     source: Path, output: Path, model_dir: Path, weights: str | None, pending: list[Entry], batch_size: int,
-    recolor: bool, max_pixels: int,
+    recolor: bool, max_pixels: int, upsample: Upsample = "bicubic",
 ) -> dict:
     """Prepare, predict and render ``pending`` batch by batch, recording each result in the manifest."""
     from colorization.colorize import Colorizer  # here, not at the top: Dask workers never import Keras
@@ -115,7 +116,7 @@ def colorize_batches(
                 thumb = 256 if thumbnails < GALLERY_SIZE else 0
                 thumbnails += 1
                 future = render_photo.submit(source, item["entry"], ab_small.astype(np.float16), output, max_pixels,
-                                             thumb)
+                                             thumb, upsample)
                 rendering.append((item["entry"], item["hash"], future))
         while len(rendering) > 2 * batch_size or (rendering and rendering[0][2].state.is_final()):
             finish(*rendering.popleft())
@@ -142,13 +143,15 @@ def colorize(
     workers: Annotated[int | None, Field(ge=1)] = None,
     dask_address: str | None = None,
     max_pixels: Annotated[int, Field(ge=1)] = DEFAULT_MAX_PIXELS,
+    upsample: Upsample = "bicubic",
 ) -> dict:
     """Colour every black-and-white photo under ``input`` (a folder, .zip or .tar) into ``output``.
 
     ``output`` mirrors the input tree, each photo in its original format with its metadata; photos already in
     colour are left alone unless ``recolor``. Only new or changed photos are processed on a re-run (all of
     them after a model change). ``weights`` defaults to the Xception weights recorded in the model's card; it
-    must give the extractor the model was trained with.
+    must give the extractor the model was trained with. ``upsample`` brings the predicted colour to full size:
+    ``bicubic``, or ``guided`` by the photo's lightness so that colour stops at its edges (slower; README).
     """
     logger = get_run_logger()
     source, output, model_dir = project_path(input), project_path(output), project_path(model)
@@ -164,12 +167,13 @@ def colorize(
     if work.pending:
         runner = dask_runner(workers, dask_address, len(work.pending))
         result = colorize_batches.with_options(task_runner=runner)(
-            source, output, model_dir, resolve_weights(weights), work.pending, batch_size, recolor, max_pixels
+            source, output, model_dir, resolve_weights(weights), work.pending, batch_size, recolor, max_pixels,
+            upsample,
         )
     seconds = time.perf_counter() - started
     records = result["records"] + work.skipped
     catalog.write_manifest(output, catalog.merge(catalog.read_manifest(output), records))
-    summary = _summary(records, len(work.pending), seconds)
+    summary = {**_summary(records, len(work.pending), seconds), "upsample": upsample}
     for row in result["records"]:
         if row["status"] == ERROR:
             logger.warning("%s", row["error"])
