@@ -45,8 +45,9 @@ def guided_upsample(guide: np.ndarray, low: np.ndarray, radius: int = RADIUS, ep
     8-bit form :func:`colorization.lab.lab_to_srgb_fast` reads).
 
     Coefficients are fitted on the low grid, interpolated bilinearly along columns once (h x W), then along
-    rows and applied band by band, so besides the guide the full-size work needs only cache-sized float32
-    bands: a 12 MP photo costs two uint8 output planes.
+    rows and applied band by band: besides the guide and the two uint8 outputs, a 12 MP photo needs the
+    coefficient rows at full width (4 x 256 x 4000 float32, 16 MB, plus as much for their steps) and
+    cache-sized float32 bands.
     """
     height, width = guide.shape
     low_height, low_width = low.shape[:2]
