@@ -14,10 +14,12 @@ paper's model (width 1.0 at 256x256) and random weights (speed does not depend o
     one ``predict`` per photo for Xception and the model, skimage resize of ab back, ``lab2rgb``, encode;
 (c) the ``colorize`` flow end to end (Dask workers for decode/render, batches for the network);
 (d) peak memory (RSS of the flow process and its Dask workers, sampled every 0.2 s) of the flow on
-    ``--small`` and ``--large`` archives, each in a fresh process.
+    ``--small`` and ``--large`` archives, each in a fresh process;
+(e) render with ``upsample="guided"`` against ``"bicubic"`` on the same photos and a,b, alternating photo by
+    photo so that both see the same load: the whole render and its pixel work alone (``colorize_pixels``).
 
 Run as ``.venv/bin/python benchmarks/colorize.py [--images 24] [--small 20] [--large 200] [--workers 2]``;
-``--split-only`` prints (a) alone and needs no Prefect or Dask (``benchmarks/gpu.sh`` runs it on a GPU machine).
+``--split-only`` prints (a) and (e) alone and needs no Prefect or Dask (``benchmarks/gpu.sh`` runs it on a GPU machine).
 """
 
 from __future__ import annotations
@@ -73,6 +75,34 @@ def split(paths: list[Path], model_dir: Path, out: Path) -> dict:
             render(path.read_bytes(), path.name, ab_small, out / path.name, 10**9)
         times["render"] += time.perf_counter() - began
     return {step: seconds / len(paths) for step, seconds in times.items()}
+
+
+def upsampling(paths: list[Path], out: Path) -> dict:
+    """Seconds per photo of render and of its pixel work, for each upsampling, alternating photo by photo."""
+    from PIL import Image
+
+    from colorization.render import colorize_pixels, render
+
+    ab = np.random.default_rng(0).normal(0, 20, (SIZE, SIZE, 2)).astype(np.float32)  # speed ignores values
+    times = {(mode, part): 0.0 for mode in ("bicubic", "guided") for part in ("render", "pixels")}
+    for path in paths:
+        pixels = np.asarray(Image.open(path))
+        for mode in ("bicubic", "guided"):
+            began = time.perf_counter()
+            render(path.read_bytes(), path.name, ab, out / f"{mode}-{path.name}", 10**9, upsample=mode)
+            times[mode, "render"] += time.perf_counter() - began
+            began = time.perf_counter()
+            colorize_pixels(pixels, ab, mode)
+            times[mode, "pixels"] += time.perf_counter() - began
+    return {key: seconds / len(paths) for key, seconds in times.items()}
+
+
+def print_upsampling(times: dict) -> None:
+    print("(e) per photo, render with each upsampling (alternating photo by photo):")
+    for part, label in (("render", "render (decode, colour, encode, write)"), ("pixels", "colorize_pixels alone")):
+        bicubic, guided = times["bicubic", part], times["guided", part]
+        print(f"    {label:<40} bicubic {bicubic:6.3f} s, guided {guided:6.3f} s: guided/bicubic = "
+              f"{guided / bicubic:.2f} (+{guided - bicubic:.3f} s)")
 
 
 def seed_style(paths: list[Path], model_dir: Path, out: Path) -> float:
@@ -171,8 +201,10 @@ def main() -> int:
         for folder in ("split", "seed", "flow"):
             (work / folder).mkdir()
         steps = split(photos, model_dir, work / "split")
+        upsample_times = upsampling(photos, work / "split")
         if args.split_only:
             print_split(args, steps)
+            print_upsampling(upsample_times)
             return 0
         seed = seed_style(photos[: args.seed_images], model_dir, work / "seed")
         flow = run_flow(work / "photos", model_dir, work / "flow", args.workers)
@@ -180,6 +212,7 @@ def main() -> int:
         large = peak_memory(args.large, model_dir, work, args.workers)
 
     print_split(args, steps)
+    print_upsampling(upsample_times)
     stage_speed = flow["images/s"]
     print(f"(b) seed-style full-resolution path: {seed:.3f} images/s ({args.seed_images} photos)")
     print(f"(c) colorize flow, {args.workers} workers: {stage_speed:.3f} images/s; (c)/(b) = {stage_speed / seed:.2f} "

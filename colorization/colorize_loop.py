@@ -27,7 +27,7 @@ import numpy as np
 from colorization import catalog
 from colorization.archive import Entry, read_entry
 from colorization.errors import ImageError, TransientError, as_transient
-from colorization.render import COLORIZED, COLOUR, ERROR, PENDING, Prepared, file_hash, prepare, render
+from colorization.render import COLORIZED, COLOUR, ERROR, PENDING, Prepared, Upsample, file_hash, prepare, render
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def prepare_batch(source: Path, entries: list[Entry], size: int, max_pixels: int
 
 
 def render_to_file(source: Path, entry: Entry, ab: np.ndarray, output: Path, max_pixels: int,
-                   thumbnail: int) -> RenderResult:
+                   thumbnail: int, upsample: Upsample = "bicubic") -> RenderResult:
     """Colour one photo at full resolution into ``output`` (atomically, mirroring its place under ``source``).
 
     A bad photo gives an error result; a transient failure (disk full, permissions) raises
@@ -101,7 +101,8 @@ def render_to_file(source: Path, entry: Entry, ab: np.ndarray, output: Path, max
     """
     try:
         data = read_entry(source, entry.name)
-        thumbs = render(data, entry.name, ab.astype(np.float32), output / entry.name, max_pixels, thumbnail)
+        thumbs = render(data, entry.name, ab.astype(np.float32), output / entry.name, max_pixels, thumbnail,
+                        upsample)
         return RenderResult(COLORIZED, thumbs=thumbs)
     except ImageError as exc:
         return RenderResult(ERROR, error=str(exc))

@@ -33,9 +33,9 @@ class Sample:
         """The model-size L of the grey photo, as colorize's :func:`render.prepare` computes it."""
         return render.prepare_image(Image.fromarray(self.grey), self.name, size).lightness
 
-    def colour(self, ab_small: np.ndarray) -> np.ndarray:
+    def colour(self, ab_small: np.ndarray, upsample: render.Upsample = "bicubic") -> np.ndarray:
         """The grey photo coloured with predicted a,b, by colorize's own pixel work."""
-        return render.colorize_pixels(self.grey, ab_small)
+        return render.colorize_pixels(self.grey, ab_small, upsample)
 
 
 def load_sample(data: bytes, name: str, long_side: int, max_pixels: int = images.DEFAULT_MAX_PIXELS,
@@ -55,8 +55,9 @@ def load_sample(data: bytes, name: str, long_side: int, max_pixels: int = images
     return Sample(name, original, metrics.grey_baseline(original))
 
 
-def colour_samples(model: Colorizer, samples: list[Sample], batch_size: int) -> list[np.ndarray]:
+def colour_samples(model: Colorizer, samples: list[Sample], batch_size: int,
+                   upsample: render.Upsample = "bicubic") -> list[np.ndarray]:
     """Colour a batch of samples with ``model``, in one network batch of at most ``batch_size``."""
     ab = model.predict_ab(np.stack([s.lightness(model.size) for s in samples]), batch_size)
-    return [sample.colour(ab_small) for sample, ab_small in zip(samples, ab)]
+    return [sample.colour(ab_small, upsample) for sample, ab_small in zip(samples, ab)]
 

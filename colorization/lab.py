@@ -134,7 +134,7 @@ def lightness(pixels: np.ndarray) -> np.ndarray:
         return _grey_lightness_lut()[red]
     linear = _srgb_to_linear_lut()
     out = np.empty(pixels.shape[:-1], np.float32)
-    for rows in _blocks(len(out)):
+    for rows in blocks(len(out)):
         luminance = linear[red[rows]] * _Y_WEIGHTS[0]
         luminance += linear[green[rows]] * _Y_WEIGHTS[1]
         luminance += linear[blue[rows]] * _Y_WEIGHTS[2]
@@ -142,7 +142,7 @@ def lightness(pixels: np.ndarray) -> np.ndarray:
     return out
 
 
-def _blocks(height: int, rows: int = 64) -> list[slice]:
+def blocks(height: int, rows: int = 64) -> list[slice]:
     """Row bands small enough that a chain of float32 operations stays in the CPU cache."""
     return [slice(start, min(start + rows, height)) for start in range(0, height, rows)]
 
@@ -168,7 +168,7 @@ def lab_to_srgb_fast(lightness_: np.ndarray, a: np.ndarray, b: np.ndarray, ab_of
     out = np.empty(lightness_.shape + (3,), np.uint8)
     encode = _linear_to_srgb_lut()
     matrix = _XYZ_TO_RGB * _D65
-    for rows in _blocks(len(out)):
+    for rows in blocks(len(out)):
         band = lightness_[rows]
         fy = ((_grey_lightness_lut()[band] if band.dtype == np.uint8 else band) + 16) / 116
         x = _f_inverse(fy + (a[rows] - np.float32(ab_offset)) / 500)

@@ -6,7 +6,8 @@ A photo goes through three steps so that only small arrays ever travel between p
    whether it is already in colour;
 2. :class:`colorization.colorize.Colorizer` predicts a,b for a batch of small L;
 3. :func:`render` decodes the original at full size, takes its exact L, upsamples the predicted a,b
-   (bicubic), converts L+ab to sRGB and encodes the result like the original (format, EXIF, ICC, DPI).
+   (bicubic, or guided by the full-size L: :mod:`colorization.guided`), converts L+ab to sRGB and encodes the
+   result like the original (format, EXIF, ICC, DPI).
 """
 
 from __future__ import annotations
@@ -14,15 +15,19 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image
 
-from colorization import images, lab
+from colorization import guided, images, lab
 from colorization.atomic import atomic_path
 
 COLORIZED, COLOUR, ERROR = "colorized", "colour", "error"
 PENDING = "pending"  # claimed before rendering starts: a run killed mid-render left at most these behind
+
+Upsample = Literal["guided", "bicubic"]
+"""How predicted a,b reach full size: ``bicubic`` resizing, or ``guided`` by the photo's L (edge-aware)."""
 
 
 @dataclass
@@ -59,25 +64,32 @@ def upsample_ab(ab: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.n
         size, Image.Resampling.BICUBIC)) for c in range(2))
 
 
-def colorize_pixels(pixels: np.ndarray, ab_small: np.ndarray) -> np.ndarray:
+def colorize_pixels(pixels: np.ndarray, ab_small: np.ndarray, upsample: Upsample = "bicubic") -> np.ndarray:
     """Full-resolution colour of sRGB (h, w, 3) or grey (h, w) uint8 pixels, or of a float CIELab L plane
     (h, w): their own L with the predicted a,b upsampled to their size. The one Lab -> sRGB conversion of
-    results: colorize writes it to files, evaluation and training score it in memory."""
+    results: colorize writes it to files, evaluation and training score it in memory.
+
+    ``guided`` needs L as a float plane (the guide), which grey 8-bit photos otherwise avoid.
+    """
     height, width = pixels.shape[:2]
-    a, b = upsample_ab(ab_small, (width, height))
-    lightness = pixels if pixels.ndim == 2 else lab.lightness(pixels)
+    if upsample == "guided":
+        lightness = pixels if pixels.dtype != np.uint8 else lab.lightness(pixels)
+        a, b = guided.guided_upsample(lightness, ab_small, offset=AB_OFFSET)
+    else:
+        lightness = pixels if pixels.ndim == 2 else lab.lightness(pixels)
+        a, b = upsample_ab(ab_small, (width, height))
     return lab.lab_to_srgb_fast(lightness, a, b, ab_offset=AB_OFFSET)
 
 
 def render(data: bytes, name: str, ab_small: np.ndarray, target: Path, max_pixels: int,
-           thumbnail: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
+           thumbnail: int = 0, upsample: Upsample = "bicubic") -> tuple[np.ndarray, np.ndarray] | None:
     """Colour one photo at full size and write it to ``target`` atomically, in the original's format.
 
     Returns (before, after) thumbnails of at most ``thumbnail`` pixels when asked, for galleries.
     """
     photo = images.decode(data, name, max_pixels=max_pixels, keep_grey=True)
     pixels = np.asarray(photo.image)
-    result = colorize_pixels(pixels, ab_small)
+    result = colorize_pixels(pixels, ab_small, upsample)
     encoded = images.encode_like(result, photo)
     with atomic_path(target) as temp:
         temp.write_bytes(encoded)

@@ -103,7 +103,8 @@ def _colorize(args: argparse.Namespace) -> None:
 
     colorize(input=args.input, output=args.output, model=args.model, weights=args.weights,
              batch_size=args.batch_size, recolor=args.recolor, overwrite=args.overwrite, workers=args.workers,
-             dask_address=args.dask_address, max_pixels=args.max_pixels, wait=args.wait)
+             dask_address=args.dask_address, max_pixels=args.max_pixels, upsample=args.upsample,
+             wait=args.wait)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -125,7 +126,13 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     start_api()
     evaluate(model=args.model, photos=args.photos, report_dir=args.report, compare=args.compare,
-             long_side=args.long_side, batch_size=args.batch_size)
+             long_side=args.long_side, batch_size=args.batch_size, upsample=args.upsample)
+
+
+def _add_upsample(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--upsample", choices=["bicubic", "guided"], default="bicubic",
+                         help="predicted colour to full size: bicubic (default) or guided by the photo's lightness "
+                              "(edge-aware, slower)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--dask-address", default=None, help="use this Dask scheduler instead of a local cluster")
     col.add_argument("--max-pixels", type=int, default=200_000_000, help="refuse larger photos (default 200 MP)")
     _add_wait(col)
+    _add_upsample(col)
     col.set_defaults(run=_colorize)
 
     ev = commands.add_parser("evaluate", help="score models on colour photos, beside the grey baseline")
@@ -211,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--compare", type=_path, nargs="+", default=[], help="more models to score on the same photos")
     ev.add_argument("--long-side", type=int, default=512, help="resize originals to this long side (default 512)")
     ev.add_argument("--batch-size", type=int, default=8, help="photos per network batch (default 8)")
+    _add_upsample(ev)
     ev.set_defaults(run=_evaluate)
     return parser
 

@@ -44,7 +44,7 @@ from colorization.errors import TransientError
 from colorization.gallery import html_contact_sheet, markdown_gallery
 from colorization.images import DEFAULT_MAX_PIXELS
 from colorization.preflight import check_colorize
-from colorization.render import COLORIZED, COLOUR, ERROR
+from colorization.render import COLORIZED, COLOUR, ERROR, Upsample
 from flows.common import GPU_LIMIT, dask_runner, locked, project_path, resolve_weights
 
 LOST_WORKER = (KilledWorker, CommClosedError)
@@ -63,11 +63,11 @@ def prepare_photos(source: Path, entries: list[Entry], size: int, max_pixels: in
 
 
 @task(name="render-photo", retries=1, retry_delay_seconds=2)
-def render_photo(source: Path, entry: Entry, ab: np.ndarray, output: Path, max_pixels: int, thumbnail: int
-                 ) -> RenderResult | TransientError:
+def render_photo(source: Path, entry: Entry, ab: np.ndarray, output: Path, max_pixels: int, thumbnail: int,
+                 upsample: Upsample = "bicubic") -> RenderResult | TransientError:
     """Colour one photo at full resolution into ``output``; returns its status (and thumbnails if asked)."""
     try:
-        return render_to_file(source, entry, ab, output, max_pixels, thumbnail)
+        return render_to_file(source, entry, ab, output, max_pixels, thumbnail, upsample)
     except TransientError as exc:
         return exc
 
@@ -105,6 +105,7 @@ def colorize(
     workers: Annotated[int | None, Field(ge=1)] = None,
     dask_address: str | None = None,
     max_pixels: Annotated[int, Field(ge=1)] = DEFAULT_MAX_PIXELS,
+    upsample: Upsample = "bicubic",
     wait: bool = False,
 ) -> dict:
     """Colour every black-and-white photo under ``input`` (a folder, .zip or .tar) into ``output``.
@@ -114,7 +115,9 @@ def colorize(
     them after a model change). ``weights`` defaults to the Xception weights recorded in the model's card; it
     must give the extractor the model was trained with. A transient failure (disk full, permissions, a lost
     worker) ends the run in a Failed state whose message says what to do; the next run retries what is left.
-    The run holds ``output``'s lock; ``wait`` waits for another run that holds it instead of failing.
+    ``upsample`` brings the predicted colour to full size: ``bicubic``, or ``guided`` by the photo's lightness so
+    that colour stops at its edges (slower; README). The run holds ``output``'s lock; ``wait`` waits for another
+    run that holds it instead of failing.
     """
     logger = get_run_logger()
     source, output, model_dir = project_path(input), project_path(output), project_path(model)
@@ -145,7 +148,7 @@ def colorize(
         def submit_render(entry: Entry, ab: np.ndarray, thumbnail: int) -> _TaskFuture:
             return _TaskFuture(runner.submit(render_photo, {"source": source, "entry": entry, "ab": ab,
                                                             "output": output, "max_pixels": max_pixels,
-                                                            "thumbnail": thumbnail}))
+                                                            "thumbnail": thumbnail, "upsample": upsample}))
 
         def on_progress(done: int, total: int) -> None:
             bar.update(done - bar.n)
@@ -156,7 +159,7 @@ def colorize(
             records=work.records, transient=LOST_WORKER, on_progress=on_progress,
         )
         bar.close()
-    summary = _summary(len(entries), work, report, time.perf_counter() - started)
+    summary = {**_summary(len(entries), work, report, time.perf_counter() - started), "upsample": upsample}
     for row in report.records:
         if row["status"] == ERROR:
             logger.warning("%s", row["error"])

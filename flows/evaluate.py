@@ -24,6 +24,7 @@ from colorization.evaluation import Sample, colour_samples, load_sample
 from colorization.gallery import markdown_gallery
 from colorization.images import DEFAULT_MAX_PIXELS
 from colorization.preflight import check_evaluate
+from colorization.render import Upsample
 from flows.common import GPU_LIMIT, project_path
 
 if TYPE_CHECKING:
@@ -39,11 +40,12 @@ def evaluate(
     long_side: Annotated[int, Field(ge=32)] = 512,
     batch_size: Annotated[int, Field(ge=1)] = 8,
     max_pixels: Annotated[int, Field(ge=1)] = DEFAULT_MAX_PIXELS,
+    upsample: Upsample = "bicubic",
 ) -> dict:
     """Score ``model`` (and each of ``compare``, on the same photos) on the colour photos of ``photos`` (a
     folder, .zip or .tar), beside the grey baseline; writes ``metrics.json``, ``photos.parquet`` and
     ``report.html`` into ``report_dir`` (default ``MODEL/evaluation``). Grey and unreadable photos are listed,
-    not scored. Returns the content of ``metrics.json``.
+    not scored. ``upsample`` is colorize's (``bicubic`` or ``guided``). Returns the content of ``metrics.json``.
     """
     from colorization.colorize import Colorizer  # here, not at the top: the CLI's argument checks stay light
 
@@ -74,7 +76,7 @@ def evaluate(
         for run, colorizer in zip(runs, colorizers):
             if samples:
                 with concurrency(GPU_LIMIT, occupy=1):
-                    results = colour_samples(colorizer, samples, batch_size)
+                    results = colour_samples(colorizer, samples, batch_size, upsample)
                 run.scores += [metrics.score(r, s.original) for r, s in zip(results, samples)]
         logger.info("scored %d of %d photos", len(names), len(entries))
     for error in skipped["errors"]:
@@ -82,12 +84,12 @@ def evaluate(
     if not names:
         raise ConfigError(f"{source}: no colour photo to score ({len(skipped['grey'])} grey, "
                           f"{len(skipped['errors'])} unreadable)")
-    context = {"source": str(source), "long_side": long_side,
+    context = {"source": str(source), "long_side": long_side, "upsample": upsample,
                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "photos": {"found": len(entries), "scored": len(names), **skipped}}
     summary = report.summary(names, runs, grey, context)
     frame = report.photos_frame(names, [grey, *runs])
-    triptychs = {run.label: _triptychs(source, run, colorizer, names, long_side, max_pixels)
+    triptychs = {run.label: _triptychs(source, run, colorizer, names, long_side, max_pixels, upsample)
                  for run, colorizer in zip(runs, colorizers)}
     page = report.write_report(folder, summary, frame, triptychs)
     _publish(summary, frame, triptychs)
@@ -123,13 +125,13 @@ def _load(source: Path, names: list[str], long_side: int, max_pixels: int, skipp
 
 
 def _triptychs(source: Path, run: report.Scored, colorizer: Colorizer, names: list[str], long_side: int,
-               max_pixels: int) -> list[tuple[str, str, list]]:
+               max_pixels: int, upsample: Upsample) -> list[tuple[str, str, list]]:
     """Original, grey and result of the model's best, median and worst photos by AuC, coloured again (nothing
     but the scores was kept, so memory stays flat however many photos were scored)."""
     chosen = report.examples_of(run.scores)
     samples = _load(source, [names[i] for i in chosen.values()], long_side, max_pixels, {"grey": [], "errors": []})
     with concurrency(GPU_LIMIT, occupy=1):
-        results = colour_samples(colorizer, samples, len(samples))
+        results = colour_samples(colorizer, samples, len(samples), upsample)
     return [(rank, s.name, [s.original, s.grey, r]) for rank, s, r in zip(chosen, samples, results)]
 
 

@@ -180,3 +180,19 @@ def test_list_entries_of_folder_zip_and_tar(archive, tmp_path):
     with tarfile.open(tar_path, "w") as tar:
         tar.add(archive, arcname=".")
     assert sorted(e.name.removeprefix("./") for e in list_entries(tar_path)) == sorted(names)
+
+
+def test_guided_upsampling_keeps_lightness(prefect_harness, tiny_model, tmp_path, sample_paths):
+    source = tmp_path / "scans"
+    source.mkdir()
+    grey_from(sample_paths[6]).save(source / "street.png")
+    out = tmp_path / "guided"
+
+    summary = colorize(input=source, output=out, model=tiny_model, workers=1, upsample="guided")
+
+    assert (summary["colorized"], summary["upsample"]) == (1, "guided")
+    grey = np.asarray(Image.open(source / "street.png").convert("RGB"))
+    result = np.asarray(Image.open(out / "street.png"))
+    difference = np.abs(lab.lightness(result) - lab.lightness(grey))
+    assert result.shape == grey.shape and difference.mean() < 1.0 and np.percentile(difference, 99) < 3.0
+    assert metrics.colorfulness(result) > metrics.colorfulness(grey), "colour was added"
