@@ -13,6 +13,10 @@ from pathlib import Path
 
 from colorization.errors import ConfigError
 
+OBJECTIVE_HELP = ("regression (MSE on a,b, the paper's; default) or classification (Zhang et al. 2016: "
+                  "rebalanced cross-entropy over a,b bins)")
+TEMPERATURE_HELP = "annealed-mean temperature of a classification model (default: its card's, 0.38)"
+
 
 def _path(value: str) -> Path:
     return Path(value).expanduser().resolve()
@@ -27,6 +31,11 @@ def _weights(value: str) -> str:
 def _check_weights(weights: str | None) -> None:
     if weights not in (None, "imagenet", "none", "auto") and not Path(weights).is_file():
         raise ConfigError(f"{weights}: no such weights file (use --weights imagenet, none, or a file path)")
+
+
+def _check_temperature(temperature: float | None) -> None:
+    if temperature is not None and not temperature > 0:
+        raise ConfigError(f"--temperature must be positive, got {temperature}")
 
 
 def _preprocess(args: argparse.Namespace) -> None:
@@ -62,11 +71,12 @@ def _train(args: argparse.Namespace) -> None:
     from colorization.training import TrainConfig, pick_extractor
     from flows.train import train
 
-    TrainConfig(args.epochs, args.batch_size, args.learning_rate, args.width, args.validation_percent).check()
+    TrainConfig(args.epochs, args.batch_size, args.learning_rate, args.width, args.validation_percent,
+                objective=args.objective).check()
     pick_extractor(Dataset(args.dataset), args.extractor)
     train(dataset=args.dataset, model_dir=args.model_dir, epochs=args.epochs, batch_size=args.batch_size,
           learning_rate=args.learning_rate, width=args.width, resume=args.resume, extractor=args.extractor,
-          validation_percent=args.validation_percent)
+          validation_percent=args.validation_percent, objective=args.objective)
 
 
 def _pipeline(args: argparse.Namespace) -> None:
@@ -76,7 +86,8 @@ def _pipeline(args: argparse.Namespace) -> None:
     from flows.train import pipeline
 
     check_params(args.source, args.size, 512)
-    TrainConfig(args.epochs, args.batch_size, 1e-3, args.width, args.validation_percent).check()
+    TrainConfig(args.epochs, args.batch_size, 1e-3, args.width, args.validation_percent,
+                objective=args.objective).check()
     _check_weights(args.weights)
     weights = args.weights
     if weights == "auto":
@@ -85,7 +96,7 @@ def _pipeline(args: argparse.Namespace) -> None:
             print(f"\n*** No ImageNet Xception weights (offline?). {RANDOM_WARNING}. ***\n", file=sys.stderr)
     pipeline(source=args.source, dataset=args.dataset, model_dir=args.model_dir, size=args.size, weights=weights,
              epochs=args.epochs, batch_size=args.batch_size, width=args.width, workers=args.workers,
-             resume=args.resume, validation_percent=args.validation_percent)
+             resume=args.resume, validation_percent=args.validation_percent, objective=args.objective)
 
 
 def _colorize(args: argparse.Namespace) -> None:
@@ -96,9 +107,10 @@ def _colorize(args: argparse.Namespace) -> None:
     check_paths(args.input, args.output)
     read_card(args.model)
     _check_weights(args.weights)
+    _check_temperature(args.temperature)
     colorize(input=args.input, output=args.output, model=args.model, weights=args.weights,
              batch_size=args.batch_size, recolor=args.recolor, overwrite=args.overwrite, workers=args.workers,
-             dask_address=args.dask_address, max_pixels=args.max_pixels)
+             dask_address=args.dask_address, max_pixels=args.max_pixels, temperature=args.temperature)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -111,8 +123,9 @@ def _evaluate(args: argparse.Namespace) -> None:
         raise ConfigError(f"{args.photos}: no such folder or archive")
     if args.long_side < 32:
         raise ConfigError(f"--long-side must be at least 32, got {args.long_side}")
+    _check_temperature(args.temperature)
     evaluate(model=args.model, photos=args.photos, report_dir=args.report, compare=args.compare,
-             long_side=args.long_side, batch_size=args.batch_size)
+             long_side=args.long_side, batch_size=args.batch_size, temperature=args.temperature)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--resume", action="store_true", help="continue the checkpoint in --model-dir")
     trn.add_argument("--extractor", default=None, help="embedding set to use when the dataset has several")
     trn.add_argument("--validation-percent", type=float, default=10.0, help="share of photos held out (default 10)")
+    trn.add_argument("--objective", default="regression", help=OBJECTIVE_HELP)
     trn.set_defaults(run=_train)
 
     pipe = commands.add_parser("pipeline", help="preprocess -> embed -> train from one photo folder")
@@ -163,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipe.add_argument("--workers", type=int, default=None)
     pipe.add_argument("--resume", action="store_true")
     pipe.add_argument("--validation-percent", type=float, default=10.0)
+    pipe.add_argument("--objective", default="regression", help=OBJECTIVE_HELP)
     pipe.set_defaults(run=_pipeline)
 
     col = commands.add_parser("colorize", help="colour a photo archive at full resolution (incremental)")
@@ -177,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--workers", type=int, default=None, help="local Dask workers for decoding and encoding")
     col.add_argument("--dask-address", default=None, help="use this Dask scheduler instead of a local cluster")
     col.add_argument("--max-pixels", type=int, default=200_000_000, help="refuse larger photos (default 200 MP)")
+    col.add_argument("--temperature", type=float, default=None, help=TEMPERATURE_HELP)
     col.set_defaults(run=_colorize)
 
     ev = commands.add_parser("evaluate", help="score models on colour photos, beside the grey baseline")
@@ -186,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--compare", type=_path, nargs="+", default=[], help="more models to score on the same photos")
     ev.add_argument("--long-side", type=int, default=512, help="resize originals to this long side (default 512)")
     ev.add_argument("--batch-size", type=int, default=8, help="photos per network batch (default 8)")
+    ev.add_argument("--temperature", type=float, default=None, help=TEMPERATURE_HELP)
     ev.set_defaults(run=_evaluate)
     return parser
 

@@ -65,14 +65,14 @@ def render_photo(source: Path, entry: Entry, ab: np.ndarray, output: Path, max_p
 @flow(name="colorize-batches")
 def colorize_batches(
     source: Path, output: Path, model_dir: Path, weights: str | None, pending: list[Entry], batch_size: int,
-    recolor: bool, max_pixels: int,
+    recolor: bool, max_pixels: int, temperature: float | None = None,
 ) -> dict:
     """Prepare, predict and render ``pending`` batch by batch, recording each result in the manifest."""
     from colorization.colorize import Colorizer  # here, not at the top: Dask workers never import Keras
 
     logger = get_run_logger()
     with concurrency(GPU_LIMIT, occupy=1):
-        colorizer = Colorizer.load(model_dir, weights)
+        colorizer = Colorizer.load(model_dir, weights, temperature)
     if colorizer.extractor.random:
         logger.warning("%s: %s", model_dir, RANDOM_WARNING)
     batches = [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
@@ -142,20 +142,22 @@ def colorize(
     workers: Annotated[int | None, Field(ge=1)] = None,
     dask_address: str | None = None,
     max_pixels: Annotated[int, Field(ge=1)] = DEFAULT_MAX_PIXELS,
+    temperature: Annotated[float | None, Field(gt=0)] = None,
 ) -> dict:
     """Colour every black-and-white photo under ``input`` (a folder, .zip or .tar) into ``output``.
 
     ``output`` mirrors the input tree, each photo in its original format with its metadata; photos already in
     colour are left alone unless ``recolor``. Only new or changed photos are processed on a re-run (all of
     them after a model change). ``weights`` defaults to the Xception weights recorded in the model's card; it
-    must give the extractor the model was trained with.
+    must give the extractor the model was trained with. ``temperature`` sets a classification model's
+    annealed-mean decoding (default: its card's); photos coloured at another temperature are coloured again.
     """
     logger = get_run_logger()
     source, output, model_dir = project_path(input), project_path(output), project_path(model)
     catalog.check_paths(source, output)
     entries = list_entries(source)
     manifest = catalog.read_manifest(output)
-    current_model = model_id(model_dir)
+    current_model = model_id(model_dir, temperature)
     work = catalog.plan(entries, manifest, output, current_model, recolor, overwrite)
     logger.info("%s: %d photos, %d to process, %d left as they are", source, len(entries), len(work.pending),
                 len(work.skipped))
@@ -164,7 +166,8 @@ def colorize(
     if work.pending:
         runner = dask_runner(workers, dask_address, len(work.pending))
         result = colorize_batches.with_options(task_runner=runner)(
-            source, output, model_dir, resolve_weights(weights), work.pending, batch_size, recolor, max_pixels
+            source, output, model_dir, resolve_weights(weights), work.pending, batch_size, recolor, max_pixels,
+            temperature,
         )
     seconds = time.perf_counter() - started
     records = result["records"] + work.skipped
