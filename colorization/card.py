@@ -53,14 +53,18 @@ def has_checkpoint(model_dir: Path) -> bool:
     return (model_dir / CHECKPOINT_DIR / STATE_FILE).is_file()
 
 
-def model_id(model_dir: Path) -> str:
-    """Names a trained model by what it computes: its extractor, its architecture and its weight values.
+def model_id(model_dir: Path, temperature: float | None = None) -> str:
+    """Names a trained model by what it computes: its extractor, its architecture and its weight values, and
+    for a classification model the decoding temperature (``temperature``, by default the card's).
 
     Not by the bytes of ``model.keras``: that zip also records when it was saved, so the same weights saved
     twice would look like a new model and an archive would be coloured again for nothing.
     """
     card = read_card(model_dir)
-    return f"{card['extractor_id']}/{computation_digest(model_dir / MODEL_FILE)}"
+    name = f"{card['extractor_id']}/{computation_digest(model_dir / MODEL_FILE)}"
+    if card.get("objective") == "classification":
+        name += f"/T{temperature or card['temperature']:g}"
+    return name
 
 
 def computation_digest(model_file: Path) -> str:

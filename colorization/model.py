@@ -25,8 +25,12 @@ def _filters(base: int, width: float) -> int:
     return max(4, round(base * width))
 
 
-def build_model(size: int = 256, embedding_dim: int = 1000, width: float = 1.0) -> keras.Model:
-    """The network for ``size``x``size`` inputs; ``width`` scales every layer's filters (1.0 = the paper's)."""
+def build_model(size: int = 256, embedding_dim: int = 1000, width: float = 1.0, classes: int = 0) -> keras.Model:
+    """The network for ``size``x``size`` inputs; ``width`` scales every layer's filters (1.0 = the paper's).
+
+    ``classes`` > 0 swaps the regression head for Zhang et al.'s classification head: logits over that many
+    a,b bins at half the input size (:mod:`colorization.classification` decodes them).
+    """
     if size % DOWNSAMPLING:
         raise ConfigError(f"the model size must be a multiple of {DOWNSAMPLING}, got {size}")
     if width <= 0:
@@ -49,6 +53,9 @@ def build_model(size: int = 256, embedding_dim: int = 1000, width: float = 1.0) 
         x = keras.layers.Conv2D(_filters(filters, width), 3, padding="same", activation="relu", name=f"decoder_{i}")(x)
         if upsample:
             x = keras.layers.UpSampling2D(2, name=f"upsample_{i}")(x)
+    if classes:
+        logits = keras.layers.Conv2D(classes, 1, dtype="float32", name="ab_logits")(x)
+        return keras.Model({"L": lightness, "embedding": embedding}, logits, name="koalarization_classes")
     x = keras.layers.Conv2D(2, 3, padding="same", activation="tanh", dtype="float32", name="ab")(x)
     ab = keras.layers.UpSampling2D(2, name="upsample_out", dtype="float32")(x)
     return keras.Model({"L": lightness, "embedding": embedding}, ab, name="koalarization")

@@ -154,10 +154,17 @@ def check_pipeline(
     check_preprocess(source, dataset, size, workers=workers)
 
 
+def check_temperature(temperature: float | None) -> None:
+    """Unset (the model card's) or positive."""
+    if temperature is not None:
+        positive("--temperature", temperature)
+
+
 def check_colorize(
     source: Path, output: Path, model_dir: Path, weights: str | None, batch_size: int, workers: int | None,
-    max_pixels: int,
+    max_pixels: int, temperature: float | None = None,
 ) -> None:
+    check_temperature(temperature)
     at_least("--batch-size", batch_size)
     at_least("--workers", workers)
     at_least("--max-pixels", max_pixels)
@@ -169,8 +176,9 @@ def check_colorize(
         raise _no_photos(source)
 
 
-def check_evaluate(photos: Path, models: list[Path], report_dir: Path | None, long_side: int, batch_size: int
-                   ) -> None:
+def check_evaluate(photos: Path, models: list[Path], report_dir: Path | None, long_side: int, batch_size: int,
+                   temperature: float | None = None) -> None:
+    check_temperature(temperature)
     at_least("--long-side", long_side, MIN_SIZE)
     at_least("--batch-size", batch_size)
     if not photos.exists():

@@ -19,7 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from colorization import device, lab, metrics, render
+from colorization import classification, colour_classes, device, lab, metrics, prior, render
 from colorization import model as net
 from colorization.atomic import atomic_path, remove_stale_temps
 from colorization.batches import Split, prefetch
@@ -30,6 +30,8 @@ from colorization.preflight import check_hyperparameters, check_model_dir
 from colorization.shards import Dataset
 
 log = logging.getLogger(__name__)
+
+OBJECTIVES = ("regression", "classification")
 
 
 @dataclass(frozen=True)
@@ -43,9 +45,12 @@ class TrainConfig:
     validation_percent: float = 10.0
     seed: int = 0
     mixed_precision: bool | None = None
+    objective: str = "regression"
 
     def check(self) -> None:
         check_hyperparameters(self.epochs, self.batch_size, self.learning_rate, self.width, self.validation_percent)
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"--objective must be {' or '.join(OBJECTIVES)}, got {self.objective!r}")
 
 
 @dataclass
@@ -79,9 +84,9 @@ class State:
         return len(self.history)
 
 
-def compile_model(model: keras.Model, learning_rate: float) -> None:
-    """Adam on the mean squared error of ab / 128, the paper's loss."""
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
+def compile_model(model: keras.Model, learning_rate: float, loss: str | keras.losses.Loss = "mse") -> None:
+    """Adam on ``loss``: by default the mean squared error of ab / 128, the paper's loss."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
 
 
 def distribution_scope() -> contextlib.AbstractContextManager:
@@ -94,10 +99,22 @@ def distribution_scope() -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def predictions(model: keras.Model, batches: Iterator) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
-    """(inputs, target, predicted) of each batch, predictions as float32 ab / 128."""
+Decode = Callable[[np.ndarray], np.ndarray]
+
+
+def predict(model: keras.Model, inputs: dict, decode: Decode | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The network's raw output for one batch, and ``decode`` of it as float32 ab / 128 (the output itself
+    for regression)."""
+    output = np.asarray(model.predict_on_batch(inputs), np.float32)
+    return output, output if decode is None else decode(output)
+
+
+def predictions(
+    model: keras.Model, batches: Iterator, decode: Decode | None = None
+) -> Iterator[tuple[dict, np.ndarray, np.ndarray, np.ndarray]]:
+    """(inputs, target, output, predicted ab / 128) of each batch (see :func:`predict`)."""
     for inputs, target in batches:
-        yield inputs, target, np.asarray(model.predict_on_batch(inputs), np.float32)
+        yield inputs, target, *predict(model, inputs, decode)
 
 
 def to_srgb(lightness: np.ndarray, ab: np.ndarray) -> np.ndarray:
@@ -107,14 +124,20 @@ def to_srgb(lightness: np.ndarray, ab: np.ndarray) -> np.ndarray:
 
 
 def validation_metrics(
-    model: keras.Model, batches: Iterator, max_images: int = 256
+    model: keras.Model,
+    batches: Iterator,
+    max_images: int = 256,
+    loss: keras.losses.Loss | None = None,
+    decode: Decode | None = None,
 ) -> tuple[float, float, float, float]:
     """Validation loss, PSNR (dB) of the reconstructed sRGB against the original, and mean colourfulness of
-    predictions and originals. Loss covers the whole split; the image metrics its first ``max_images``."""
-    squared, count, psnrs, colour_pred, colour_true = 0.0, 0, [], [], []
-    for inputs, target, predicted in predictions(model, batches):
-        squared += float(np.sum((predicted - target) ** 2))
-        count += target.size
+    predictions and originals. Loss (``loss``, by default the mean squared error of ab / 128) covers the whole
+    split; the image metrics, on ``decode``d predictions, its first ``max_images``."""
+    loss = loss or keras.losses.MeanSquaredError()
+    total, count, psnrs, colour_pred, colour_true = 0.0, 0, [], [], []
+    for inputs, target, output, predicted in predictions(model, batches, decode):
+        total += float(keras.ops.convert_to_numpy(loss(target, output))) * len(target)
+        count += len(target)
         for i in range(min(len(target), max_images - len(psnrs))):
             rgb_pred = to_srgb(inputs["L"][i, ..., 0], predicted[i])
             rgb_true = to_srgb(inputs["L"][i, ..., 0], target[i])
@@ -123,14 +146,16 @@ def validation_metrics(
             colour_true.append(metrics.colorfulness(rgb_true))
     if not count:
         return float("nan"), float("nan"), float("nan"), float("nan")
-    return squared / count, float(np.mean(psnrs)), float(np.mean(colour_pred)), float(np.mean(colour_true))
+    return total / count, float(np.mean(psnrs)), float(np.mean(colour_pred)), float(np.mean(colour_true))
 
 
-def score_validation(model: keras.Model, batches: Iterator, max_images: int = 1000) -> dict:
+def score_validation(
+    model: keras.Model, batches: Iterator, max_images: int = 1000, decode: Decode | None = None
+) -> dict:
     """Every figure of :mod:`colorization.metrics` on the first ``max_images`` validation rows at model size,
-    for the model and for the grey baseline: the card's ``evaluation``."""
+    for the model (its predictions ``decode``d) and for the grey baseline: the card's ``evaluation``."""
     scores: dict[str, list[metrics.Score]] = {"model": [], "grey": []}
-    for inputs, target, predicted in predictions(model, batches):
+    for inputs, target, _, predicted in predictions(model, batches, decode):
         for i in range(min(len(target), max_images - len(scores["model"]))):
             original = to_srgb(inputs["L"][i, ..., 0], target[i])
             scores["model"].append(metrics.score(to_srgb(inputs["L"][i, ..., 0], predicted[i]), original))
@@ -164,6 +189,7 @@ class Trainer:
         if self.train_split.size == 0:
             raise ConfigError(f"{dataset.root}: no training rows (is the dataset empty?)")
         self.model: keras.Model | None = None
+        self.decode: Decode | None = None
         self.state: State | None = None
         self.evaluation: dict = {}
 
@@ -189,11 +215,16 @@ class Trainer:
             return
         size = self.dataset.size()
         embedding_dim = read_embeddings(self.train_split.parts[0].embeddings, self.extractor_id)[1].shape[1]
+        classes, loss = 0, "mse"
+        if self.config.objective == "classification":
+            weights = prior.dataset_weights(self.dataset, self.config.validation_percent)
+            classes, loss = len(weights), classification.RebalancedCrossEntropy(weights.tolist())
         keras.utils.set_random_seed(self.config.seed)
         with distribution_scope(), device.dtype_policy(device.compute_policy(self.config.mixed_precision)):
-            self.model = net.build_model(size, embedding_dim, self.config.width)
-            compile_model(self.model, self.config.learning_rate)
+            self.model = net.build_model(size, embedding_dim, self.config.width, classes)
+            compile_model(self.model, self.config.learning_rate, loss)
         self.state = State(self.config, self.extractor_id, size, embedding_dim)
+        self.decode = self._decoder()
 
     def _load_checkpoint(self) -> None:
         saved = json.loads((self.checkpoint_dir / STATE_FILE).read_text())
@@ -202,11 +233,27 @@ class Trainer:
                 f"{self.checkpoint_dir}: trained on embeddings of {saved['extractor_id']}, not {self.extractor_id}"
             )
         config = TrainConfig(**{**saved["config"], "epochs": self.config.epochs})
+        if config.objective != self.config.objective:
+            raise ConfigError(f"{self.checkpoint_dir}: a {config.objective} run; resume it with --objective "
+                              f"{config.objective}, or choose another --model-dir")
         history = [EpochResult(**row) for row in saved["history"]]
         self.state = State(config, saved["extractor_id"], saved["size"], saved["embedding_dim"], history)
         with distribution_scope(), device.dtype_policy(device.compute_policy(config.mixed_precision)):
             self.model = keras.models.load_model(self.checkpoint_dir / net.MODEL_FILE)
+        self.decode = self._decoder()
         log.info("resuming %s after epoch %d", self.model_dir, self.state.epochs_done)
+
+    def _decoder(self) -> Decode | None:
+        """ab / 128 from the network's output: None for regression (the output is ab / 128), the annealed mean
+        at the default temperature for classification."""
+        if self.state.config.objective != "classification":
+            return None
+        head = classification.decoder(self.model, colour_classes.DEFAULT_TEMPERATURE)
+        return lambda output: np.asarray(keras.ops.convert_to_numpy(head(output)), np.float32)
+
+    def predict(self, inputs: dict) -> np.ndarray:
+        """Predicted ab / 128 of one batch, whatever the objective."""
+        return predict(self.model, inputs, self.decode)[1]
 
     def run(self, on_epoch: Callable[[EpochResult], None] | None = None) -> dict:
         """Train up to ``config.epochs`` epochs in total, checkpointing each; returns the model card.
@@ -227,7 +274,8 @@ class Trainer:
                                      shuffle=False, verbose=0)
             seconds = time.perf_counter() - started
             val_loss, psnr, colour_pred, colour_true = validation_metrics(
-                self.model, prefetch(self.val_split.batches(config.batch_size))
+                self.model, prefetch(self.val_split.batches(config.batch_size)), loss=self._validation_loss(),
+                decode=self.decode,
             )
             result = EpochResult(epoch, float(history.history["loss"][-1]), val_loss, psnr, colour_pred, colour_true,
                                  self.train_split.size / seconds)
@@ -235,11 +283,17 @@ class Trainer:
             self._save_checkpoint()
             if on_epoch is not None:
                 on_epoch(result)
-        self.evaluation = score_validation(self.model, prefetch(self.val_split.batches(config.batch_size)))
+        self.evaluation = score_validation(self.model, prefetch(self.val_split.batches(config.batch_size)),
+                                           decode=self.decode)
         log.info("validation split scored on %d photos", self.evaluation["photos"])
         card = self.card()
         net.save(self.model, self.model_dir, card)
         return card
+
+    def _validation_loss(self) -> keras.losses.Loss | None:
+        """The training loss for the validation split: the compiled one for classification (its weights are
+        the run's), None (the mean squared error) for regression."""
+        return self.model.loss if self.state.config.objective == "classification" else None
 
     def _save_checkpoint(self) -> None:
         with atomic_path(self.checkpoint_dir / net.MODEL_FILE) as temp:
@@ -247,6 +301,13 @@ class Trainer:
         state = {**asdict(self.state), "history": [asdict(h) for h in self.state.history]}
         with atomic_path(self.checkpoint_dir / STATE_FILE) as temp:
             temp.write_text(json.dumps(state, indent=2) + "\n")
+
+    def objective_card(self) -> dict:
+        """The card's ``objective``, ``bins`` (Q) and default decoding ``temperature`` (None for regression)."""
+        if self.state.config.objective != "classification":
+            return {"objective": "regression", "bins": None, "temperature": None}
+        return {"objective": "classification", "bins": int(self.model.output.shape[-1]),
+                "temperature": colour_classes.DEFAULT_TEMPERATURE}
 
     def card(self) -> dict:
         """The model card written beside ``model.keras``."""
@@ -258,6 +319,7 @@ class Trainer:
             "random_extractor": "RANDOM" in self.extractor_id,
             "size": self.state.size,
             "width": self.state.config.width,
+            **self.objective_card(),
             "embedding_dim": self.state.embedding_dim,
             "dataset": str(self.dataset.root),
             "train_images": self.train_split.size,

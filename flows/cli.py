@@ -18,6 +18,11 @@ from colorization import preflight
 from colorization.errors import ConfigError
 from colorization.lock import LOCK_FILE, ensure_free
 
+OBJECTIVES = ("regression", "classification")
+OBJECTIVE_HELP = ("regression (MSE on a,b, the paper's; default) or classification (Zhang et al. 2016: "
+                  "rebalanced cross-entropy over a,b bins)")
+TEMPERATURE_HELP = "annealed-mean temperature of a classification model (default: its card's, 0.38)"
+
 
 def _path(value: str) -> Path:
     return Path(value).expanduser().resolve()
@@ -72,7 +77,7 @@ def _train(args: argparse.Namespace) -> None:
 
     train(dataset=args.dataset, model_dir=args.model_dir, epochs=args.epochs, batch_size=args.batch_size,
           learning_rate=args.learning_rate, width=args.width, resume=args.resume, extractor=args.extractor,
-          validation_percent=args.validation_percent, wait=args.wait)
+          validation_percent=args.validation_percent, objective=args.objective, wait=args.wait)
 
 
 def _pipeline(args: argparse.Namespace) -> None:
@@ -90,21 +95,22 @@ def _pipeline(args: argparse.Namespace) -> None:
             print(f"\n*** No ImageNet Xception weights (offline?). {RANDOM_WARNING}. ***\n", file=sys.stderr)
     pipeline(source=args.source, dataset=args.dataset, model_dir=args.model_dir, size=args.size, weights=weights,
              epochs=args.epochs, batch_size=args.batch_size, width=args.width, workers=args.workers,
-             resume=args.resume, validation_percent=args.validation_percent, wait=args.wait)
+             resume=args.resume, validation_percent=args.validation_percent, objective=args.objective,
+             wait=args.wait)
 
 
 def _colorize(args: argparse.Namespace) -> None:
     from colorization.catalog import LOCK_NAME
 
     preflight.check_colorize(args.input, args.output, args.model, args.weights, args.batch_size, args.workers,
-                             args.max_pixels)
+                             args.max_pixels, args.temperature)
     _start(args, args.output, lock_name=LOCK_NAME)
     from flows.colorize import colorize
 
     colorize(input=args.input, output=args.output, model=args.model, weights=args.weights,
              batch_size=args.batch_size, recolor=args.recolor, overwrite=args.overwrite, workers=args.workers,
              dask_address=args.dask_address, max_pixels=args.max_pixels, upsample=args.upsample,
-             wait=args.wait)
+             temperature=args.temperature, wait=args.wait)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -120,13 +126,15 @@ def _add_wait(parser: argparse.ArgumentParser) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    preflight.check_evaluate(args.photos, [args.model, *args.compare], args.report, args.long_side, args.batch_size)
+    preflight.check_evaluate(args.photos, [args.model, *args.compare], args.report, args.long_side, args.batch_size,
+                             args.temperature)
     from flows.common import start_api
     from flows.evaluate import evaluate
 
     start_api()
     evaluate(model=args.model, photos=args.photos, report_dir=args.report, compare=args.compare,
-             long_side=args.long_side, batch_size=args.batch_size, upsample=args.upsample)
+             long_side=args.long_side, batch_size=args.batch_size, upsample=args.upsample,
+             temperature=args.temperature)
 
 
 def _add_upsample(command: argparse.ArgumentParser) -> None:
@@ -177,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--resume", action="store_true", help="continue the checkpoint in --model-dir")
     trn.add_argument("--extractor", default=None, help="embedding set to use when the dataset has several")
     trn.add_argument("--validation-percent", type=float, default=10.0, help="share of photos held out (default 10)")
+    trn.add_argument("--objective", choices=OBJECTIVES, default="regression", help=OBJECTIVE_HELP)
     _add_wait(trn)
     trn.set_defaults(run=_train)
 
@@ -193,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipe.add_argument("--workers", type=int, default=None)
     pipe.add_argument("--resume", action="store_true")
     pipe.add_argument("--validation-percent", type=float, default=10.0, help="share of photos held out (default 10)")
+    pipe.add_argument("--objective", choices=OBJECTIVES, default="regression", help=OBJECTIVE_HELP)
     _add_wait(pipe)
     pipe.set_defaults(run=_pipeline)
 
@@ -210,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--max-pixels", type=int, default=200_000_000, help="refuse larger photos (default 200 MP)")
     _add_wait(col)
     _add_upsample(col)
+    col.add_argument("--temperature", type=float, default=None, help=TEMPERATURE_HELP)
     col.set_defaults(run=_colorize)
 
     ev = commands.add_parser("evaluate", help="score models on colour photos, beside the grey baseline")
@@ -220,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--long-side", type=int, default=512, help="resize originals to this long side (default 512)")
     ev.add_argument("--batch-size", type=int, default=8, help="photos per network batch (default 8)")
     _add_upsample(ev)
+    ev.add_argument("--temperature", type=float, default=None, help=TEMPERATURE_HELP)
     ev.set_defaults(run=_evaluate)
     return parser
 

@@ -106,6 +106,7 @@ def colorize(
     dask_address: str | None = None,
     max_pixels: Annotated[int, Field(ge=1)] = DEFAULT_MAX_PIXELS,
     upsample: Upsample = "bicubic",
+    temperature: Annotated[float | None, Field(gt=0)] = None,
     wait: bool = False,
 ) -> dict:
     """Colour every black-and-white photo under ``input`` (a folder, .zip or .tar) into ``output``.
@@ -116,25 +117,27 @@ def colorize(
     must give the extractor the model was trained with. A transient failure (disk full, permissions, a lost
     worker) ends the run in a Failed state whose message says what to do; the next run retries what is left.
     ``upsample`` brings the predicted colour to full size: ``bicubic``, or ``guided`` by the photo's lightness so
-    that colour stops at its edges (slower; README). The run holds ``output``'s lock; ``wait`` waits for another
-    run that holds it instead of failing.
+    that colour stops at its edges (slower; README). ``temperature`` sets a classification model's annealed-mean
+    decoding (default: its card's); photos coloured at another temperature are coloured again. The run holds
+    ``output``'s lock; ``wait`` waits for another run that holds it instead of failing.
     """
     logger = get_run_logger()
     source, output, model_dir = project_path(input), project_path(output), project_path(model)
-    check_colorize(source, output, model_dir, resolve_weights(weights), batch_size, workers, max_pixels)
+    check_colorize(source, output, model_dir, resolve_weights(weights), batch_size, workers, max_pixels,
+                   temperature)
     if output.is_dir():
         removed = remove_stale_temps(output, recursive=True)
         if removed:
             logger.info("%s: removed %d temporary files left by an interrupted run", output, removed)
     entries = list_entries(source)
     ledger = catalog.Ledger(output)
-    current_model = model_id(model_dir)
+    current_model = model_id(model_dir, temperature)
     random = "RANDOM" in current_model
     work = catalog.plan(entries, ledger.frame(), output, current_model, recolor, overwrite)
     logger.info("%s: %d photos, %d to process, %d left as they are", source, len(entries), len(work.pending),
                 work.kept)
     started = time.perf_counter()
-    predict = _predictor(model_dir, weights, batch_size) if work.pending else _nothing_to_predict
+    predict = _predictor(model_dir, weights, temperature, batch_size) if work.pending else _nothing_to_predict
     with dask_runner(workers, dask_address, max(1, len(work.pending))) as runner:
         size = int(read_card(model_dir)["size"])
         progress = create_progress_artifact(0.0, key="colorize-progress", description=f"Colouring {source}") \
@@ -174,7 +177,8 @@ def colorize(
     return summary
 
 
-def _predictor(model_dir: Path, weights: str | None, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
+def _predictor(model_dir: Path, weights: str | None, temperature: float | None, batch_size: int
+               ) -> Callable[[np.ndarray], np.ndarray]:
     """The network as the loop calls it, holding the ``gpu`` slot.
 
     Loaded here, before any task is submitted: a model trained on random embeddings rebuilds its extractor
@@ -183,7 +187,7 @@ def _predictor(model_dir: Path, weights: str | None, batch_size: int) -> Callabl
     from colorization.colorize import Colorizer  # here, not at the top: Dask workers never import Keras
 
     with concurrency(GPU_LIMIT, occupy=1):
-        colorizer = Colorizer.load(model_dir, resolve_weights(weights))
+        colorizer = Colorizer.load(model_dir, resolve_weights(weights), temperature)
     if colorizer.extractor.random:
         get_run_logger().warning("%s: %s", model_dir, RANDOM_WARNING)
 

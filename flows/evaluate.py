@@ -41,11 +41,13 @@ def evaluate(
     batch_size: Annotated[int, Field(ge=1)] = 8,
     max_pixels: Annotated[int, Field(ge=1)] = DEFAULT_MAX_PIXELS,
     upsample: Upsample = "bicubic",
+    temperature: Annotated[float | None, Field(gt=0)] = None,
 ) -> dict:
     """Score ``model`` (and each of ``compare``, on the same photos) on the colour photos of ``photos`` (a
     folder, .zip or .tar), beside the grey baseline; writes ``metrics.json``, ``photos.parquet`` and
     ``report.html`` into ``report_dir`` (default ``MODEL/evaluation``). Grey and unreadable photos are listed,
-    not scored. ``upsample`` is colorize's (``bicubic`` or ``guided``). Returns the content of ``metrics.json``.
+    not scored. ``upsample`` is colorize's (``bicubic`` or ``guided``). ``temperature`` sets the annealed-mean
+    decoding of classification models (default: each card's). Returns the content of ``metrics.json``.
     """
     from colorization.colorize import Colorizer  # here, not at the top: the CLI's argument checks stay light
 
@@ -53,12 +55,13 @@ def evaluate(
     source = project_path(photos)
     model_dirs = [project_path(model), *(project_path(p) for p in compare or [])]
     folder = project_path(report_dir) if report_dir else model_dirs[0] / "evaluation"
-    check_evaluate(source, model_dirs, folder, long_side, batch_size)
+    check_evaluate(source, model_dirs, folder, long_side, batch_size, temperature)
     entries = list_entries(source)
     with concurrency(GPU_LIMIT, occupy=1):
-        colorizers = [Colorizer.load(d) for d in model_dirs]
+        colorizers = [Colorizer.load(d, temperature=temperature) for d in model_dirs]
     runs = [report.Scored(label, [], {"model_dir": str(d), "model_id": c.id, "size": c.size,
-                                      "random_extractor": c.extractor.random})
+                                      "random_extractor": c.extractor.random, "objective": c.objective,
+                                      "temperature": c.temperature})
             for label, d, c in zip(_labels(model_dirs), model_dirs, colorizers)]
     for run in runs:
         if run.random:

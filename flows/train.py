@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import numpy as np
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.concurrency.sync import concurrency
@@ -20,6 +19,7 @@ from colorization.training import EpochResult, TrainConfig, Trainer, to_srgb
 from flows.common import GPU_LIMIT, locked, project_path, resolve_weights
 from flows.embed import embed
 from flows.preprocess import preprocess
+from flows.prior import ab_prior
 
 RANDOM_NOTE = (
     "**WARNING: trained on embeddings of an Xception with RANDOM weights (`--weights none`). "
@@ -40,26 +40,31 @@ def train(
     extractor: str | None = None,
     validation_percent: Annotated[float, Field(gt=0, lt=100)] = 10.0,
     seed: int = 0,
+    objective: Literal["regression", "classification"] = "regression",
     wait: bool = False,
 ) -> dict:
     """Train the fusion model on ``dataset``'s shards and embeddings into ``model_dir``.
 
     ``epochs`` is the total: ``resume`` continues a run's checkpoint up to it, with its optimizer state. A retry
-    of a crashed flow run resumes by itself. ``extractor`` picks the embedding set when there are several. The
-    run holds ``model_dir``'s lock; ``wait`` waits for another run that holds it instead of failing.
+    of a crashed flow run resumes by itself. ``extractor`` picks the embedding set when there are several.
+    ``objective``: ``regression`` (the paper's MSE on a,b) or ``classification`` (Zhang et al.'s rebalanced
+    classification over a,b bins; the bin counts are taken first, one Dask task per shard not counted yet).
+    The run holds ``model_dir``'s lock; ``wait`` waits for another run that holds it instead of failing.
     """
     logger = get_run_logger()
     dataset, model_dir, resume = project_path(dataset), project_path(model_dir), resume or flow_run.run_count > 1
     check_train(dataset, model_dir, epochs, batch_size, learning_rate, width, resume, extractor, validation_percent)
-    config = TrainConfig(epochs, batch_size, learning_rate, width, validation_percent, seed)
+    config = TrainConfig(epochs, batch_size, learning_rate, width, validation_percent, seed, objective=objective)
     trainer = Trainer(Dataset(dataset), model_dir, config, extractor)
+    if objective == "classification":
+        ab_prior(dataset=dataset, validation_percent=validation_percent)
     if "RANDOM" in trainer.extractor_id:
         logger.warning(RANDOM_NOTE.replace("*", ""))
     trainer.start(resume=resume)
     logger.info(
-        "training %s: %d train / %d validation images, embeddings %s, epochs %d..%d",
-        trainer.model_dir, trainer.train_split.size, trainer.val_split.size, trainer.extractor_id,
-        trainer.state.epochs_done + 1, epochs,
+        "training %s (%s): %d train / %d validation images, embeddings %s, epochs %d..%d",
+        trainer.model_dir, trainer.state.config.objective, trainer.train_split.size, trainer.val_split.size,
+        trainer.extractor_id, trainer.state.epochs_done + 1, epochs,
     )
     rows: list[dict] = [h.row() for h in trainer.state.history]
 
@@ -81,7 +86,7 @@ def _publish_samples(trainer: Trainer, card: dict, count: int = 6) -> None:
     """Before/after thumbnails of validation photos: grey input, prediction, original."""
     split = trainer.val_split if trainer.val_split.size else trainer.train_split
     inputs, target = next(split.batches(count))
-    predicted = np.asarray(trainer.model.predict_on_batch(inputs), np.float32)
+    predicted = trainer.predict(inputs)
     rows = []
     for i in range(len(target)):
         predicted_rgb, original = (to_srgb(inputs["L"][i, ..., 0], ab) for ab in (predicted[i], target[i]))
@@ -129,6 +134,7 @@ def pipeline(
     workers: Annotated[int | None, Field(ge=1)] = None,
     resume: bool = False,
     validation_percent: Annotated[float, Field(gt=0, lt=100)] = 10.0,
+    objective: Literal["regression", "classification"] = "regression",
     wait: bool = False,
 ) -> dict:
     """preprocess -> embed -> train from one photo folder, each stage a subflow (and each incremental).
@@ -141,4 +147,4 @@ def pipeline(
     summary = embed(dataset=dataset, weights=weights, head=head, wait=wait)
     return train(dataset=dataset, model_dir=model_dir, epochs=epochs, batch_size=batch_size, width=width,
                  resume=resume, extractor=summary["extractor_id"], validation_percent=validation_percent,
-                 wait=wait)
+                 wait=wait, objective=objective)
