@@ -62,9 +62,15 @@ def build_model(size: int = 256, embedding_dim: int = 1000, width: float = 1.0, 
 
 
 def save(model: keras.Model, model_dir: Path, card: dict) -> None:
-    """Write ``model.keras`` and its card ``model.json`` atomically."""
+    """Write ``model.keras`` and its card ``model.json`` atomically.
+
+    The model is saved for inference: architecture and weights, without the optimizer's state (twice the
+    weights again for Adam), which only resuming needs and the training checkpoint keeps.
+    """
+    inference = keras.Model.from_config(model.get_config())
+    inference.set_weights(model.get_weights())
     with atomic_path(model_dir / MODEL_FILE) as temp:
-        model.save(temp)
+        inference.save(temp)
     with atomic_path(model_dir / CARD_FILE) as temp:
         temp.write_text(json.dumps(card, indent=2) + "\n")
 

@@ -1,0 +1,88 @@
+"""Train the colour-quality ablation's models from one dataset, with the library alone (no Prefect, any backend).
+
+QUALITY.md compares model variants on photos they never saw. Training them is the slow part on a CPU, so this
+script trains every variant from one dataset (shards + stored embeddings) with ``colorization.training.Trainer``
+and nothing else: it runs where only Keras and a backend are installed, e.g. under ``KERAS_BACKEND=jax`` on a
+GPU machine. Each variant is written to ``OUT/NAME/`` (``model.keras`` and its card), ready for
+
+    colorization evaluate PHOTOS --model OUT/paper --compare OUT/classification ...
+
+which scores them all on the same photos beside the grey baseline. The script prints each variant's training
+photos/s and final validation figures. Models are trained in float32 (no mixed precision), so that they load
+and run the same on a CPU.
+
+Run as ``python benchmarks/ablation.py DATASET OUT [--variants paper classification ...] [--epochs 25]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from colorization import device
+from colorization.shards import Dataset
+from colorization.training import TrainConfig, Trainer
+
+FIGURES = ("psnr", "ssim", "auc", "delta_e", "colorfulness_ratio")
+VARIANTS: dict[str, dict] = {
+    "paper": {"objective": "regression"},
+    "classification": {"objective": "classification"},
+    "classification-wide": {"objective": "classification", "width": 1.0},
+    "classification-long": {"objective": "classification", "epochs_factor": 2},
+    "paper-long": {"objective": "regression", "epochs_factor": 2},
+}
+
+
+def train_variant(dataset: Dataset, out: Path, name: str, base: TrainConfig) -> dict:
+    """Train one variant from scratch into ``out/name``; returns its card with the training photos/s."""
+    options = dict(VARIANTS[name])
+    epochs = base.epochs * options.pop("epochs_factor", 1)
+    config = TrainConfig(**{**base.__dict__, "epochs": epochs, **options})
+    trainer = Trainer(dataset, out / name, config)
+    trainer.start(resume=False)
+    started = time.perf_counter()
+    card = trainer.run()
+    seconds = time.perf_counter() - started
+    return {**card, "photos_per_second": trainer.train_split.size * epochs / seconds, "seconds": seconds}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", type=Path, help="dataset with shards and one set of embeddings")
+    parser.add_argument("out", type=Path, help="folder for one model folder per variant")
+    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=["paper", "classification"])
+    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--width", type=float, default=0.5)
+    parser.add_argument("--validation-percent", type=float, default=10.0)
+    args = parser.parse_args()
+
+    base = TrainConfig(args.epochs, args.batch_size, 1e-3, args.width, args.validation_percent,
+                       mixed_precision=False)
+    dataset = Dataset(args.dataset)
+    print(f"command: {shlex.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"machine: {os.cpu_count()} CPUs, {platform.platform()}, {device.describe()}")
+    failed = 0
+    for name in args.variants:
+        try:
+            card = train_variant(dataset, args.out, name, base)
+        except Exception:  # one variant failing must not cost the others their run
+            failed += 1
+            print(f"{name}: FAILED\n{traceback.format_exc()}", flush=True)
+            continue
+        evaluation = card.get("evaluation", {})
+        figures = ", ".join(f"{f} {evaluation['model'][f]['mean']:.4g} vs {evaluation['grey'][f]['mean']:.4g}"
+                            for f in FIGURES if f in evaluation.get("model", {}))
+        print(f"{name}: {card['epochs']} epochs in {card['seconds']:.0f} s, {card['photos_per_second']:.0f} "
+              f"photos/s; validation ({evaluation.get('photos')} photos), model vs grey: {figures}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
