@@ -38,6 +38,16 @@ def test_random_extractor_is_marked(random_extractor):
     assert again.id == random_extractor.id, "seeded random weights give a stable id"
 
 
+def test_spatial_head_is_the_map_that_avg_pool_averages(tiny_dataset):
+    spatial, pooled = load_extractor("none", "spatial"), load_extractor("none", "avg_pool")
+    lightness = read_shard(tiny_dataset.shards()[0], ["L"]).L[:2]
+    maps, vectors = spatial.embed(lightness, 2), pooled.embed(lightness, 2)
+    assert spatial.shape == (10, 10, 2048) and spatial.dim == 2048 and pooled.shape == (2048,)
+    assert maps.shape == (2, 10, 10, 2048) and maps.dtype == np.float16
+    assert spatial.id.startswith("xception-spatial-RANDOM-") and spatial.id != pooled.id
+    assert np.allclose(maps.astype(np.float32).mean(axis=(1, 2)), vectors, rtol=1e-2, atol=1e-3)
+
+
 def test_embed_flow_shapes_alignment_and_resume(prefect_harness, tiny_dataset, tmp_path, caplog):
     data = Dataset(tmp_path / "ds")
     shutil.copytree(tiny_dataset.root, data.root)
@@ -113,6 +123,8 @@ def test_local_weights_file_gives_same_id_as_the_weights_it_holds(random_extract
     assert loaded.id == random_extractor.id.replace("RANDOM-", "")
     pooled = load_extractor(str(path), "avg_pool")
     assert pooled.dim == 2048 and pooled.id.startswith("xception-avg_pool-")
+    spatial = load_extractor(str(path), "spatial")
+    assert spatial.shape == (10, 10, 2048) and spatial.id.startswith("xception-spatial-")
 
 
 def test_offline_imagenet_says_how_to_pass_a_file(monkeypatch):
