@@ -7,10 +7,19 @@ import shutil
 
 import keras
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from colorization import extractor as xmod
-from colorization.embeddings import embed_dataset, read_aligned, read_embeddings, write_embeddings
+from colorization.embeddings import (
+    EXTRACTOR_KEY,
+    embed_dataset,
+    embedding_shape,
+    read_aligned,
+    read_embeddings,
+    write_embeddings,
+)
 from colorization.errors import ConfigError
 from colorization.extractor import XceptionInput, grey_input, load_extractor
 from colorization.shards import Dataset, read_shard
@@ -87,6 +96,24 @@ def test_embed_dataset_reads_and_writes_in_order(tiny_dataset, tmp_path):
         rows = read_shard(shard)
         ids, values = read_embeddings(data.embeddings_dir("fake") / shard.name, "fake")
         assert ids == rows.ids and np.array_equal(values, rows.L.reshape(len(rows), -1)[:, :3])
+
+
+def test_feature_maps_are_stored_with_their_shape_and_old_vector_files_still_read(tiny_dataset, tmp_path):
+    shard = tiny_dataset.shards()[0]
+    ids = read_shard(shard, ["id"]).ids
+    maps = np.random.default_rng(0).normal(size=(len(ids), 3, 3, 5)).astype(np.float16)
+    write_embeddings(tmp_path / "maps.parquet", ids, maps, "xception-spatial-x")
+    assert embedding_shape(tmp_path / "maps.parquet") == (3, 3, 5)
+    read_ids, values = read_embeddings(tmp_path / "maps.parquet", "xception-spatial-x")
+    assert read_ids == ids and values.dtype == np.float16 and np.array_equal(values, maps)
+    assert np.array_equal(read_aligned(shard, tmp_path / "maps.parquet", "xception-spatial-x"), maps)
+
+    vectors = np.arange(len(ids) * 4, dtype=np.float16).reshape(len(ids), 4)
+    column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float16()), 4)
+    old = pa.table({"id": ids, "embedding": column}).replace_schema_metadata({EXTRACTOR_KEY: b"old"})
+    pq.write_table(old, tmp_path / "old.parquet")  # as written before maps existed: no shape key
+    assert embedding_shape(tmp_path / "old.parquet") == (4,)
+    assert np.array_equal(read_embeddings(tmp_path / "old.parquet", "old")[1], vectors)
 
 
 def test_embeddings_of_another_extractor_are_refused(tiny_dataset, tmp_path):
