@@ -24,7 +24,7 @@ from colorization import model as net
 from colorization.atomic import atomic_path, remove_stale_temps
 from colorization.batches import Split, prefetch
 from colorization.card import CARD_FILE, read_card
-from colorization.embeddings import read_embeddings, read_extractor_info
+from colorization.embeddings import embedding_shape, read_extractor_info
 from colorization.errors import ConfigError
 from colorization.shards import Dataset
 
@@ -77,12 +77,12 @@ class EpochResult:
 
 @dataclass
 class State:
-    """The run so far: its config, extractor and one result per finished epoch."""
+    """The run so far: its config, extractor, one photo's embedding shape and one result per finished epoch."""
 
     config: TrainConfig
     extractor_id: str
     size: int
-    embedding_dim: int
+    embedding_shape: tuple[int, ...]
     history: list[EpochResult] = field(default_factory=list)
 
     @property
@@ -223,12 +223,12 @@ class Trainer:
                 "or choose another --model-dir"
             )
         size = self.dataset.size()
-        embedding_dim = read_embeddings(self.train_split.parts[0].embeddings, self.extractor_id)[1].shape[1]
+        shape = embedding_shape(self.train_split.parts[0].embeddings)
         keras.utils.set_random_seed(self.config.seed)
         with distribution_scope(), device.dtype_policy(device.compute_policy(self.config.mixed_precision)):
-            self.model = net.build_model(size, embedding_dim, self.config.width)
+            self.model = net.build_model(size, shape, self.config.width)
             compile_model(self.model, self.config.learning_rate)
-        self.state = State(self.config, self.extractor_id, size, embedding_dim)
+        self.state = State(self.config, self.extractor_id, size, shape)
 
     def _load_checkpoint(self) -> None:
         saved = json.loads((self.checkpoint_dir / STATE_FILE).read_text())
@@ -238,7 +238,9 @@ class Trainer:
             )
         config = TrainConfig(**{**saved["config"], "epochs": self.config.epochs})
         history = [EpochResult(**row) for row in saved["history"]]
-        self.state = State(config, saved["extractor_id"], saved["size"], saved["embedding_dim"], history)
+        # Checkpoints written before feature maps recorded only a vector's length.
+        shape = tuple(saved["embedding_shape"]) if "embedding_shape" in saved else (saved["embedding_dim"],)
+        self.state = State(config, saved["extractor_id"], saved["size"], shape, history)
         with distribution_scope(), device.dtype_policy(device.compute_policy(config.mixed_precision)):
             self.model = keras.models.load_model(self.checkpoint_dir / net.MODEL_FILE)
         log.info("resuming %s after epoch %d", self.model_dir, self.state.epochs_done)
@@ -293,7 +295,9 @@ class Trainer:
             "random_extractor": "RANDOM" in self.extractor_id,
             "size": self.state.size,
             "width": self.state.config.width,
-            "embedding_dim": self.state.embedding_dim,
+            "embedding_dim": self.state.embedding_shape[-1],
+            "embedding_shape": list(self.state.embedding_shape),
+            "fusion": net.fusion_kind(self.state.embedding_shape),
             "dataset": str(self.dataset.root),
             "train_images": self.train_split.size,
             "validation_images": self.val_split.size,
