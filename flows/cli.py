@@ -13,6 +13,10 @@ from pathlib import Path
 
 from colorization.errors import ConfigError
 
+HEADS = ["predictions", "avg_pool", "spatial"]  # colorization.extractor.HEADS, without importing Keras here
+HEAD_HELP = ("1000-class softmax as in the paper (default), 2048-d pooled features, or the 10x10x2048 map "
+             "they are pooled from (the model then fuses it spatially)")
+
 
 def _path(value: str) -> Path:
     return Path(value).expanduser().resolve()
@@ -80,11 +84,11 @@ def _pipeline(args: argparse.Namespace) -> None:
     _check_weights(args.weights)
     weights = args.weights
     if weights == "auto":
-        weights = "imagenet" if imagenet_available() else "none"
+        weights = "imagenet" if imagenet_available(args.head) else "none"
         if weights == "none":
             print(f"\n*** No ImageNet Xception weights (offline?). {RANDOM_WARNING}. ***\n", file=sys.stderr)
     pipeline(source=args.source, dataset=args.dataset, model_dir=args.model_dir, size=args.size, weights=weights,
-             epochs=args.epochs, batch_size=args.batch_size, width=args.width, workers=args.workers,
+             head=args.head, epochs=args.epochs, batch_size=args.batch_size, width=args.width, workers=args.workers,
              resume=args.resume, validation_percent=args.validation_percent)
 
 
@@ -133,8 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     emb.add_argument("--dataset", type=_path, required=True, help="dataset folder written by preprocess")
     emb.add_argument("--weights", type=_weights, default="imagenet",
                      help="imagenet (Keras download), none (random; tests), or a file")
-    emb.add_argument("--head", choices=["predictions", "avg_pool"], default="predictions",
-                     help="1000-class softmax as in the paper (default) or 2048-d pooled features")
+    emb.add_argument("--head", choices=HEADS, default="predictions", help=HEAD_HELP)
     emb.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     emb.set_defaults(run=_embed)
 
@@ -157,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipe.add_argument("--size", type=int, default=256)
     pipe.add_argument("--weights", type=_weights, default="imagenet",
                       help="imagenet, none, a file, or auto (imagenet when obtainable, else random with a warning)")
+    pipe.add_argument("--head", choices=HEADS, default="predictions", help=HEAD_HELP)
     pipe.add_argument("--epochs", type=int, default=10)
     pipe.add_argument("--batch-size", type=int, default=32)
     pipe.add_argument("--width", type=float, default=1.0)

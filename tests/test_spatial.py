@@ -11,11 +11,14 @@ import pytest
 from colorization import model as net
 from colorization.batches import Rows, Split, to_batch
 from colorization.colorize import Colorizer
+from colorization.embeddings import embedding_shape
 from colorization.errors import ConfigError
 from colorization.evaluation import colour_samples, load_sample
+from colorization.shards import Dataset
 from colorization.training import STATE_FILE, TrainConfig, Trainer
+from flows.cli import main
 from flows.colorize import colorize
-from tests.conftest import grey_copy
+from tests.conftest import copy_samples, grey_copy
 
 TINY = TrainConfig(epochs=2, batch_size=4, learning_rate=2e-3, width=0.125, validation_percent=20.0)
 
@@ -95,3 +98,13 @@ def test_vector_models_keep_global_fusion_and_old_checkpoints_resume(embedded_da
     again.start(resume=True)
     assert again.run()["embedding_shape"] == [16]
 
+
+def test_cli_pipeline_with_spatial_head_embeds_maps_and_trains_a_spatial_model(prefect_harness, sample_paths, tmp_path):
+    copy_samples(sample_paths[:6], tmp_path / "photos")
+    assert main(["pipeline", str(tmp_path / "photos"), "--dataset", str(tmp_path / "ds"), "--model-dir",
+                 str(tmp_path / "m"), "--size", "32", "--weights", "none", "--head", "spatial", "--epochs", "1",
+                 "--batch-size", "4", "--width", "0.125", "--workers", "1"]) == 0
+    card = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert card["fusion"] == "spatial" and card["extractor_id"].startswith("xception-spatial-RANDOM-")
+    folder = Dataset(tmp_path / "ds").embeddings_dir(card["extractor_id"])
+    assert all(embedding_shape(path) == (10, 10, 2048) for path in folder.glob("part-*.parquet"))
