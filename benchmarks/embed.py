@@ -2,7 +2,8 @@
 
 The issue asks the ``embed`` stage, end to end from shards, to reach at least 90% of the throughput of bare
 batched inference on the same photos. This script measures images per second of the Xception embedder from
-``colorization.extractor.load_extractor(weights, "predictions")`` on the bundled photos in
+``colorization.extractor.load_extractor(weights, head)``, for each ``--heads`` (default ``predictions``), on the
+bundled photos in
 ``data/samples/photos`` (repeated when N is larger), preprocessed into a temporary dataset of several shards:
 
 (a) the seed's way: one ``model.predict`` call per photo (a batch of 1), on the first ``--seed-images`` photos;
@@ -11,8 +12,10 @@ batched inference on the same photos. This script measures images per second of 
     whole call, so reading shards and writing the embedding files are included.
 
 (b) and (c) run ``--repeats`` times, alternating, and the fastest run of each counts, since other processes
-slow a run down but never speed it up. Each line also gives the process's CPU time, much steadier than wall
-time on a shared machine: a gap in CPU time is work the stage adds, a gap in wall time alone is waiting.
+slow a run down but never speed it up. (c) also gives what each head costs on disk: the bytes of its embedding
+files (float16, zstd) per photo, beside the raw float16 size; the ``spatial`` map is 10x10x2048 per photo where
+``predictions`` is 1000 values. With several heads, a final table compares them. Each line also gives the
+process's CPU time, much steadier than wall time on a shared machine: a gap in CPU time is work the stage adds, a gap in wall time alone is waiting.
 By default (N=128, 4 shards, B=32) every shard is one full batch, as in real datasets whose shards (512 rows)
 are whole multiples of the batch; with shards smaller than B, (c) runs smaller batches than (b).
 
@@ -22,7 +25,7 @@ the embeddings are meaningless, but throughput does not depend on weight values.
 under any backend, e.g. ``KERAS_BACKEND=jax`` on a GPU machine.
 
 Run as ``.venv/bin/python benchmarks/embed.py [--images N] [--size 256] [--batch-size 32] [--weights none]
-[--mixed-precision]``
+[--heads predictions avg_pool spatial] [--mixed-precision]``
 from the project root.
 """
 
@@ -47,12 +50,11 @@ sys.path.insert(0, str(PROJECT_ROOT))
 from colorization import device  # noqa: E402
 from colorization.discover import find_images  # noqa: E402
 from colorization.embeddings import embed_dataset  # noqa: E402
-from colorization.extractor import Extractor, grey_input, load_extractor  # noqa: E402
+from colorization.extractor import HEADS, Extractor, grey_input, load_extractor  # noqa: E402
 from colorization.preprocess import ERROR, plan_shards, process_files  # noqa: E402
 from colorization.shards import Dataset, read_shard  # noqa: E402
 
 SAMPLES = PROJECT_ROOT / "data" / "samples" / "photos"
-HEAD = "predictions"
 AIM = 0.90  # (c) / (b)
 
 
@@ -144,6 +146,68 @@ def stage(extractor: Extractor, dataset: Dataset, batch_size: int) -> Timing:
     return timing
 
 
+@dataclass
+class HeadResult:
+    """One head's best runs and what its embeddings of one photo take: raw float16 and in the stage's files."""
+
+    head: str
+    shape: tuple[int, ...]
+    seed: Timing
+    bare: Timing
+    stage: Timing
+    disk_bytes: float
+
+    @property
+    def raw_bytes(self) -> int:
+        return 2 * int(np.prod(self.shape))
+
+    def row(self) -> str:
+        return (f"{self.head:12s} {'x'.join(map(str, self.shape)):>12s} {self.raw_bytes:>10,d} "
+                f"{self.disk_bytes:>12,.0f} {self.bare.rate:>8.2f} {self.stage.rate:>8.2f} {self.stage.cpu / self.stage.images:>10.3f}")
+
+
+def files_bytes(folder: Path) -> int:
+    """Total size of the embedding files in ``folder``."""
+    return sum(path.stat().st_size for path in folder.glob("part-*.parquet"))
+
+
+def measure_head(head: str, args: argparse.Namespace, dataset: Dataset, lightness: np.ndarray,
+                 lengths: set[int], seed_count: int) -> HeadResult:
+    """(a), then (b) and (c) ``--repeats`` times alternating, for one head; prints every run."""
+    extractor = load_extractor(args.weights, head, mixed_precision=args.mixed_precision)
+    print(f"\n== head {head}: extractor {extractor.id} ({'x'.join(map(str, extractor.shape))} per photo), "
+          f"dtype policy {extractor.model.dtype_policy.name}")
+    started = time.perf_counter()
+    warm_up(extractor, args.size, lengths)
+    print(f"warm-up (not timed below): one predict per batch length {sorted(lengths)}, "
+          f"{time.perf_counter() - started:.1f} s")
+
+    seed = seed_way(extractor, lightness[:seed_count])
+    print(seed.line("(a) seed, predict per photo"), flush=True)
+    bare_runs, stage_runs = [], []
+    for run in range(1, args.repeats + 1):
+        bare_runs.append(batched(extractor, lightness, args.batch_size))
+        print(bare_runs[-1].line(f"(b) bare batched predict, run {run}"), flush=True)
+        shutil.rmtree(dataset.embeddings_dir(extractor.id), ignore_errors=True)
+        stage_runs.append(stage(extractor, dataset, args.batch_size))
+        print(stage_runs[-1].line(f"(c) embed_dataset, run {run}"), flush=True)
+    disk = files_bytes(dataset.embeddings_dir(extractor.id)) / len(lightness)
+
+    bare = max(bare_runs, key=lambda timing: timing.rate)
+    end_to_end = max(stage_runs, key=lambda timing: timing.rate)
+    print(seed.line("(a) seed, predict per photo"))
+    print(bare.line(f"(b) bare batched, best of {args.repeats}"))
+    print(end_to_end.line(f"(c) embed_dataset, best of {args.repeats}"))
+    ratio = end_to_end.rate / bare.rate
+    print(f"b/a = {bare.rate / seed.rate:.2f}x    c/b = {ratio:.1%} (aim: at least {AIM:.0%}, "
+          f"{'met' if ratio >= AIM else 'NOT met'})")
+    print(f"cpu s/image: a {seed.cpu / seed.images:.3f}, b {bare.cpu / bare.images:.3f}, "
+          f"c {end_to_end.cpu / end_to_end.images:.3f} (steadier than wall time when other processes share the cores)")
+    result = HeadResult(head, extractor.shape, seed, bare, end_to_end, disk)
+    print(f"disk: {disk:,.0f} bytes/photo in the embedding files (raw float16 {result.raw_bytes:,d})")
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=128, help="photos for (b) and (c) (default 128)")
@@ -155,6 +219,8 @@ def main() -> None:
         "--repeats", type=int, default=2, help="runs of (b) and (c), alternating; the best counts (default 2)"
     )
     parser.add_argument("--weights", default="none", help="imagenet, none (random) or a weights file (default none)")
+    parser.add_argument("--heads", nargs="+", choices=HEADS, default=["predictions"],
+                        help="extractor heads to measure, one after the other (default predictions)")
     parser.add_argument(
         "--mixed-precision",
         action=argparse.BooleanOptionalAction,
@@ -167,11 +233,10 @@ def main() -> None:
     seed_count = min(args.seed_images, args.images)
 
     print(f"command: {shlex.join([Path(sys.executable).name, *sys.argv])}")
-    extractor = load_extractor(args.weights, HEAD, mixed_precision=args.mixed_precision)
-    print(f"device: {device.describe()}, extractor {extractor.id} ({extractor.dim}-d), "
-          f"dtype policy {extractor.model.dtype_policy.name}")
-    if extractor.random:
-        print("NOTE: RANDOM WEIGHTS (--weights none): embeddings are meaningless; throughput does not depend on them")
+    print(f"device: {device.describe()}")
+    if args.weights == "none":
+        print("NOTE: RANDOM WEIGHTS (--weights none): embeddings are meaningless; throughput does not depend on "
+              "them, but their compressed size on disk does")
 
     with tempfile.TemporaryDirectory(prefix="embed-bench-") as temp:
         samples = find_images(SAMPLES)
@@ -181,36 +246,16 @@ def main() -> None:
         print(f"photos: {args.images} ({len(samples)} distinct) at {args.size}x{args.size} in {len(shard_rows)} "
               f"shards of {shard_rows} rows; (a) on the first {seed_count}, (b) and (c) on all {args.images}; "
               f"batch size {args.batch_size}")
-
         lengths = {1} | batch_lengths(args.images, args.batch_size)
         for rows in shard_rows:
             lengths |= batch_lengths(rows, args.batch_size)
-        started = time.perf_counter()
-        warm_up(extractor, args.size, lengths)
-        print(f"warm-up (not timed below): one predict per batch length {sorted(lengths)}, "
-              f"{time.perf_counter() - started:.1f} s")
+        results = [measure_head(head, args, dataset, lightness, lengths, seed_count) for head in args.heads]
 
-        seed = seed_way(extractor, lightness[:seed_count])
-        print(seed.line("(a) seed, predict per photo"), flush=True)
-        bare_runs, stage_runs = [], []
-        for run in range(1, args.repeats + 1):
-            bare_runs.append(batched(extractor, lightness, args.batch_size))
-            print(bare_runs[-1].line(f"(b) bare batched predict, run {run}"), flush=True)
-            shutil.rmtree(dataset.embeddings_dir(extractor.id), ignore_errors=True)
-            stage_runs.append(stage(extractor, dataset, args.batch_size))
-            print(stage_runs[-1].line(f"(c) embed_dataset, run {run}"), flush=True)
-
-    bare = max(bare_runs, key=lambda timing: timing.rate)
-    end_to_end = max(stage_runs, key=lambda timing: timing.rate)
-    print(seed.line("(a) seed, predict per photo"))
-    print(bare.line(f"(b) bare batched, best of {args.repeats}"))
-    print(end_to_end.line(f"(c) embed_dataset, best of {args.repeats}"))
-    ratio = end_to_end.rate / bare.rate
-    print(f"b/a = {bare.rate / seed.rate:.2f}x    c/b = {ratio:.1%} (aim: at least {AIM:.0%}, "
-          f"{'met' if ratio >= AIM else 'NOT met'})")
-    print(f"cpu s/image: a {seed.cpu / seed.images:.3f}, b {bare.cpu / bare.images:.3f}, "
-          f"c {end_to_end.cpu / end_to_end.images:.3f} (steadier than wall time when other processes share the cores)")
-
+    if len(results) > 1:
+        print(f"\n{'head':12s} {'per photo':>12s} {'raw B':>10s} {'on disk B':>12s} {'(b) im/s':>8s} "
+              f"{'(c) im/s':>8s} {'(c) cpu s':>10s}")
+        for result in results:
+            print(result.row())
 
 if __name__ == "__main__":
     main()

@@ -10,7 +10,8 @@ are timed here for one epoch over the same photos, with the same fusion model, s
     or conversion is timed; (b)/(c) says how much of the accelerator the input pipeline leaves idle.
 
 Each runs ``model.fit`` (``--epochs`` epochs, default 1) after a warm-up step (compilation is not timed).
-Random weights are used: speed does not depend on weight values.
+Random weights are used: speed does not depend on weight values. ``--head spatial`` measures the model that
+fuses a 10x10x2048 map instead of a vector (and batches that carry 200 times more embedding bytes).
 
 Run as ``.venv/bin/python benchmarks/train.py [--size 128] [--width 0.5] [--batch-size 8] [--repeat 2]``; on a
 GPU (``benchmarks/gpu.sh``) with ``--size 256 --width 1.0 --batch-size 64 --mixed-precision --skip-seed``.
@@ -37,7 +38,7 @@ from colorization import device
 from colorization import model as net
 from colorization.batches import Batch, Split, prefetch
 from colorization.embeddings import embed_dataset
-from colorization.extractor import grey_input, load_extractor
+from colorization.extractor import HEADS, grey_input, load_extractor
 from colorization.preprocess import plan_shards, process_files
 from colorization.shards import Dataset
 from colorization.training import compile_model
@@ -102,17 +103,18 @@ def main() -> int:
     parser.add_argument("--mixed-precision", action="store_true", help="float16 compute (as on a GPU by default)")
     parser.add_argument("--skip-seed", action="store_true", help="skip (a): the seed's way is slow on a GPU")
     parser.add_argument("--epochs", type=int, default=1, help="timed epochs of (b) and (c) (default 1)")
+    parser.add_argument("--head", choices=HEADS, default="predictions", help="extractor head (default predictions)")
     args = parser.parse_args()
 
     policy = device.compute_policy(args.mixed_precision or None)
-    extractor = load_extractor("none", mixed_precision=args.mixed_precision or None)
+    extractor = load_extractor("none", args.head, mixed_precision=args.mixed_precision or None)
     with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
         data = build_dataset(Path(tmp) / "dataset", args.size, args.repeat)
         embed_dataset(data, extractor.id, lambda lightness: extractor.embed(lightness, 32))
         split = Split(data, extractor.id, validation=False, percent=0.01)
         steps = split.steps(args.batch_size)
         with device.dtype_policy(policy):
-            model = net.build_model(args.size, extractor.dim, args.width)
+            model = net.build_model(args.size, extractor.shape, args.width)
             compile_model(model, 1e-3)
         fit_rate(model, in_memory(split, args.batch_size), steps, split.size, 1)  # compiles every batch shape
         extractor.model.predict(grey_input(np.zeros((1, args.size, args.size), np.uint8)), verbose=0)
@@ -125,7 +127,8 @@ def main() -> int:
     print(f"machine:  {os.cpu_count()} CPUs, {platform.platform()}, {device.describe()}, "
           f"load {os.getloadavg()[0]:.2f} at the end")
     print(f"setup:    {split.size} photos at {args.size}x{args.size}, width {args.width}, batch {args.batch_size}, "
-          f"{steps} steps x {args.epochs} epochs, dtype policy {policy}; RANDOM weights (speed only)")
+          f"{steps} steps x {args.epochs} epochs, dtype policy {policy}; RANDOM weights (speed only); "
+          f"head {args.head}, embedding {'x'.join(map(str, extractor.shape))}, {model.count_params():,d} parameters")
     if seed is not None:
         print(f"(a) seed's way, Xception per photo in the generator: {seed:8.2f} images/s")
     print(f"(b) precomputed embeddings, prefetched batches:      {stage:8.2f} images/s")

@@ -2,7 +2,7 @@
 
 Memory stays bounded whatever the dataset size: at most ``shards_in_memory`` shards are decoded at a time.
 Rows are split into training and validation by a hash of their id, so the split never changes when the
-dataset grows.
+dataset grows. Embeddings are vectors (n, dim) or feature maps (n, h, w, c) alike.
 """
 
 from __future__ import annotations
@@ -108,14 +108,20 @@ class Split:
 
 
 def to_batch(rows: Rows, flip_rng: np.random.Generator | None = None) -> Batch:
-    """Model inputs (L as float 0..255, embedding as float32) and target ab / 128."""
+    """Model inputs (L as float 0..255, embedding as float32) and target ab / 128.
+
+    A mirrored photo gets its feature map mirrored too, so the map still lies over what it describes.
+    """
     lightness = rows.L.astype(np.float32)[..., None]
     target = rows.ab.astype(np.float32) / AB_SCALE
+    embedding = rows.embedding.astype(np.float32)
     if flip_rng is not None:
         mirror = flip_rng.random(len(rows)) < 0.5
         lightness[mirror] = lightness[mirror, :, ::-1]
         target[mirror] = target[mirror, :, ::-1]
-    return {"L": lightness, "embedding": rows.embedding.astype(np.float32)}, target
+        if embedding.ndim == 4:
+            embedding[mirror] = embedding[mirror, :, ::-1]
+    return {"L": lightness, "embedding": embedding}, target
 
 
 def prefetch(batches: Iterator[Batch], depth: int = 4) -> Iterator[Batch]:

@@ -2,6 +2,8 @@
 
 ``DATASET/embeddings/<extractor-id>/part-NNNNN.parquet`` holds ``id`` and ``embedding`` (float16, fixed length).
 The extractor id is also stored in the file's metadata, so embeddings of different networks are never mixed.
+A feature map (the ``spatial`` head: h x w x c per photo) is stored flattened, its shape in the metadata; files
+without that key hold vectors.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from colorization.errors import ConfigError
 from colorization.shards import Dataset, read_shard
 
 EXTRACTOR_KEY = b"colorization.extractor_id"
+SHAPE_KEY = b"colorization.embedding_shape"
 INFO_FILE = "extractor.json"
 
 
@@ -38,24 +41,45 @@ def read_extractor_info(folder: Path) -> dict:
 
 
 def write_embeddings(path: Path, ids: list[str], embeddings: np.ndarray, extractor_id: str) -> None:
-    """Write one shard's embeddings atomically."""
+    """Write one shard's embeddings (n, dim) or (n, h, w, c) atomically, as float16.
+
+    Without dictionary encoding or statistics for the values: dictionaries of float16 activations only cost
+    time (and bytes), which a 400 KB map per photo makes visible — writing is ~3x and reading ~3x faster.
+    """
     values = np.ascontiguousarray(embeddings, np.float16)
-    column = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1), pa.float16()), values.shape[1])
+    row_shape = values.shape[1:]
+    column = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1), pa.float16()), int(np.prod(row_shape)))
     table = pa.table({"id": pa.array(ids, pa.string()), "embedding": column})
-    table = table.replace_schema_metadata({EXTRACTOR_KEY: extractor_id.encode()})
+    table = table.replace_schema_metadata(
+        {EXTRACTOR_KEY: extractor_id.encode(), SHAPE_KEY: json.dumps(list(row_shape)).encode()}
+    )
     with atomic_path(path) as temp:
-        pq.write_table(table, temp, compression="zstd")
+        pq.write_table(table, temp, compression="zstd", use_dictionary=False, write_statistics=["id"])
 
 
 def read_embeddings(path: Path, extractor_id: str | None = None) -> tuple[list[str], np.ndarray]:
-    """Row ids and embeddings (n, dim) float16 of one file, refusing one made by another extractor."""
+    """Row ids and embeddings (n, dim) or (n, h, w, c) float16 of one file, refusing one made by another
+    extractor."""
     table = pq.read_table(path, memory_map=True)
-    stored = (table.schema.metadata or {}).get(EXTRACTOR_KEY, b"").decode()
+    metadata = table.schema.metadata or {}
+    stored = metadata.get(EXTRACTOR_KEY, b"").decode()
     if extractor_id is not None and stored != extractor_id:
         raise ConfigError(f"{path}: embeddings made by {stored or 'an unknown extractor'}, not {extractor_id}")
     column = table.column("embedding").combine_chunks()
-    values = column.values.to_numpy(zero_copy_only=False).reshape(len(column), column.type.list_size)
+    row_shape = _row_shape(metadata, column.type.list_size)
+    values = column.values.to_numpy(zero_copy_only=False).reshape(len(column), *row_shape)
     return table.column("id").to_pylist(), values
+
+
+def embedding_shape(path: Path) -> tuple[int, ...]:
+    """One photo's embedding shape in a file, ``(dim,)`` or ``(h, w, c)``, from its schema alone."""
+    schema = pq.read_schema(path)
+    return _row_shape(schema.metadata or {}, schema.field("embedding").type.list_size)
+
+
+def _row_shape(metadata: dict[bytes, bytes], length: int) -> tuple[int, ...]:
+    """The shape recorded in a file's metadata; vectors of ``length`` for files written before maps existed."""
+    return tuple(json.loads(metadata[SHAPE_KEY])) if SHAPE_KEY in metadata else (length,)
 
 
 def read_aligned(

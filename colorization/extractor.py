@@ -27,14 +27,17 @@ from colorization.preflight import check_weights
 
 log = logging.getLogger(__name__)
 
-HEADS = ("predictions", "avg_pool")
+HEADS = ("predictions", "avg_pool", "spatial")
+# Where each head cuts Xception: the 1000-class softmax, the 2048-d pooled features, and the exit flow's last
+# activation before pooling (10x10x2048 for the 299x299 input), whose spatial mean is exactly ``avg_pool``.
+HEAD_LAYERS = {"predictions": "predictions", "avg_pool": "avg_pool", "spatial": "block14_sepconv2_act"}
 IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/xception/"
 XCEPTION_SIZE = 299
 RANDOM_SEED = 1712_03400
 OFFLINE_HINT = (
     "on a machine without internet, download the file elsewhere and pass its path: "
     "--weights /path/to/xception_weights_tf_dim_ordering_tf_kernels.h5 "
-    "(or ..._notop.h5 for --head avg_pool)"
+    "(or ..._notop.h5 for --head avg_pool or spatial)"
 )
 
 
@@ -70,10 +73,16 @@ class Extractor:
 
     @property
     def dim(self) -> int:
+        """Channels of the embedding: its length for a vector head, its depth for ``spatial``."""
         return int(self.model.output.shape[-1])
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One photo's embedding: ``(dim,)`` for a vector head, ``(10, 10, 2048)`` for ``spatial``."""
+        return tuple(int(d) for d in self.model.output.shape[1:])
+
     def embed(self, lightness: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Embeddings (n, dim) float16 of stored L arrays (n, h, w) uint8."""
+        """Embeddings (n, *shape) float16 of stored L arrays (n, h, w) uint8."""
         out = self.model.predict(grey_input(lightness), batch_size=batch_size, verbose=0)
         return np.asarray(out, dtype=np.float16)
 
@@ -83,7 +92,10 @@ def load_extractor(
 ) -> Extractor:
     """Build Xception with ``weights`` (``imagenet``, ``none`` or a file path) and the chosen ``head``.
 
-    ``predictions`` is the 1000-class softmax (as in the paper); ``avg_pool`` the 2048-d pooled features.
+    ``predictions`` is the 1000-class softmax (as in the paper); ``avg_pool`` the 2048-d pooled features;
+    ``spatial`` the 10x10x2048 map those features are pooled from, so that the model can place semantics where
+    they are in the photo (Larsson et al. 2016, "Learning Representations for Automatic Colorization", colour
+    from a pretrained network's spatial features rather than from one global vector).
     Mixed precision is used on a GPU unless ``mixed_precision`` says otherwise.
     """
     if head not in HEADS:
@@ -135,10 +147,15 @@ def weights_checksum(model: keras.Model) -> str:
 
 
 def _with_head(model: keras.Model, head: str) -> keras.Model:
-    """The model cut at ``avg_pool`` when that head is wanted and the model still has its classifier."""
-    if head == "avg_pool" and any(layer.name == "predictions" for layer in model.layers):
-        return keras.Model(model.input, model.get_layer("avg_pool").output, name="xception_avg_pool")
-    return model
+    """The model cut at the head's layer (:data:`HEAD_LAYERS`) when it does not already end there.
+
+    A no-top Xception that Keras pooled (``pooling="avg"``) already ends at ``avg_pool``'s output, under another
+    layer name.
+    """
+    names = [layer.name for layer in model.layers]
+    if HEAD_LAYERS[head] not in names or names[-1] == HEAD_LAYERS[head]:
+        return model
+    return keras.Model(model.input, model.get_layer(HEAD_LAYERS[head]).output, name=f"xception_{head}")
 
 
 def imagenet_available(head: str = "predictions") -> bool:
@@ -173,7 +190,7 @@ def _from_file(path: Path, head: str) -> keras.Model:
             pass
     except OSError as exc:
         raise ConfigError(f"{path}: not a readable HDF5 weights file ({exc})") from exc
-    layouts = [True, False] if head == "avg_pool" else [True]
+    layouts = [True] if head == "predictions" else [True, False]
     problems = []
     for include_top in layouts:
         model = keras.applications.Xception(
@@ -185,5 +202,5 @@ def _from_file(path: Path, head: str) -> keras.Model:
             problems.append(f"{'with' if include_top else 'without'} top: {str(exc).splitlines()[0][:160]}")
             continue
         return model
-    hint = "" if head == "avg_pool" else " (a _notop file serves only --head avg_pool)"
+    hint = "" if head != "predictions" else " (a _notop file serves only --head avg_pool or spatial)"
     raise ConfigError(f"{path}: these weights do not fit Xception{hint}; {'; '.join(problems)}")

@@ -2,7 +2,10 @@
 
 L (stored 0..255) -> conv encoder to 1/8 of the size -> the Xception embedding repeated over that grid and
 concatenated -> 1x1 fusion conv -> decoder of convs and 2x upsamplings -> a,b as ``tanh`` = ab / 128.
-Only ``keras`` layers and ops are used, so the same code trains under TensorFlow, JAX or PyTorch.
+An embedding that is a feature map (the ``spatial`` head) is resized onto the grid instead of repeated, so each
+position is fused with the semantics found there, as Larsson et al. (2016, "Learning Representations for
+Automatic Colorization") colour from a pretrained network's spatial features. Only ``keras`` layers and ops are
+used, so the same code trains under TensorFlow, JAX or PyTorch.
 """
 
 from __future__ import annotations
@@ -25,8 +28,45 @@ def _filters(base: int, width: float) -> int:
     return max(4, round(base * width))
 
 
-def build_model(size: int = 256, embedding_dim: int = 1000, width: float = 1.0, classes: int = 0) -> keras.Model:
-    """The network for ``size``x``size`` inputs; ``width`` scales every layer's filters (1.0 = the paper's).
+@keras.saving.register_keras_serializable(package="colorization")
+class ResizeMap(keras.layers.Layer):
+    """A feature map (n, h, w, c) resized bilinearly to ``size``x``size``: a spatial embedding laid over the
+    encoder's grid (antialiased, so a map larger than the grid is averaged rather than sampled)."""
+
+    def __init__(self, size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.size = size
+
+    def call(self, feature_map):
+        return keras.ops.image.resize(feature_map, (self.size, self.size), interpolation="bilinear", antialias=True)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.size, self.size, input_shape[-1])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "size": self.size}
+
+
+def fusion_kind(embedding_shape: tuple[int, ...]) -> str:
+    """``global`` for a vector embedding (the paper's fusion), ``spatial`` for an (h, w, c) feature map."""
+    if len(embedding_shape) not in (1, 3):
+        raise ConfigError(f"an embedding must be a vector or an (h, w, c) map, got shape {embedding_shape}")
+    return "global" if len(embedding_shape) == 1 else "spatial"
+
+
+def embedding_grid(embedding: keras.KerasTensor, grid: int) -> keras.KerasTensor:
+    """The embedding over the encoder's ``grid``x``grid``: a vector repeated at every position (global fusion),
+    or a feature map resized to the grid (spatial fusion)."""
+    if fusion_kind(tuple(embedding.shape[1:])) == "spatial":
+        return ResizeMap(grid, name="embedding_grid")(embedding)
+    repeated = keras.layers.RepeatVector(grid * grid, name="repeat_embedding")(embedding)
+    return keras.layers.Reshape((grid, grid, embedding.shape[-1]), name="embedding_grid")(repeated)
+
+
+def build_model(size: int = 256, embedding_shape: int | tuple[int, ...] = 1000, width: float = 1.0, classes: int = 0
+                ) -> keras.Model:
+    """The network for ``size``x``size`` inputs and embeddings of ``embedding_shape`` (a vector's length, or an
+    (h, w, c) map; see :func:`fusion_kind`); ``width`` scales every layer's filters (1.0 = the paper's).
 
     ``classes`` > 0 swaps the regression head for Zhang et al.'s classification head: logits over that many
     a,b bins at half the input size (:mod:`colorization.classification` decodes them).
@@ -35,18 +75,17 @@ def build_model(size: int = 256, embedding_dim: int = 1000, width: float = 1.0, 
         raise ConfigError(f"the model size must be a multiple of {DOWNSAMPLING}, got {size}")
     if width <= 0:
         raise ConfigError(f"--width must be positive, got {width}")
+    shape = (embedding_shape,) if isinstance(embedding_shape, int) else tuple(embedding_shape)
     lightness = keras.Input((size, size, 1), name="L")
-    embedding = keras.Input((embedding_dim,), name="embedding")
+    embedding = keras.Input(shape, name="embedding")
 
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale_L")(lightness)
     for i, (filters, stride) in enumerate(ENCODER):
         x = keras.layers.Conv2D(_filters(filters, width), 3, strides=stride, padding="same", activation="relu",
                                 name=f"encoder_{i}")(x)
 
-    grid = size // DOWNSAMPLING
-    repeated = keras.layers.RepeatVector(grid * grid, name="repeat_embedding")(embedding)
-    repeated = keras.layers.Reshape((grid, grid, embedding_dim), name="embedding_grid")(repeated)
-    x = keras.layers.Concatenate(name="fuse")([x, keras.ops.cast(repeated, x.dtype)])
+    grid = embedding_grid(embedding, size // DOWNSAMPLING)
+    x = keras.layers.Concatenate(name="fuse")([x, keras.ops.cast(grid, x.dtype)])
     x = keras.layers.Conv2D(_filters(FUSION, width), 1, activation="relu", name="fusion")(x)
 
     for i, (filters, upsample) in enumerate(DECODER):

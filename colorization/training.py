@@ -24,7 +24,7 @@ from colorization import model as net
 from colorization.atomic import atomic_path, remove_stale_temps
 from colorization.batches import Split, prefetch
 from colorization.card import CARD_FILE, CHECKPOINT_DIR, STATE_FILE, has_checkpoint, read_card
-from colorization.embeddings import pick_extractor, read_embeddings, read_extractor_info
+from colorization.embeddings import embedding_shape, pick_extractor, read_extractor_info
 from colorization.errors import ConfigError
 from colorization.preflight import check_hyperparameters, check_model_dir
 from colorization.shards import Dataset
@@ -71,12 +71,12 @@ class EpochResult:
 
 @dataclass
 class State:
-    """The run so far: its config, extractor and one result per finished epoch."""
+    """The run so far: its config, extractor, one photo's embedding shape and one result per finished epoch."""
 
     config: TrainConfig
     extractor_id: str
     size: int
-    embedding_dim: int
+    embedding_shape: tuple[int, ...]
     history: list[EpochResult] = field(default_factory=list)
 
     @property
@@ -214,16 +214,16 @@ class Trainer:
             self._load_checkpoint()
             return
         size = self.dataset.size()
-        embedding_dim = read_embeddings(self.train_split.parts[0].embeddings, self.extractor_id)[1].shape[1]
+        shape = embedding_shape(self.train_split.parts[0].embeddings)
         classes, loss = 0, "mse"
         if self.config.objective == "classification":
             weights = prior.dataset_weights(self.dataset, self.config.validation_percent)
             classes, loss = len(weights), classification.RebalancedCrossEntropy(weights.tolist())
         keras.utils.set_random_seed(self.config.seed)
         with distribution_scope(), device.dtype_policy(device.compute_policy(self.config.mixed_precision)):
-            self.model = net.build_model(size, embedding_dim, self.config.width, classes)
+            self.model = net.build_model(size, shape, self.config.width, classes)
             compile_model(self.model, self.config.learning_rate, loss)
-        self.state = State(self.config, self.extractor_id, size, embedding_dim)
+        self.state = State(self.config, self.extractor_id, size, shape)
         self.decode = self._decoder()
 
     def _load_checkpoint(self) -> None:
@@ -237,7 +237,9 @@ class Trainer:
             raise ConfigError(f"{self.checkpoint_dir}: a {config.objective} run; resume it with --objective "
                               f"{config.objective}, or choose another --model-dir")
         history = [EpochResult(**row) for row in saved["history"]]
-        self.state = State(config, saved["extractor_id"], saved["size"], saved["embedding_dim"], history)
+        # Checkpoints written before feature maps recorded only a vector's length.
+        shape = tuple(saved["embedding_shape"]) if "embedding_shape" in saved else (saved["embedding_dim"],)
+        self.state = State(config, saved["extractor_id"], saved["size"], shape, history)
         with distribution_scope(), device.dtype_policy(device.compute_policy(config.mixed_precision)):
             self.model = keras.models.load_model(self.checkpoint_dir / net.MODEL_FILE)
         self.decode = self._decoder()
@@ -320,7 +322,9 @@ class Trainer:
             "size": self.state.size,
             "width": self.state.config.width,
             **self.objective_card(),
-            "embedding_dim": self.state.embedding_dim,
+            "embedding_dim": self.state.embedding_shape[-1],
+            "embedding_shape": list(self.state.embedding_shape),
+            "fusion": net.fusion_kind(self.state.embedding_shape),
             "dataset": str(self.dataset.root),
             "train_images": self.train_split.size,
             "validation_images": self.val_split.size,

@@ -23,6 +23,10 @@ OBJECTIVE_HELP = ("regression (MSE on a,b, the paper's; default) or classificati
                   "rebalanced cross-entropy over a,b bins)")
 TEMPERATURE_HELP = "annealed-mean temperature of a classification model (default: its card's, 0.38)"
 
+HEADS = ["predictions", "avg_pool", "spatial"]  # colorization.extractor.HEADS, without importing Keras here
+HEAD_HELP = ("1000-class softmax as in the paper (default), 2048-d pooled features, or the 10x10x2048 map "
+             "they are pooled from (the model then fuses it spatially)")
+
 
 def _path(value: str) -> Path:
     return Path(value).expanduser().resolve()
@@ -90,11 +94,11 @@ def _pipeline(args: argparse.Namespace) -> None:
 
     weights = args.weights
     if weights == "auto":
-        weights = "imagenet" if imagenet_available() else "none"
+        weights = "imagenet" if imagenet_available(args.head) else "none"
         if weights == "none":
             print(f"\n*** No ImageNet Xception weights (offline?). {RANDOM_WARNING}. ***\n", file=sys.stderr)
     pipeline(source=args.source, dataset=args.dataset, model_dir=args.model_dir, size=args.size, weights=weights,
-             epochs=args.epochs, batch_size=args.batch_size, width=args.width, workers=args.workers,
+             head=args.head, epochs=args.epochs, batch_size=args.batch_size, width=args.width, workers=args.workers,
              resume=args.resume, validation_percent=args.validation_percent, objective=args.objective,
              wait=args.wait)
 
@@ -169,8 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     emb.add_argument("--dataset", type=_path, required=True, help="dataset folder written by preprocess")
     emb.add_argument("--weights", type=_weights, default="imagenet",
                      help="imagenet (Keras download), none (random; tests), or a file")
-    emb.add_argument("--head", choices=["predictions", "avg_pool"], default="predictions",
-                     help="1000-class softmax as in the paper (default) or 2048-d pooled features")
+    emb.add_argument("--head", choices=HEADS, default="predictions", help=HEAD_HELP)
     emb.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     _add_wait(emb)
     emb.set_defaults(run=_embed)
@@ -196,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipe.add_argument("--size", type=int, default=256)
     pipe.add_argument("--weights", type=_weights, default="imagenet",
                       help="imagenet, none, a file, or auto (imagenet when obtainable, else random with a warning)")
+    pipe.add_argument("--head", choices=HEADS, default="predictions", help=HEAD_HELP)
     pipe.add_argument("--epochs", type=int, default=10)
     pipe.add_argument("--batch-size", type=int, default=32)
     pipe.add_argument("--width", type=float, default=1.0)

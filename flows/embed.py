@@ -27,7 +27,8 @@ def embed_shards(dataset: Path, weights: str, head: str, batch_size: int) -> dic
         extractor = load_extractor(weights, head)
         if extractor.random:
             logger.warning(RANDOM_WARNING)
-        logger.info("extractor %s (%d-d) on %s, batch %d", extractor.id, extractor.dim, device.describe(), batch_size)
+        logger.info("extractor %s (%s per photo) on %s, batch %d", extractor.id,
+                    "x".join(map(str, extractor.shape)), device.describe(), batch_size)
         data = Dataset(dataset)
         write_extractor_info(data.embeddings_dir(extractor.id), extractor.id, weights, head)
         progress = create_progress_artifact(0.0, key="embed-progress", description="Shards embedded")
@@ -60,15 +61,16 @@ def embed_shards(dataset: Path, weights: str, head: str, batch_size: int) -> dic
 def embed(
     dataset: Path,
     weights: str = "imagenet",
-    head: Literal["predictions", "avg_pool"] = "predictions",
+    head: Literal["predictions", "avg_pool", "spatial"] = "predictions",
     batch_size: Annotated[int, Field(ge=1)] = 64,
     wait: bool = False,
 ) -> dict:
     """Compute the Xception embedding of every photo in ``dataset`` once, into ``embeddings/<extractor-id>/``.
 
     ``weights`` is ``imagenet`` (downloaded once into the Keras cache), a local weights file, or ``none``
-    (random, for tests only). Shards already embedded by the same extractor are skipped. The run holds the
-    dataset's lock; ``wait`` waits for another run that holds it instead of failing.
+    (random, for tests only). ``head`` ``spatial`` stores a 10x10x2048 map per photo instead of a vector; a
+    model trained on it fuses the map spatially. Shards already embedded by the same extractor are skipped. The
+    run holds the dataset's lock; ``wait`` waits for another run that holds it instead of failing.
     """
     logger = get_run_logger()
     data = Dataset(project_path(dataset))

@@ -111,3 +111,34 @@ def tiny_model(tmp_path_factory, random_extractor):
     model.get_layer("ab").bias.assign([0.2, 0.3])  # a visible tint, so that "colour was added" can be checked
     net.save(model, model_dir, card)
     return model_dir
+
+
+@pytest.fixture(scope="session")
+def spatial_extractor():
+    """Xception's ``spatial`` head with random (seeded) weights: 10x10x2048 maps, plumbing only."""
+    from colorization.extractor import load_extractor
+
+    return load_extractor("none", "spatial")
+
+
+@pytest.fixture
+def spatial_dataset(tiny_dataset, spatial_extractor, tmp_path):
+    """A private copy of the tiny dataset with cheap deterministic 10x10x2048 maps (no Xception run), filed
+    under the random spatial extractor's id so that a model trained on them loads through ``Colorizer``.
+
+    Each map is the photo's L and ab sampled on a 10x10 grid, tiled over the channels: it varies over the photo.
+    """
+    from colorization.embeddings import write_embeddings
+    from colorization.shards import Dataset, read_shard
+
+    data = Dataset(tmp_path / "spatial")
+    shutil.copytree(tiny_dataset.root, data.root)
+    height, width, channels = spatial_extractor.shape
+    for shard in data.shards():
+        rows = read_shard(shard)
+        ys = np.linspace(0, rows.L.shape[1] - 1, height).round().astype(int)
+        xs = np.linspace(0, rows.L.shape[2] - 1, width).round().astype(int)
+        grid = np.concatenate([rows.L[:, ys][:, :, xs, None] / 255, rows.ab[:, ys][:, :, xs] / 64], axis=-1)
+        maps = np.tile(grid, (1, 1, 1, -(-channels // grid.shape[-1])))[..., :channels]
+        write_embeddings(data.embeddings_dir(spatial_extractor.id) / shard.name, rows.ids, maps, spatial_extractor.id)
+    return data

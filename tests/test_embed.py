@@ -7,10 +7,19 @@ import shutil
 
 import keras
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from colorization import extractor as xmod
-from colorization.embeddings import embed_dataset, read_aligned, read_embeddings, write_embeddings
+from colorization.embeddings import (
+    EXTRACTOR_KEY,
+    embed_dataset,
+    embedding_shape,
+    read_aligned,
+    read_embeddings,
+    write_embeddings,
+)
 from colorization.errors import ConfigError
 from colorization.extractor import XceptionInput, grey_input, load_extractor
 from colorization.shards import Dataset, read_shard
@@ -36,6 +45,16 @@ def test_random_extractor_is_marked(random_extractor):
     assert random_extractor.id.startswith("xception-predictions-") and random_extractor.dim == 1000
     again = load_extractor("none", "predictions")
     assert again.id == random_extractor.id, "seeded random weights give a stable id"
+
+
+def test_spatial_head_is_the_map_that_avg_pool_averages(tiny_dataset):
+    spatial, pooled = load_extractor("none", "spatial"), load_extractor("none", "avg_pool")
+    lightness = read_shard(tiny_dataset.shards()[0], ["L"]).L[:2]
+    maps, vectors = spatial.embed(lightness, 2), pooled.embed(lightness, 2)
+    assert spatial.shape == (10, 10, 2048) and spatial.dim == 2048 and pooled.shape == (2048,)
+    assert maps.shape == (2, 10, 10, 2048) and maps.dtype == np.float16
+    assert spatial.id.startswith("xception-spatial-RANDOM-") and spatial.id != pooled.id
+    assert np.allclose(maps.astype(np.float32).mean(axis=(1, 2)), vectors, rtol=1e-2, atol=1e-3)
 
 
 def test_embed_flow_shapes_alignment_and_resume(prefect_harness, tiny_dataset, tmp_path, caplog):
@@ -79,6 +98,24 @@ def test_embed_dataset_reads_and_writes_in_order(tiny_dataset, tmp_path):
         assert ids == rows.ids and np.array_equal(values, rows.L.reshape(len(rows), -1)[:, :3])
 
 
+def test_feature_maps_are_stored_with_their_shape_and_old_vector_files_still_read(tiny_dataset, tmp_path):
+    shard = tiny_dataset.shards()[0]
+    ids = read_shard(shard, ["id"]).ids
+    maps = np.random.default_rng(0).normal(size=(len(ids), 3, 3, 5)).astype(np.float16)
+    write_embeddings(tmp_path / "maps.parquet", ids, maps, "xception-spatial-x")
+    assert embedding_shape(tmp_path / "maps.parquet") == (3, 3, 5)
+    read_ids, values = read_embeddings(tmp_path / "maps.parquet", "xception-spatial-x")
+    assert read_ids == ids and values.dtype == np.float16 and np.array_equal(values, maps)
+    assert np.array_equal(read_aligned(shard, tmp_path / "maps.parquet", "xception-spatial-x"), maps)
+
+    vectors = np.arange(len(ids) * 4, dtype=np.float16).reshape(len(ids), 4)
+    column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float16()), 4)
+    old = pa.table({"id": ids, "embedding": column}).replace_schema_metadata({EXTRACTOR_KEY: b"old"})
+    pq.write_table(old, tmp_path / "old.parquet")  # as written before maps existed: no shape key
+    assert embedding_shape(tmp_path / "old.parquet") == (4,)
+    assert np.array_equal(read_embeddings(tmp_path / "old.parquet", "old")[1], vectors)
+
+
 def test_embeddings_of_another_extractor_are_refused(tiny_dataset, tmp_path):
     shard = tiny_dataset.shards()[0]
     ids = read_shard(shard, ["id"]).ids
@@ -113,6 +150,8 @@ def test_local_weights_file_gives_same_id_as_the_weights_it_holds(random_extract
     assert loaded.id == random_extractor.id.replace("RANDOM-", "")
     pooled = load_extractor(str(path), "avg_pool")
     assert pooled.dim == 2048 and pooled.id.startswith("xception-avg_pool-")
+    spatial = load_extractor(str(path), "spatial")
+    assert spatial.shape == (10, 10, 2048) and spatial.id.startswith("xception-spatial-")
 
 
 def test_offline_imagenet_says_how_to_pass_a_file(monkeypatch):
