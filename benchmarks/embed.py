@@ -15,7 +15,8 @@ bundled photos in
 slow a run down but never speed it up. (c) also gives what each head costs on disk: the bytes of its embedding
 files (float16, zstd) per photo, beside the raw float16 size; the ``spatial`` map is 10x10x2048 per photo where
 ``predictions`` is 1000 values. With several heads, a final table compares them. Each line also gives the
-process's CPU time, much steadier than wall time on a shared machine: a gap in CPU time is work the stage adds, a gap in wall time alone is waiting.
+process's CPU time, much steadier than wall time on a shared machine: a gap in CPU time is work the stage adds,
+a gap in wall time alone is waiting.
 By default (N=128, 4 shards, B=32) every shard is one full batch, as in real datasets whose shards (512 rows)
 are whole multiples of the batch; with shards smaller than B, (c) runs smaller batches than (b).
 
@@ -163,7 +164,8 @@ class HeadResult:
 
     def row(self) -> str:
         return (f"{self.head:12s} {'x'.join(map(str, self.shape)):>12s} {self.raw_bytes:>10,d} "
-                f"{self.disk_bytes:>12,.0f} {self.bare.rate:>8.2f} {self.stage.rate:>8.2f} {self.stage.cpu / self.stage.images:>10.3f}")
+                f"{self.disk_bytes:>12,.0f} {self.bare.rate:>8.2f} {self.stage.rate:>8.2f} "
+                f"{self.stage.cpu / self.stage.images:>10.3f}")
 
 
 def files_bytes(folder: Path) -> int:
