@@ -142,3 +142,15 @@ def spatial_dataset(tiny_dataset, spatial_extractor, tmp_path):
         maps = np.tile(grid, (1, 1, 1, -(-channels // grid.shape[-1])))[..., :channels]
         write_embeddings(data.embeddings_dir(spatial_extractor.id) / shard.name, rows.ids, maps, spatial_extractor.id)
     return data
+
+
+def train_tiny(dataset, model_dir: Path, epochs: int = 1, resume: bool = False, **options):
+    """Train (or resume) the tiny test configuration (batch 4, width 0.125, 20% validation) up to ``epochs``;
+    returns the trainer and the model card."""
+    from colorization.training import TrainConfig, Trainer
+
+    config = TrainConfig(epochs=epochs, batch_size=4, learning_rate=2e-3, width=0.125, validation_percent=20.0,
+                         **options)
+    trainer = Trainer(dataset, model_dir, config)
+    trainer.start(resume=resume)
+    return trainer, trainer.run()

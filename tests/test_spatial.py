@@ -18,7 +18,7 @@ from colorization.shards import Dataset
 from colorization.training import STATE_FILE, TrainConfig, Trainer
 from flows.cli import main
 from flows.colorize import colorize
-from tests.conftest import copy_samples, grey_copy
+from tests.conftest import copy_samples, grey_copy, train_tiny
 
 TINY = TrainConfig(epochs=2, batch_size=4, learning_rate=2e-3, width=0.125, validation_percent=20.0)
 
@@ -84,10 +84,7 @@ def test_spatial_model_trains_loads_and_colours(prefect_harness, spatial_dataset
 
 def test_vector_models_keep_global_fusion_and_old_checkpoints_resume(embedded_dataset, tmp_path):
     model_dir = tmp_path / "model"
-    config = TrainConfig(**{**TINY.__dict__, "epochs": 1})
-    first = Trainer(embedded_dataset, model_dir, config)
-    first.start(resume=False)
-    card = first.run()
+    _, card = train_tiny(embedded_dataset, model_dir)
     assert card["fusion"] == "global" and card["embedding_shape"] == [16] and card["embedding_dim"] == 16
 
     state_file = model_dir / "checkpoint" / STATE_FILE

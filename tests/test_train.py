@@ -18,7 +18,7 @@ from colorization.errors import ConfigError
 from colorization.training import TrainConfig, Trainer, compile_model
 from flows.cli import main
 from flows.train import pipeline, train
-from tests.conftest import FAKE_EXTRACTOR, SAMPLES, copy_samples
+from tests.conftest import FAKE_EXTRACTOR, SAMPLES, copy_samples, train_tiny
 
 TINY = TrainConfig(epochs=2, batch_size=4, learning_rate=2e-3, width=0.125, validation_percent=20.0)
 
@@ -182,16 +182,13 @@ def test_model_id_names_what_the_model_computes_not_when_it_was_saved(tmp_path):
 
 def test_resume_with_nothing_left_saves_nothing_and_clears_stale_temps(embedded_dataset, tmp_path):
     model_dir = tmp_path / "model"
-    config = TrainConfig(**{**TINY.__dict__, "epochs": 1})
-    first = Trainer(embedded_dataset, model_dir, config)
-    first.start(resume=False)
-    card = first.run()
+    _, card = train_tiny(embedded_dataset, model_dir)
     saved = {p.name: p.stat().st_mtime_ns for p in model_dir.iterdir() if p.is_file()}
     stale = [model_dir / ".tmp-1a2b3c4d-model.keras", model_dir / "checkpoint" / ".tmp-5e6f7a8b-state.json"]
     for path in stale:
         path.write_bytes(b"half written")
 
-    again = Trainer(embedded_dataset, model_dir, config)
+    again = Trainer(embedded_dataset, model_dir, TrainConfig(**{**TINY.__dict__, "epochs": 1}))
     again.start(resume=True)
     assert not any(p.exists() for p in stale)
     assert again.run() == card
@@ -200,11 +197,7 @@ def test_resume_with_nothing_left_saves_nothing_and_clears_stale_temps(embedded_
 
 def test_resume_saves_the_model_a_kill_left_unsaved(embedded_dataset, tmp_path):
     model_dir = tmp_path / "model"
-    config = TrainConfig(**{**TINY.__dict__, "epochs": 1})
-    first = Trainer(embedded_dataset, model_dir, config)
-    first.start(resume=False)
-    first.run()
+    train_tiny(embedded_dataset, model_dir)
     (model_dir / "model.keras").unlink()  # killed after the last checkpoint, before the final save
-    again = Trainer(embedded_dataset, model_dir, config)
-    again.start(resume=True)
-    assert again.run()["epochs"] == 1 and (model_dir / "model.keras").is_file()
+    _, card = train_tiny(embedded_dataset, model_dir, resume=True)
+    assert card["epochs"] == 1 and (model_dir / "model.keras").is_file()
