@@ -125,10 +125,7 @@ def colorize(
     source, output, model_dir = project_path(input), project_path(output), project_path(model)
     check_colorize(source, output, model_dir, resolve_weights(weights), batch_size, workers, max_pixels,
                    temperature)
-    if output.is_dir():
-        removed = remove_stale_temps(output, recursive=True)
-        if removed:
-            logger.info("%s: removed %d temporary files left by an interrupted run", output, removed)
+    _remove_temps(output, "an interrupted run")
     entries = list_entries(source)
     ledger = catalog.Ledger(output)
     current_model = model_id(model_dir, temperature)
@@ -162,6 +159,7 @@ def colorize(
             records=work.records, transient=LOST_WORKER, on_progress=on_progress,
         )
         bar.close()
+    _remove_temps(output, "a Dask worker lost during this run")  # the lock keeps other runs' writes out
     summary = {**_summary(len(entries), work, report, time.perf_counter() - started), "upsample": upsample}
     for row in report.records:
         if row["status"] == ERROR:
@@ -175,6 +173,12 @@ def colorize(
         logger.error("colorize stopped: %s", report.stopped)
         return Failed(message=report.stopped)
     return summary
+
+
+def _remove_temps(output: Path, left_by: str) -> None:
+    """Delete the temporary files of atomic writes that never finished under ``output``."""
+    if output.is_dir() and (removed := remove_stale_temps(output, recursive=True)):
+        get_run_logger().info("%s: removed %d temporary files left by %s", output, removed, left_by)
 
 
 def _predictor(model_dir: Path, weights: str | None, temperature: float | None, batch_size: int

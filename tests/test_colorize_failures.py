@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from PIL import Image
 
@@ -119,3 +120,54 @@ def test_killed_run_leaves_nothing_behind(prefect_harness, tiny_model, sample_pa
     assert temps(out) == []
     assert outputs(out) == outputs(reference) and len(outputs(out)) == 10
     assert set(catalog.read_manifest(out)["status"]) == {"colorized"}
+
+
+def dask_workers(process: psutil.Process) -> list[psutil.Process]:
+    """The Dask worker processes started under ``process`` (multiprocessing children, not its resource tracker)."""
+    found = []
+    for child in process.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            line = " ".join(child.cmdline())
+            if "multiprocessing" in line and "resource_tracker" not in line:
+                found.append(child)
+    return found
+
+
+def test_killed_dask_worker_ends_in_a_completed_run_or_one_clear_line(prefect_harness, tiny_model, sample_paths,
+                                                                     tmp_path):
+    """SIGKILL one Dask worker of a running colorize: the run completes (Dask and task retries) or fails with
+    one line, never a corrupt or half-written file, and the next run finishes the archive."""
+    from prefect.settings import PREFECT_API_URL
+
+    source = grey_pngs(sample_paths[:10], tmp_path / "in")
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": PREFECT_API_URL.value(),
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [sys.executable, "-m", "flows.cli", "colorize", str(source), str(out), "--model", str(tiny_model),
+               "--batch-size", "1", "--workers", "2"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    killed = None
+    try:
+        deadline = time.monotonic() + 240
+        while process.poll() is None and time.monotonic() < deadline and killed is None:
+            workers = dask_workers(psutil.Process(process.pid))
+            if workers and out.is_dir() and (temps(out) or outputs(out)):
+                killed = workers[0]
+                killed.kill()
+            time.sleep(0.01)
+        _, err = process.communicate(timeout=240)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert killed is not None, "the run ended before a worker could be killed"
+    assert "Traceback" not in err
+    if process.returncode:
+        assert process.returncode == 1 and re.search(r"^colorization: colorize failed: .+$", err, re.M), err
+    for name in outputs(out):
+        Image.open(out / name).load()  # every output there is whole
+    assert temps(out) == []
+
+    colorize(input=source, output=out, model=tiny_model, batch_size=1, workers=1)
+    rows = catalog.read_manifest(out)
+    assert len(outputs(out)) == 10 and set(rows["status"]) == {"colorized"} and temps(out) == []
