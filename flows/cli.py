@@ -24,8 +24,8 @@ OBJECTIVE_HELP = ("regression (MSE on a,b, the paper's; default) or classificati
 TEMPERATURE_HELP = "annealed-mean temperature of a classification model (default: its card's, 0.38)"
 
 HEADS = ["predictions", "avg_pool", "spatial"]  # colorization.extractor.HEADS, without importing Keras here
-HEAD_HELP = ("1000-class softmax as in the paper (default), 2048-d pooled features, or the 10x10x2048 map "
-             "they are pooled from (the model then fuses it spatially)")
+HEAD_HELP = ("what Xception gives the model: the 10x10x2048 feature map, fused spatially (default: it colours "
+             "best, QUALITY.md), the 2048-d pooled features, or the paper's 1000-class softmax")
 
 
 def _path(value: str) -> Path:
@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     emb.add_argument("--dataset", type=_path, required=True, help="dataset folder written by preprocess")
     emb.add_argument("--weights", type=_weights, default="imagenet",
                      help="imagenet (Keras download), none (random; tests), or a file")
-    emb.add_argument("--head", choices=HEADS, default="predictions", help=HEAD_HELP)
+    emb.add_argument("--head", choices=HEADS, default="spatial", help=HEAD_HELP)
     emb.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     _add_wait(emb)
     emb.set_defaults(run=_embed)
@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipe.add_argument("--size", type=int, default=256)
     pipe.add_argument("--weights", type=_weights, default="imagenet",
                       help="imagenet, none, a file, or auto (imagenet when obtainable, else random with a warning)")
-    pipe.add_argument("--head", choices=HEADS, default="predictions", help=HEAD_HELP)
+    pipe.add_argument("--head", choices=HEADS, default="spatial", help=HEAD_HELP)
     pipe.add_argument("--epochs", type=int, default=10)
     pipe.add_argument("--batch-size", type=int, default=32)
     pipe.add_argument("--width", type=float, default=1.0)

@@ -61,7 +61,7 @@ def embed_shards(dataset: Path, weights: str, head: str, batch_size: int) -> dic
 def embed(
     dataset: Path,
     weights: str = "imagenet",
-    head: Literal["predictions", "avg_pool", "spatial"] = "predictions",
+    head: Literal["predictions", "avg_pool", "spatial"] = "spatial",
     batch_size: Annotated[int, Field(ge=1)] = 64,
     wait: bool = False,
 ) -> dict:

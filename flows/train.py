@@ -127,7 +127,7 @@ def pipeline(
     model_dir: Path = Path("data/models/samples"),
     size: Annotated[int, Field(ge=32)] = 256,
     weights: str = "imagenet",
-    head: Literal["predictions", "avg_pool", "spatial"] = "predictions",
+    head: Literal["predictions", "avg_pool", "spatial"] = "spatial",
     epochs: Annotated[int, Field(ge=1)] = 10,
     batch_size: Annotated[int, Field(ge=1)] = 32,
     width: Annotated[float, Field(gt=0)] = 1.0,

@@ -61,7 +61,7 @@ def test_embed_flow_shapes_alignment_and_resume(prefect_harness, tiny_dataset, t
     data = Dataset(tmp_path / "ds")
     shutil.copytree(tiny_dataset.root, data.root)
 
-    first = embed(dataset=data.root, weights="none", batch_size=4)
+    first = embed(dataset=data.root, weights="none", head="predictions", batch_size=4)
 
     assert first["shards"] == 3 and first["images"] == 10 and "RANDOM WEIGHTS" in first["weights"]
     assert "RANDOM WEIGHTS" in caplog.text
@@ -77,7 +77,7 @@ def test_embed_flow_shapes_alignment_and_resume(prefect_harness, tiny_dataset, t
     victim = folders[0] / data.shards()[1].name
     victim.unlink()
     kept = {p.name: p.stat().st_mtime_ns for p in folders[0].glob("part-*.parquet")}
-    second = embed(dataset=data.root, weights="none", batch_size=4)
+    second = embed(dataset=data.root, weights="none", head="predictions", batch_size=4)
     assert (second["shards"], second["already embedded"], second["images"]) == (1, 2, 4)
     assert victim.exists()
     assert {p.name: p.stat().st_mtime_ns for p in folders[0].glob("part-*.parquet") if p.name in kept} == kept
