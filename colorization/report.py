@@ -231,7 +231,7 @@ def page(report: dict, frame: pd.DataFrame, images_: dict[str, list[tuple[str, s
         "body{font-family:sans-serif;margin:1.5em}td,th{padding:4px 8px;text-align:left;vertical-align:top}"
         "table{border-collapse:collapse}tr{border-bottom:1px solid #ddd}.better{background:#e3f4e3}"
         ".worse{background:#f8e1e1}.warning{background:#c00;color:#fff;padding:1em;font-weight:bold}"
-        "img{max-width:300px}svg{margin-right:1em}</style></head><body>"
+        "img{max-width:min(300px,26vw);height:auto}svg{margin-right:1em}</style></head><body>"
         f"<h1>Colorization evaluation</h1>{banner}"
         f"<p>{photos['scored']} colour photos of <code>{html.escape(str(report['source']))}</code> scored at a long "
         f"side of at most {report['long_side']} px ({photos['found']} found, {len(photos['grey'])} grey, "
