@@ -43,6 +43,21 @@ def outputs(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*.png")) if ".colorize" not in p.parts}
 
 
+def start_cli_colorize(source: Path, out: Path, model: Path, workers: int) -> subprocess.Popen:
+    """``colorization colorize`` as a user starts it, in its own process group (so that it can be killed whole),
+    one photo per batch, reporting to the test harness's server; its stderr goes to ``OUT.stderr`` beside OUT
+    (a file, not a pipe, which a chatty run could fill and block on)."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": PREFECT_API_URL.value(),
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [sys.executable, "-m", "flows.cli", "colorize", str(source), str(out), "--model", str(model),
+               "--batch-size", "1", "--workers", str(workers)]
+    with open(out.with_name(f"{out.name}.stderr"), "w") as stderr:
+        return subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                                stderr=stderr)
+
+
 @pytest.fixture
 def small_tmpfs(tmp_path):
     """A 3 MB tmpfs, unmounted afterwards; skips where mounting is impossible (not root, no privilege)."""
@@ -88,19 +103,12 @@ def test_full_disk_stops_cleanly_and_the_next_run_finishes(prefect_harness, tiny
 def test_killed_run_leaves_nothing_behind(prefect_harness, tiny_model, sample_paths, tmp_path, seed):
     """SIGKILL the whole process group of a CLI run while it writes; the next run cleans up and finishes with
     outputs byte-identical to those of a run never interrupted."""
-    from prefect.settings import PREFECT_API_URL
-
     source = grey_pngs(sample_paths[:10], tmp_path / "in")
     reference = tmp_path / "reference"
     colorize(input=source, output=reference, model=tiny_model, batch_size=1, workers=1)
 
     out = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": PREFECT_API_URL.value(),
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
-    command = [sys.executable, "-m", "flows.cli", "colorize", str(source), str(out), "--model", str(tiny_model),
-               "--batch-size", "1", "--workers", "1"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = start_cli_colorize(source, out, tiny_model, workers=1)
     rng = np.random.default_rng(seed)
     after = int(rng.integers(0, 4))  # outputs to let through before waiting for the next write
     try:
@@ -137,16 +145,9 @@ def test_killed_dask_worker_ends_in_a_completed_run_or_one_clear_line(prefect_ha
                                                                      tmp_path):
     """SIGKILL one Dask worker of a running colorize: the run completes (Dask and task retries) or fails with
     one line, never a corrupt or half-written file, and the next run finishes the archive."""
-    from prefect.settings import PREFECT_API_URL
-
     source = grey_pngs(sample_paths[:10], tmp_path / "in")
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": PREFECT_API_URL.value(),
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
-    command = [sys.executable, "-m", "flows.cli", "colorize", str(source), str(out), "--model", str(tiny_model),
-               "--batch-size", "1", "--workers", "2"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+    process = start_cli_colorize(source, out, tiny_model, workers=2)
     killed = None
     try:
         deadline = time.monotonic() + 240
@@ -156,11 +157,12 @@ def test_killed_dask_worker_ends_in_a_completed_run_or_one_clear_line(prefect_ha
                 killed = workers[0]
                 killed.kill()
             time.sleep(0.01)
-        _, err = process.communicate(timeout=240)
+        process.wait(timeout=240)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
     assert killed is not None, "the run ended before a worker could be killed"
+    err = out.with_name("out.stderr").read_text()
     assert "Traceback" not in err
     if process.returncode:
         assert process.returncode == 1 and re.search(r"^colorization: colorize failed: .+$", err, re.M), err
