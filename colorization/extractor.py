@@ -23,11 +23,10 @@ import numpy as np
 from colorization import device, lab
 from colorization.card import RANDOM_WARNING
 from colorization.errors import ConfigError
-from colorization.preflight import check_weights
+from colorization.preflight import HEADS, check_weights
 
 log = logging.getLogger(__name__)
 
-HEADS = ("predictions", "avg_pool", "spatial")
 # Where each head cuts Xception: the 1000-class softmax, the 2048-d pooled features, and the exit flow's last
 # activation before pooling (10x10x2048 for the 299x299 input), whose spatial mean is exactly ``avg_pool``.
 HEAD_LAYERS = {"predictions": "predictions", "avg_pool": "avg_pool", "spatial": "block14_sepconv2_act"}

@@ -21,6 +21,8 @@ from colorization.shards import Dataset
 
 MIN_SIZE = 32
 WEIGHT_KEYWORDS = ("imagenet", "none")
+HEADS = ("predictions", "avg_pool", "spatial")  # what the Xception extractor can give the model
+OBJECTIVES = ("regression", "classification")  # what the model can learn
 
 
 def at_least(option: str, value: int | None, minimum: int = 1) -> None:
@@ -49,6 +51,11 @@ def check_hyperparameters(
     positive("--learning-rate", learning_rate)
     positive("--width", width)
     check_validation_percent(validation_percent)
+
+
+def check_objective(objective: str) -> None:
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"--objective must be {' or '.join(OBJECTIVES)}, got {objective!r}")
 
 
 def check_validation_percent(percent: float) -> None:

@@ -26,13 +26,10 @@ from colorization.batches import Split, prefetch
 from colorization.card import CARD_FILE, CHECKPOINT_DIR, STATE_FILE, has_checkpoint, read_card
 from colorization.embeddings import embedding_shape, pick_extractor, read_extractor_info
 from colorization.errors import ConfigError
-from colorization.preflight import check_hyperparameters, check_model_dir
+from colorization.preflight import check_hyperparameters, check_model_dir, check_objective
 from colorization.shards import Dataset
 
 log = logging.getLogger(__name__)
-
-OBJECTIVES = ("regression", "classification")
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -49,8 +46,7 @@ class TrainConfig:
 
     def check(self) -> None:
         check_hyperparameters(self.epochs, self.batch_size, self.learning_rate, self.width, self.validation_percent)
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"--objective must be {' or '.join(OBJECTIVES)}, got {self.objective!r}")
+        check_objective(self.objective)
 
 
 @dataclass

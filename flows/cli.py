@@ -17,13 +17,12 @@ from typing import NoReturn
 from colorization import preflight
 from colorization.errors import ConfigError
 from colorization.lock import LOCK_FILE, ensure_free
+from colorization.preflight import HEADS, OBJECTIVES
 
-OBJECTIVES = ("regression", "classification")
 OBJECTIVE_HELP = ("regression (MSE on a,b, the paper's; default) or classification (Zhang et al. 2016: "
                   "rebalanced cross-entropy over a,b bins)")
 TEMPERATURE_HELP = "annealed-mean temperature of a classification model (default: its card's, 0.38)"
 
-HEADS = ["predictions", "avg_pool", "spatial"]  # colorization.extractor.HEADS, without importing Keras here
 HEAD_HELP = ("what Xception gives the model: the 10x10x2048 feature map, fused spatially (default: it colours "
              "best, QUALITY.md), the 2048-d pooled features, or the paper's 1000-class softmax")
 
