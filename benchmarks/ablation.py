@@ -11,7 +11,9 @@ which scores them all on the same photos beside the grey baseline. The script pr
 photos/s and final validation figures. Models are trained in float32 (no mixed precision), so that they load
 and run the same on a CPU.
 
-Run as ``python benchmarks/ablation.py DATASET OUT [--variants paper classification ...] [--epochs 25]``.
+Run as ``python benchmarks/ablation.py DATASET OUT [--variants regression classification ...] [--epochs 25]
+[--extractor ID]``; the extractor's embeddings (``--head``) decide between the paper's global vector and the
+spatial map.
 """
 
 from __future__ import annotations
@@ -31,20 +33,23 @@ from colorization.training import TrainConfig, Trainer
 
 FIGURES = ("psnr", "ssim", "auc", "delta_e", "colorfulness_ratio")
 VARIANTS: dict[str, dict] = {
-    "paper": {"objective": "regression"},
+    "regression": {"objective": "regression"},
+    "regression-constant": {"objective": "regression", "schedule": "constant"},
+    "regression-wide": {"objective": "regression", "width": 1.0},
+    "regression-long": {"objective": "regression", "epochs_factor": 2},
     "classification": {"objective": "classification"},
+    "classification-constant": {"objective": "classification", "schedule": "constant"},
     "classification-wide": {"objective": "classification", "width": 1.0},
     "classification-long": {"objective": "classification", "epochs_factor": 2},
-    "paper-long": {"objective": "regression", "epochs_factor": 2},
 }
 
 
-def train_variant(dataset: Dataset, out: Path, name: str, base: TrainConfig) -> dict:
+def train_variant(dataset: Dataset, out: Path, name: str, base: TrainConfig, extractor: str | None) -> dict:
     """Train one variant from scratch into ``out/name``; returns its card with the training photos/s."""
     options = dict(VARIANTS[name])
     epochs = base.epochs * options.pop("epochs_factor", 1)
     config = TrainConfig(**{**base.__dict__, "epochs": epochs, **options})
-    trainer = Trainer(dataset, out / name, config)
+    trainer = Trainer(dataset, out / name, config, extractor)
     trainer.start(resume=False)
     started = time.perf_counter()
     card = trainer.run()
@@ -56,11 +61,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", type=Path, help="dataset with shards and one set of embeddings")
     parser.add_argument("out", type=Path, help="folder for one model folder per variant")
-    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=["paper", "classification"])
+    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=["regression", "classification"])
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--width", type=float, default=0.5)
     parser.add_argument("--validation-percent", type=float, default=10.0)
+    parser.add_argument("--extractor", default=None, help="embedding set, when the dataset has several")
     args = parser.parse_args()
 
     base = TrainConfig(args.epochs, args.batch_size, 1e-3, args.width, args.validation_percent,
@@ -71,7 +77,7 @@ def main() -> int:
     failed = 0
     for name in args.variants:
         try:
-            card = train_variant(dataset, args.out, name, base)
+            card = train_variant(dataset, args.out, name, base, args.extractor)
         except Exception:  # one variant failing must not cost the others their run
             failed += 1
             print(f"{name}: FAILED\n{traceback.format_exc()}", flush=True)

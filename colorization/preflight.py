@@ -23,6 +23,7 @@ MIN_SIZE = 32
 WEIGHT_KEYWORDS = ("imagenet", "none")
 HEADS = ("predictions", "avg_pool", "spatial")  # what the Xception extractor can give the model
 OBJECTIVES = ("regression", "classification")  # what the model can learn
+SCHEDULES = ("cosine", "constant")  # how the learning rate moves over a run's epochs
 
 
 def at_least(option: str, value: int | None, minimum: int = 1) -> None:
@@ -56,6 +57,11 @@ def check_hyperparameters(
 def check_objective(objective: str) -> None:
     if objective not in OBJECTIVES:
         raise ConfigError(f"--objective must be {' or '.join(OBJECTIVES)}, got {objective!r}")
+
+
+def check_schedule(schedule: str) -> None:
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"--schedule must be {' or '.join(SCHEDULES)}, got {schedule!r}")
 
 
 def check_validation_percent(percent: float) -> None:
@@ -169,8 +175,9 @@ def check_temperature(temperature: float | None) -> None:
 
 def check_colorize(
     source: Path, output: Path, model_dir: Path, weights: str | None, batch_size: int, workers: int | None,
-    max_pixels: int, temperature: float | None = None,
+    max_pixels: int, temperature: float | None = None, allow_empty: bool = False,
 ) -> None:
+    """``allow_empty`` accepts a folder with no photo in it (a scheduled inbox on a quiet day)."""
     check_temperature(temperature)
     at_least("--batch-size", batch_size)
     at_least("--workers", workers)
@@ -179,7 +186,7 @@ def check_colorize(
     writable_folder(output, "OUTPUT")
     read_card(model_dir)
     check_weights(weights)
-    if not has_photos(source):
+    if not (allow_empty and source.is_dir()) and not has_photos(source):
         raise _no_photos(source)
 
 

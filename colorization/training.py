@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -26,10 +27,12 @@ from colorization.batches import Split, prefetch
 from colorization.card import CARD_FILE, CHECKPOINT_DIR, STATE_FILE, has_checkpoint, read_card
 from colorization.embeddings import embedding_shape, pick_extractor, read_extractor_info
 from colorization.errors import ConfigError
-from colorization.preflight import check_hyperparameters, check_model_dir, check_objective
+from colorization.preflight import check_hyperparameters, check_model_dir, check_objective, check_schedule
 from colorization.shards import Dataset
 
 log = logging.getLogger(__name__)
+
+COSINE_FLOOR = 0.02  # the cosine schedule's last learning rate, as a share of the first
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -43,10 +46,21 @@ class TrainConfig:
     seed: int = 0
     mixed_precision: bool | None = None
     objective: str = "regression"
+    schedule: str = "cosine"
 
     def check(self) -> None:
         check_hyperparameters(self.epochs, self.batch_size, self.learning_rate, self.width, self.validation_percent)
         check_objective(self.objective)
+        check_schedule(self.schedule)
+
+    def learning_rate_at(self, epoch: int) -> float:
+        """The learning rate of ``epoch`` (1-based): constant, or a half cosine from ``learning_rate`` down to
+        ``COSINE_FLOOR`` of it at the last epoch, so the final weights settle instead of the last steps' noise
+        (Loshchilov & Hutter 2017, SGDR, without restarts)."""
+        if self.schedule == "constant" or self.epochs == 1:
+            return self.learning_rate
+        progress = min(epoch - 1, self.epochs - 1) / (self.epochs - 1)
+        return self.learning_rate * (COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 @dataclass
@@ -228,7 +242,7 @@ class Trainer:
             raise ConfigError(
                 f"{self.checkpoint_dir}: trained on embeddings of {saved['extractor_id']}, not {self.extractor_id}"
             )
-        config = TrainConfig(**{**saved["config"], "epochs": self.config.epochs})
+        config = TrainConfig(**{"schedule": "constant", **saved["config"], "epochs": self.config.epochs})
         if config.objective != self.config.objective:
             raise ConfigError(f"{self.checkpoint_dir}: a {config.objective} run; resume it with --objective "
                               f"{config.objective}, or choose another --model-dir")
@@ -267,6 +281,7 @@ class Trainer:
         for epoch in range(self.state.epochs_done + 1, self.config.epochs + 1):
             rng = np.random.default_rng([config.seed, epoch])
             batches = prefetch(self.train_split.batches(config.batch_size, rng, flip=True))
+            self.model.optimizer.learning_rate = config.learning_rate_at(epoch)
             started = time.perf_counter()
             history = self.model.fit(batches, epochs=1, steps_per_epoch=self.train_split.steps(config.batch_size),
                                      shuffle=False, verbose=0)

@@ -17,10 +17,11 @@ from typing import NoReturn
 from colorization import preflight
 from colorization.errors import ConfigError
 from colorization.lock import LOCK_FILE, ensure_free
-from colorization.preflight import HEADS, OBJECTIVES
+from colorization.preflight import HEADS, OBJECTIVES, SCHEDULES
 
 OBJECTIVE_HELP = ("regression (MSE on a,b, the paper's; default) or classification (Zhang et al. 2016: "
                   "rebalanced cross-entropy over a,b bins)")
+SCHEDULE_HELP = "learning rate over the epochs: a half cosine down to 2%% of --learning-rate (default) or constant"
 TEMPERATURE_HELP = "annealed-mean temperature of a classification model (default: its card's, 0.38)"
 
 HEAD_HELP = ("what Xception gives the model: the 10x10x2048 feature map, fused spatially (default: it colours "
@@ -80,7 +81,8 @@ def _train(args: argparse.Namespace) -> None:
 
     train(dataset=args.dataset, model_dir=args.model_dir, epochs=args.epochs, batch_size=args.batch_size,
           learning_rate=args.learning_rate, width=args.width, resume=args.resume, extractor=args.extractor,
-          validation_percent=args.validation_percent, objective=args.objective, wait=args.wait)
+          validation_percent=args.validation_percent, objective=args.objective, schedule=args.schedule,
+          wait=args.wait)
 
 
 def _pipeline(args: argparse.Namespace) -> None:
@@ -99,21 +101,21 @@ def _pipeline(args: argparse.Namespace) -> None:
     pipeline(source=args.source, dataset=args.dataset, model_dir=args.model_dir, size=args.size, weights=weights,
              head=args.head, epochs=args.epochs, batch_size=args.batch_size, width=args.width, workers=args.workers,
              resume=args.resume, validation_percent=args.validation_percent, objective=args.objective,
-             wait=args.wait)
+             schedule=args.schedule, wait=args.wait)
 
 
 def _colorize(args: argparse.Namespace) -> None:
     from colorization.catalog import LOCK_NAME
 
     preflight.check_colorize(args.input, args.output, args.model, args.weights, args.batch_size, args.workers,
-                             args.max_pixels, args.temperature)
+                             args.max_pixels, args.temperature, args.allow_empty)
     _start(args, args.output, lock_name=LOCK_NAME)
     from flows.colorize import colorize
 
     colorize(input=args.input, output=args.output, model=args.model, weights=args.weights,
              batch_size=args.batch_size, recolor=args.recolor, overwrite=args.overwrite, workers=args.workers,
              dask_address=args.dask_address, max_pixels=args.max_pixels, upsample=args.upsample,
-             temperature=args.temperature, wait=args.wait)
+             temperature=args.temperature, allow_empty=args.allow_empty, wait=args.wait)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -188,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--extractor", default=None, help="embedding set to use when the dataset has several")
     trn.add_argument("--validation-percent", type=float, default=10.0, help="share of photos held out (default 10)")
     trn.add_argument("--objective", choices=OBJECTIVES, default="regression", help=OBJECTIVE_HELP)
+    trn.add_argument("--schedule", choices=SCHEDULES, default="cosine", help=SCHEDULE_HELP)
     _add_wait(trn)
     trn.set_defaults(run=_train)
 
@@ -206,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipe.add_argument("--resume", action="store_true")
     pipe.add_argument("--validation-percent", type=float, default=10.0, help="share of photos held out (default 10)")
     pipe.add_argument("--objective", choices=OBJECTIVES, default="regression", help=OBJECTIVE_HELP)
+    pipe.add_argument("--schedule", choices=SCHEDULES, default="cosine", help=SCHEDULE_HELP)
     _add_wait(pipe)
     pipe.set_defaults(run=_pipeline)
 
@@ -224,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_wait(col)
     _add_upsample(col)
     col.add_argument("--temperature", type=float, default=None, help=TEMPERATURE_HELP)
+    col.add_argument("--allow-empty", action="store_true",
+                     help="an input folder with no photo is nothing to do, not an error (for a scheduled inbox)")
     col.set_defaults(run=_colorize)
 
     ev = commands.add_parser("evaluate", help="score models on colour photos, beside the grey baseline")

@@ -107,6 +107,7 @@ def colorize(
     max_pixels: Annotated[int, Field(ge=1)] = DEFAULT_MAX_PIXELS,
     upsample: Upsample = "bicubic",
     temperature: Annotated[float | None, Field(gt=0)] = None,
+    allow_empty: bool = False,
     wait: bool = False,
 ) -> dict:
     """Colour every black-and-white photo under ``input`` (a folder, .zip or .tar) into ``output``.
@@ -118,13 +119,14 @@ def colorize(
     worker) ends the run in a Failed state whose message says what to do; the next run retries what is left.
     ``upsample`` brings the predicted colour to full size: ``bicubic``, or ``guided`` by the photo's lightness so
     that colour stops at its edges (slower; README). ``temperature`` sets a classification model's annealed-mean
-    decoding (default: its card's); photos coloured at another temperature are coloured again. The run holds
-    ``output``'s lock; ``wait`` waits for another run that holds it instead of failing.
+    decoding (default: its card's); photos coloured at another temperature are coloured again. ``allow_empty``
+    makes an input folder with no photo a run with nothing to do rather than an error (the nightly inbox). The
+    run holds ``output``'s lock; ``wait`` waits for another run that holds it instead of failing.
     """
     logger = get_run_logger()
     source, output, model_dir = project_path(input), project_path(output), project_path(model)
     check_colorize(source, output, model_dir, resolve_weights(weights), batch_size, workers, max_pixels,
-                   temperature)
+                   temperature, allow_empty)
     _remove_temps(output, "an interrupted run")
     entries = list_entries(source)
     ledger = catalog.Ledger(output)

@@ -41,6 +41,7 @@ def train(
     validation_percent: Annotated[float, Field(gt=0, lt=100)] = 10.0,
     seed: int = 0,
     objective: Literal["regression", "classification"] = "regression",
+    schedule: Literal["cosine", "constant"] = "cosine",
     wait: bool = False,
 ) -> dict:
     """Train the fusion model on ``dataset``'s shards and embeddings into ``model_dir``.
@@ -49,12 +50,14 @@ def train(
     of a crashed flow run resumes by itself. ``extractor`` picks the embedding set when there are several.
     ``objective``: ``regression`` (the paper's MSE on a,b) or ``classification`` (Zhang et al.'s rebalanced
     classification over a,b bins; the bin counts are taken first, one Dask task per shard not counted yet).
+    ``schedule``: the learning rate falls along a half cosine over the epochs (default), or stays constant.
     The run holds ``model_dir``'s lock; ``wait`` waits for another run that holds it instead of failing.
     """
     logger = get_run_logger()
     dataset, model_dir, resume = project_path(dataset), project_path(model_dir), resume or flow_run.run_count > 1
     check_train(dataset, model_dir, epochs, batch_size, learning_rate, width, resume, extractor, validation_percent)
-    config = TrainConfig(epochs, batch_size, learning_rate, width, validation_percent, seed, objective=objective)
+    config = TrainConfig(epochs, batch_size, learning_rate, width, validation_percent, seed, objective=objective,
+                         schedule=schedule)
     trainer = Trainer(Dataset(dataset), model_dir, config, extractor)
     if objective == "classification":
         ab_prior(dataset=dataset, validation_percent=validation_percent)
@@ -135,6 +138,7 @@ def pipeline(
     resume: bool = False,
     validation_percent: Annotated[float, Field(gt=0, lt=100)] = 10.0,
     objective: Literal["regression", "classification"] = "regression",
+    schedule: Literal["cosine", "constant"] = "cosine",
     wait: bool = False,
 ) -> dict:
     """preprocess -> embed -> train from one photo folder, each stage a subflow (and each incremental).
@@ -147,4 +151,4 @@ def pipeline(
     summary = embed(dataset=dataset, weights=weights, head=head, wait=wait)
     return train(dataset=dataset, model_dir=model_dir, epochs=epochs, batch_size=batch_size, width=width,
                  resume=resume, extractor=summary["extractor_id"], validation_percent=validation_percent,
-                 wait=wait, objective=objective)
+                 wait=wait, objective=objective, schedule=schedule)

@@ -131,6 +131,19 @@ def test_zip_input_and_unsafe_member(prefect_harness, tiny_model, tmp_path, samp
     assert "unsafe path" in catalog.read_manifest(out).set_index("source").loc["../evil.jpg", "error"]
 
 
+def test_empty_inbox_is_nothing_to_do_only_when_allowed(prefect_harness, tiny_model, tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    with pytest.raises(ConfigError, match="inbox: no photos here"):
+        colorize(input=inbox, output=tmp_path / "out", model=tiny_model, workers=1)
+
+    summary = colorize(input=inbox, output=tmp_path / "out", model=tiny_model, workers=1, allow_empty=True)
+
+    assert (summary["outcome"], summary["photos"], summary["errors"]) == ("nothing to do", 0, 0)
+    assert not any(p.is_file() and not p.is_relative_to(tmp_path / "out" / catalog.STATE_DIR)
+                   for p in (tmp_path / "out").rglob("*"))
+
+
 def test_plan_redoes_changed_files_and_all_after_a_model_change(tmp_path):
     entries = [Entry("a.jpg", 10, 1), Entry("b.jpg", 20, 2), Entry("c.jpg", 30, 3)]
     (tmp_path / "a.jpg").write_bytes(b"x")

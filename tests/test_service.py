@@ -106,6 +106,7 @@ def test_every_deployment_and_pool_exists(service):
     assert set(names) == {"preprocess/default", "embed/default", "train/train", "pipeline/default",
                           "colorize/nightly", "colorize/default", "evaluate/default"}
     assert names["colorize/nightly"].schedules[0].schedule.cron == "0 2 * * *"
+    assert names["colorize/nightly"].parameters["allow_empty"] is True, "a quiet night is not a failure"
     assert {n: d.work_pool_name for n, d in names.items()}["preprocess/default"] == "cpu"
     assert {names[n].work_pool_name for n in names if n != "preprocess/default"} == {"gpu"}
     assert pools["gpu"].concurrency_limit == 1 and pools["gpu"].type == "process"

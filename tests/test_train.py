@@ -201,3 +201,33 @@ def test_resume_saves_the_model_a_kill_left_unsaved(embedded_dataset, tmp_path):
     (model_dir / "model.keras").unlink()  # killed after the last checkpoint, before the final save
     _, card = train_tiny(embedded_dataset, model_dir, resume=True)
     assert card["epochs"] == 1 and (model_dir / "model.keras").is_file()
+
+
+def test_cosine_schedule_lowers_the_rate_each_epoch_and_constant_keeps_it(embedded_dataset, tmp_path):
+    rates: dict[str, list[float]] = {}
+    for schedule in ("cosine", "constant"):
+        config = TrainConfig(**{**TINY.__dict__, "epochs": 3, "schedule": schedule})
+        trainer = Trainer(embedded_dataset, tmp_path / schedule, config)
+        trainer.start(resume=False)
+        seen = rates.setdefault(schedule, [])
+        card = trainer.run(on_epoch=lambda _, t=trainer, s=seen: s.append(float(t.model.optimizer.learning_rate)))
+        assert card["config"]["schedule"] == schedule
+    assert rates["constant"] == pytest.approx([2e-3] * 3)
+    assert rates["cosine"] == pytest.approx([2e-3, 2e-3 * 0.51, 2e-3 * 0.02])
+    with pytest.raises(ConfigError, match="--schedule must be cosine or constant, got 'step'"):
+        Trainer(embedded_dataset, tmp_path / "x", TrainConfig(**{**TINY.__dict__, "schedule": "step"}))
+
+
+def test_checkpoint_from_before_schedules_resumes_at_a_constant_rate(embedded_dataset, tmp_path):
+    model_dir = tmp_path / "model"
+    first = Trainer(embedded_dataset, model_dir, TrainConfig(**{**TINY.__dict__, "epochs": 1}))
+    first.start(resume=False)
+    first.run()
+    state_file = model_dir / "checkpoint" / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["config"]["schedule"]
+    state_file.write_text(json.dumps(state))
+    second = Trainer(embedded_dataset, model_dir, TINY)
+    second.start(resume=True)
+    assert second.state.config.schedule == "constant"
+    assert second.run()["config"]["schedule"] == "constant"
