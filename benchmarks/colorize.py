@@ -45,12 +45,13 @@ BATCH = 8
 
 def make_model(folder: Path) -> Path:
     """The paper-size fusion model with random weights, carded for the seeded random Xception."""
-    from colorization import model as net
     from colorization.extractor import load_extractor
+    from colorization.model import build_model, save_trained
 
     extractor = load_extractor("none")
-    net.save(net.build_model(SIZE, extractor.dim, 1.0), folder, {"extractor_id": extractor.id, "size": SIZE,
-                                                                 "width": 1.0, "random_extractor": True})
+    save_trained(build_model(SIZE, extractor.dim, 1.0), folder, {"extractor_id": extractor.id, "size": SIZE,
+                                                                 "width": 1.0, "random_extractor": True,
+                                                                 "embedding_shape": list(extractor.shape)})
     return folder
 
 

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from colorization import classification, colour_classes, device, lab
-from colorization import model as net
+from colorization.model import build_model
 from colorization.training import compile_model
 
 
@@ -53,7 +53,7 @@ def main() -> int:
     for objective in ("regression", "classification"):
         keras.utils.set_random_seed(0)
         with device.dtype_policy(policy):
-            model = net.build_model(args.size, 1000, args.width, classes if objective == "classification" else 0)
+            model = build_model(args.size, 1000, args.width, classes if objective == "classification" else 0)
             loss = classification.RebalancedCrossEntropy(weights.tolist()) if objective == "classification" else "mse"
             compile_model(model, 1e-3, loss)
         first = float(model.train_on_batch(inputs, target))

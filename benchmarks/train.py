@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 
 from colorization import device
-from colorization import model as net
 from colorization.batches import Batch, Split, prefetch
 from colorization.embeddings import embed_dataset
 from colorization.extractor import HEADS, grey_input, load_extractor
+from colorization.model import build_model
 from colorization.preprocess import plan_shards, process_files
 from colorization.shards import Dataset
 from colorization.training import compile_model
@@ -114,7 +114,7 @@ def main() -> int:
         split = Split(data, extractor.id, validation=False, percent=0.01)
         steps = split.steps(args.batch_size)
         with device.dtype_policy(policy):
-            model = net.build_model(args.size, extractor.shape, args.width)
+            model = build_model(args.size, extractor.shape, args.width)
             compile_model(model, 1e-3)
         fit_rate(model, in_memory(split, args.batch_size), steps, split.size, 1)  # compiles every batch shape
         extractor.model.predict(grey_input(np.zeros((1, args.size, args.size), np.uint8)), verbose=0)

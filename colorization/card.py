@@ -6,6 +6,8 @@ import hashlib
 import io
 import json
 import zipfile
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import h5py
@@ -20,6 +22,17 @@ STATE_FILE = "state.json"
 KERAS_MEMBERS = ("config.json", "metadata.json")
 DOWNSAMPLING = 8  # the encoder halves the photo 3 times, so model sizes are multiples of 8
 RANDOM_WARNING = "RANDOM WEIGHTS: this Xception was not trained; its embeddings are meaningless (tests only)"
+RANDOM_MARK = "RANDOM"  # in the id of embeddings made by an untrained Xception
+
+
+def make_extractor_id(head: str, checksum: str, random: bool) -> str:
+    """The id that names an embedding set and the models trained on it: ``xception-HEAD-[RANDOM-]CHECKSUM``."""
+    return f"xception-{head}-{RANDOM_MARK + '-' if random else ''}{checksum}"
+
+
+def is_random_id(extractor_id: str) -> bool:
+    """Whether an extractor id (:func:`make_extractor_id`) names embeddings of an untrained Xception."""
+    return RANDOM_MARK in extractor_id.split("-")
 
 
 def check_keras_file(path: Path) -> None:
@@ -53,18 +66,73 @@ def has_checkpoint(model_dir: Path) -> bool:
     return (model_dir / CHECKPOINT_DIR / STATE_FILE).is_file()
 
 
-def model_id(model_dir: Path, temperature: float | None = None) -> str:
-    """Names a trained model by what it computes: its extractor, its architecture and its weight values, and
-    for a classification model the decoding temperature (``temperature``, by default the card's).
+@dataclass(frozen=True)
+class ModelCard:
+    """A trained model's card, typed: read once per run with :meth:`read`, then passed to whoever needs it.
 
-    Not by the bytes of ``model.keras``: that zip also records when it was saved, so the same weights saved
-    twice would look like a new model and an archive would be coloured again for nothing.
+    ``data`` keeps the whole card as written (history, evaluation, ...) for reports.
     """
-    card = read_card(model_dir)
-    name = f"{card['extractor_id']}/{computation_digest(model_dir / MODEL_FILE)}"
-    if card.get("objective") == "classification":
-        name += f"/T{temperature or card['temperature']:g}"
-    return name
+
+    model_dir: Path
+    extractor_id: str
+    extractor_weights: str  # imagenet, none or a file path: what rebuilds the extractor at colorize time
+    head: str  # where Xception is cut: predictions, avg_pool or spatial
+    random: bool  # trained on embeddings of an untrained Xception (tests only)
+    size: int
+    width: float
+    embedding_shape: tuple[int, ...]
+    objective: str  # regression or classification
+    temperature: float | None  # a classification model's default annealed-mean temperature
+    data: dict = field(repr=False, compare=False)
+
+    @classmethod
+    def read(cls, model_dir: Path) -> ModelCard:
+        """The card of ``model_dir``, or a clear error when it holds no trained model or a damaged one."""
+        data = read_card(model_dir)
+        try:
+            extractor_id = data["extractor_id"]
+            shape = data.get("embedding_shape") or [data["embedding_dim"]]
+            return cls(
+                model_dir=model_dir,
+                extractor_id=extractor_id,
+                extractor_weights=data.get("extractor_weights") or "imagenet",
+                head=data.get("extractor_head") or _head_of_id(extractor_id),
+                random=is_random_id(extractor_id),
+                size=int(data["size"]),
+                width=float(data["width"]),
+                embedding_shape=tuple(int(d) for d in shape),
+                objective=data.get("objective", "regression"),
+                temperature=data.get("temperature"),
+                data=data,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{model_dir / CARD_FILE}: not a model card (missing or bad {exc})") from exc
+
+    @property
+    def model_file(self) -> Path:
+        return self.model_dir / MODEL_FILE
+
+    @cached_property
+    def digest(self) -> str:
+        """:func:`computation_digest` of the model file, computed once per card."""
+        return computation_digest(self.model_file)
+
+    def model_id(self, temperature: float | None = None) -> str:
+        """Names the model by what it computes: its extractor, its architecture and its weight values, and
+        for a classification model the decoding temperature (``temperature``, by default the card's).
+
+        Not by the bytes of ``model.keras``: that zip also records when it was saved, so the same weights saved
+        twice would look like a new model and an archive would be coloured again for nothing.
+        """
+        name = f"{self.extractor_id}/{self.digest}"
+        if self.objective == "classification":
+            name += f"/T{temperature or self.temperature:g}"
+        return name
+
+
+def _head_of_id(extractor_id: str) -> str:
+    """The head of a card written before cards recorded it, from its extractor id (``xception-HEAD-...``)."""
+    return extractor_id.split("-")[1] if extractor_id.startswith("xception-") else "predictions"
 
 
 def computation_digest(model_file: Path) -> str:

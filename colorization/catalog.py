@@ -21,7 +21,6 @@ import pyarrow as pa
 from colorization import manifest
 from colorization.archive import Entry
 from colorization.errors import ConfigError, as_transient
-from colorization.render import COLORIZED, COLOUR, ERROR, PENDING
 
 STATE_DIR = ".colorize"
 LOCK_NAME = f"{STATE_DIR}/lock"  # held by the run colouring into the folder (colorization.lock)
@@ -38,6 +37,11 @@ SCHEMA = pa.schema(
         ("time", pa.timestamp("us", tz="UTC")),
     ]
 )
+# What a manifest row's ``status`` says of its photo:
+COLORIZED = "colorized"  # coloured into OUTPUT by the row's model
+COLOUR = "colour"  # already in colour, left alone (unless --recolor)
+ERROR = "error"  # unreadable or refused; ``error`` says why, and the next run tries it again
+PENDING = "pending"  # claimed before rendering starts: a run killed mid-render left at most these behind
 _LEGACY_UNCHANGED = "unchanged"  # written by earlier versions over colorized rows that a run left alone
 
 

@@ -26,8 +26,9 @@ import numpy as np
 
 from colorization import catalog
 from colorization.archive import Entry, read_entry
+from colorization.catalog import COLORIZED, COLOUR, ERROR, PENDING
 from colorization.errors import ImageError, TransientError, as_transient
-from colorization.render import COLORIZED, COLOUR, ERROR, PENDING, Prepared, Upsample, file_hash, prepare, render
+from colorization.render import Prepared, Upsample, file_hash, prepare, render
 
 log = logging.getLogger(__name__)
 

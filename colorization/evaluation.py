@@ -39,7 +39,7 @@ class Sample:
 
 
 def load_sample(data: bytes, name: str, long_side: int, max_pixels: int = images.DEFAULT_MAX_PIXELS,
-                grey_threshold: float = 2.5) -> Sample | None:
+                grey_threshold: float = lab.GREY_THRESHOLD) -> Sample | None:
     """The photo as a :class:`Sample`, or None when it is grey or toned (nothing to score colour against).
 
     Unreadable files raise :class:`colorization.errors.ImageError`. The photo is never enlarged.

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from colorization import device, lab
-from colorization.card import RANDOM_WARNING
+from colorization.card import RANDOM_WARNING, make_extractor_id
 from colorization.errors import ConfigError
 from colorization.preflight import HEADS, check_weights
 
@@ -113,8 +113,7 @@ def load_extractor(
         backbone = _with_head(backbone, head)
         grey = keras.Input((None, None, 1), name="grey")
         model = keras.Model(grey, backbone(XceptionInput(name="xception_input")(grey)), name="xception_embedder")
-    extractor_id = f"xception-{head}-{'RANDOM-' if random else ''}{weights_checksum(backbone)}"
-    return Extractor(model, extractor_id, head, random)
+    return Extractor(model, make_extractor_id(head, weights_checksum(backbone), random), head, random)
 
 
 _SEEDING = threading.Lock()

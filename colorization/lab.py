@@ -112,7 +112,10 @@ def chroma_spread(lightness: np.ndarray, ab: np.ndarray) -> float:
     return float(np.percentile(np.sqrt(np.einsum("ij,ij->i", residual, residual)), 98))
 
 
-def is_monochrome(lightness: np.ndarray, ab: np.ndarray, threshold: float = 2.5) -> bool:
+GREY_THRESHOLD = 2.5  # a,b spread (Lab units) under which a photo counts as grey or toned; see chroma_spread
+
+
+def is_monochrome(lightness: np.ndarray, ab: np.ndarray, threshold: float = GREY_THRESHOLD) -> bool:
     """Whether a photo is grey or toned (sepia and the like): :func:`chroma_spread` below ``threshold``."""
     return chroma_spread(lightness, ab) < threshold
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 
 from colorization.atomic import atomic_path
-from colorization.card import CARD_FILE, DOWNSAMPLING, MODEL_FILE, read_card
+from colorization.card import CARD_FILE, DOWNSAMPLING, MODEL_FILE, ModelCard
 from colorization.errors import ConfigError
 
 ENCODER = [(64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 1), (256, 1)]
@@ -100,7 +100,7 @@ def build_model(size: int = 256, embedding_shape: int | tuple[int, ...] = 1000, 
     return keras.Model({"L": lightness, "embedding": embedding}, ab, name="koalarization")
 
 
-def save(model: keras.Model, model_dir: Path, card: dict) -> None:
+def save_trained(model: keras.Model, model_dir: Path, card: dict) -> None:
     """Write ``model.keras`` and its card ``model.json`` atomically.
 
     The model is saved for inference: architecture and weights, without the optimizer's state (twice the
@@ -114,11 +114,10 @@ def save(model: keras.Model, model_dir: Path, card: dict) -> None:
         temp.write_text(json.dumps(card, indent=2) + "\n")
 
 
-def load(model_dir: Path, extractor_id: str | None = None) -> tuple[keras.Model, dict]:
-    """The trained model and its card; refuses a model trained on another extractor's embeddings."""
-    card = read_card(model_dir)
-    if extractor_id is not None and card["extractor_id"] != extractor_id:
+def load_trained(card: ModelCard, extractor_id: str | None = None) -> keras.Model:
+    """The trained network of ``card``; refuses a model trained on another extractor's embeddings."""
+    if extractor_id is not None and card.extractor_id != extractor_id:
         raise ConfigError(
-            f"{model_dir}: model was trained on embeddings of {card['extractor_id']}, not {extractor_id}"
+            f"{card.model_dir}: model was trained on embeddings of {card.extractor_id}, not {extractor_id}"
         )
-    return keras.models.load_model(model_dir / MODEL_FILE, compile=False), card
+    return keras.models.load_model(card.model_file, compile=False)

@@ -12,7 +12,14 @@ import os
 from pathlib import Path
 
 from colorization.archive import list_entries
-from colorization.card import CHECKPOINT_DIR, DOWNSAMPLING, MODEL_FILE, check_keras_file, has_checkpoint, read_card
+from colorization.card import (
+    CHECKPOINT_DIR,
+    DOWNSAMPLING,
+    MODEL_FILE,
+    ModelCard,
+    check_keras_file,
+    has_checkpoint,
+)
 from colorization.catalog import check_paths
 from colorization.discover import IMAGE_SUFFIXES, iter_images
 from colorization.embeddings import pick_extractor
@@ -176,18 +183,20 @@ def check_temperature(temperature: float | None) -> None:
 def check_colorize(
     source: Path, output: Path, model_dir: Path, weights: str | None, batch_size: int, workers: int | None,
     max_pixels: int, temperature: float | None = None, allow_empty: bool = False,
-) -> None:
-    """``allow_empty`` accepts a folder with no photo in it (a scheduled inbox on a quiet day)."""
+) -> ModelCard:
+    """The model's card, read while checking. ``allow_empty`` accepts a folder with no photo in it (a
+    scheduled inbox on a quiet day)."""
     check_temperature(temperature)
     at_least("--batch-size", batch_size)
     at_least("--workers", workers)
     at_least("--max-pixels", max_pixels)
     check_paths(source, output)
     writable_folder(output, "OUTPUT")
-    read_card(model_dir)
+    card = ModelCard.read(model_dir)
     check_weights(weights)
     if not (allow_empty and source.is_dir()) and not has_photos(source):
         raise _no_photos(source)
+    return card
 
 
 def check_evaluate(photos: Path, models: list[Path], report_dir: Path | None, long_side: int, batch_size: int,
@@ -198,7 +207,7 @@ def check_evaluate(photos: Path, models: list[Path], report_dir: Path | None, lo
     if not photos.exists():
         raise ConfigError(f"{photos}: no such folder or archive")
     for model_dir in models:
-        read_card(model_dir)
+        ModelCard.read(model_dir)
     writable_folder(report_dir or models[0] / "evaluation", "--report")
     if not has_photos(photos):
         raise _no_photos(photos)

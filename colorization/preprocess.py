@@ -72,7 +72,7 @@ def process_files(
     relatives: list[str],
     shard_path: Path,
     size: int,
-    grey_threshold: float = 2.5,
+    grey_threshold: float = lab.GREY_THRESHOLD,
     keep_grey: bool = False,
 ) -> ShardResult:
     """Load, square-crop and convert ``relatives`` (paths under ``source``) and write them as one shard.

@@ -23,9 +23,6 @@ from PIL import Image
 from colorization import guided, images, lab
 from colorization.atomic import atomic_path
 
-COLORIZED, COLOUR, ERROR = "colorized", "colour", "error"
-PENDING = "pending"  # claimed before rendering starts: a run killed mid-render left at most these behind
-
 Upsample = Literal["guided", "bicubic"]
 """How predicted a,b reach full size: ``bicubic`` resizing, or ``guided`` by the photo's L (edge-aware)."""
 
@@ -39,13 +36,14 @@ class Prepared:
     colour: bool
 
 
-def prepare(data: bytes, name: str, size: int, max_pixels: int, grey_threshold: float = 2.5) -> Prepared:
+def prepare(data: bytes, name: str, size: int, max_pixels: int, grey_threshold: float = lab.GREY_THRESHOLD
+            ) -> Prepared:
     """The model-size L of a photo (whole frame squeezed to ``size``x``size``) and its colour flag."""
     photo = images.decode(data, name, min_side=size, max_pixels=max_pixels)
     return prepare_image(photo.image, name, size, grey_threshold)
 
 
-def prepare_image(image: Image.Image, name: str, size: int, grey_threshold: float = 2.5) -> Prepared:
+def prepare_image(image: Image.Image, name: str, size: int, grey_threshold: float = lab.GREY_THRESHOLD) -> Prepared:
     """:func:`prepare` of a decoded 8-bit sRGB image, for photos that are already in memory (evaluation)."""
     small = np.asarray(image.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0))
     lightness, ab = lab.quantize(lab.rgb_to_lab(small))

@@ -27,6 +27,7 @@ from colorization.atomic import atomic_path
 from colorization.errors import ConfigError
 
 SCHEMA_VERSION = 1
+ROWS_PER_SHARD = 512  # photos per shard file: about 25 MB at 256x256
 _SHARD_NAME = re.compile(r"part-(\d{5,})\.parquet")
 
 MANIFEST_SCHEMA = pa.schema(
@@ -167,7 +168,15 @@ class Dataset:
         """The photo size the dataset was created with."""
         if not self.info_path.exists():
             raise ConfigError(f"{self.root}: not a dataset (no dataset.json); run preprocess first")
-        return int(json.loads(self.info_path.read_text())["size"])
+        try:
+            info = json.loads(self.info_path.read_text())
+            size, version = int(info["size"]), int(info.get("schema_version", SCHEMA_VERSION))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{self.info_path}: not a dataset description ({exc!r})") from exc
+        if version > SCHEMA_VERSION:
+            raise ConfigError(f"{self.root}: written by a newer colorization (dataset schema {version}, this "
+                              f"version reads up to {SCHEMA_VERSION}); upgrade, or preprocess into a new folder")
+        return size
 
     def check_size(self, size: int) -> None:
         """Refuse a size that differs from the one an existing dataset was built at."""

@@ -21,12 +21,12 @@ import keras
 import numpy as np
 
 from colorization import classification, colour_classes, device, lab, metrics, prior, render
-from colorization import model as net
 from colorization.atomic import atomic_path, remove_stale_temps
 from colorization.batches import Split, prefetch
-from colorization.card import CARD_FILE, CHECKPOINT_DIR, STATE_FILE, has_checkpoint, read_card
+from colorization.card import CARD_FILE, CHECKPOINT_DIR, MODEL_FILE, STATE_FILE, has_checkpoint, is_random_id, read_card
 from colorization.embeddings import embedding_shape, pick_extractor, read_extractor_info
 from colorization.errors import ConfigError
+from colorization.model import build_model, fusion_kind, save_trained
 from colorization.preflight import check_hyperparameters, check_model_dir, check_objective, check_schedule
 from colorization.shards import Dataset
 
@@ -209,7 +209,7 @@ class Trainer:
 
     def is_saved(self) -> bool:
         """Whether the final model and its card are in ``model_dir`` (a kill can fall between checkpoint and them)."""
-        return (self.model_dir / net.MODEL_FILE).is_file() and (self.model_dir / CARD_FILE).is_file()
+        return (self.model_dir / MODEL_FILE).is_file() and (self.model_dir / CARD_FILE).is_file()
 
     def start(self, resume: bool) -> None:
         """Build a new model, or load the checkpoint with its optimizer state when ``resume``.
@@ -231,7 +231,7 @@ class Trainer:
             classes, loss = len(weights), classification.RebalancedCrossEntropy(weights.tolist())
         keras.utils.set_random_seed(self.config.seed)
         with distribution_scope(), device.dtype_policy(device.compute_policy(self.config.mixed_precision)):
-            self.model = net.build_model(size, shape, self.config.width, classes)
+            self.model = build_model(size, shape, self.config.width, classes)
             compile_model(self.model, self.config.learning_rate, loss)
         self.state = State(self.config, self.extractor_id, size, shape)
         self.decode = self._decoder()
@@ -251,7 +251,7 @@ class Trainer:
         shape = tuple(saved["embedding_shape"]) if "embedding_shape" in saved else (saved["embedding_dim"],)
         self.state = State(config, saved["extractor_id"], saved["size"], shape, history)
         with distribution_scope(), device.dtype_policy(device.compute_policy(config.mixed_precision)):
-            self.model = keras.models.load_model(self.checkpoint_dir / net.MODEL_FILE)
+            self.model = keras.models.load_model(self.checkpoint_dir / MODEL_FILE)
         self.decode = self._decoder()
         log.info("resuming %s after epoch %d", self.model_dir, self.state.epochs_done)
 
@@ -300,7 +300,7 @@ class Trainer:
                                            decode=self.decode)
         log.info("validation split scored on %d photos", self.evaluation["photos"])
         card = self.card()
-        net.save(self.model, self.model_dir, card)
+        save_trained(self.model, self.model_dir, card)
         return card
 
     def _validation_loss(self) -> keras.losses.Loss | None:
@@ -309,7 +309,7 @@ class Trainer:
         return self.model.loss if self.state.config.objective == "classification" else None
 
     def _save_checkpoint(self) -> None:
-        with atomic_path(self.checkpoint_dir / net.MODEL_FILE) as temp:
+        with atomic_path(self.checkpoint_dir / MODEL_FILE) as temp:
             self.model.save(temp)
         state = {**asdict(self.state), "history": [asdict(h) for h in self.state.history]}
         with atomic_path(self.checkpoint_dir / STATE_FILE) as temp:
@@ -325,17 +325,19 @@ class Trainer:
     def card(self) -> dict:
         """The model card written beside ``model.keras``."""
         last = self.state.history[-1] if self.state.history else None
+        extractor = read_extractor_info(self.dataset.embeddings_dir(self.extractor_id))
         return {
             "model": "koalarization",
             "extractor_id": self.extractor_id,
-            "extractor_weights": read_extractor_info(self.dataset.embeddings_dir(self.extractor_id)).get("weights"),
-            "random_extractor": "RANDOM" in self.extractor_id,
+            "extractor_weights": extractor.get("weights"),
+            "extractor_head": extractor.get("head"),
+            "random_extractor": is_random_id(self.extractor_id),
             "size": self.state.size,
             "width": self.state.config.width,
             **self.objective_card(),
             "embedding_dim": self.state.embedding_shape[-1],
             "embedding_shape": list(self.state.embedding_shape),
-            "fusion": net.fusion_kind(self.state.embedding_shape),
+            "fusion": fusion_kind(self.state.embedding_shape),
             "dataset": str(self.dataset.root),
             "train_images": self.train_split.size,
             "validation_images": self.val_split.size,

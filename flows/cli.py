@@ -16,8 +16,10 @@ from typing import NoReturn
 
 from colorization import preflight
 from colorization.errors import ConfigError
+from colorization.images import DEFAULT_MAX_PIXELS
 from colorization.lock import LOCK_FILE, ensure_free
 from colorization.preflight import HEADS, OBJECTIVES, SCHEDULES
+from colorization.shards import ROWS_PER_SHARD
 
 OBJECTIVE_HELP = ("regression (MSE on a,b, the paper's; default) or classification (Zhang et al. 2016: "
                   "rebalanced cross-entropy over a,b bins)")
@@ -163,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("source", type=_path, help="folder tree of photos")
     pre.add_argument("--dataset", type=_path, required=True, help="dataset folder to create or extend")
     pre.add_argument("--size", type=int, default=256, help="square crop size in pixels (default 256)")
-    pre.add_argument("--rows-per-shard", type=int, default=512, help="photos per shard file (default 512)")
+    pre.add_argument("--rows-per-shard", type=int, default=ROWS_PER_SHARD,
+                     help=f"photos per shard file (default {ROWS_PER_SHARD})")
     pre.add_argument("--workers", type=int, default=None, help="local Dask workers (default: one per core)")
     pre.add_argument("--dask-address", default=None, help="use this Dask scheduler instead of a local cluster")
     pre.add_argument("--keep-grey", action="store_true", help="keep grey and sepia photos in the shards")
@@ -224,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--overwrite", action="store_true", help="redo everything, replacing existing outputs")
     col.add_argument("--workers", type=int, default=None, help="local Dask workers for decoding and encoding")
     col.add_argument("--dask-address", default=None, help="use this Dask scheduler instead of a local cluster")
-    col.add_argument("--max-pixels", type=int, default=200_000_000, help="refuse larger photos (default 200 MP)")
+    col.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                     help=f"refuse larger photos (default {DEFAULT_MAX_PIXELS // 1_000_000} MP)")
     _add_wait(col)
     _add_upsample(col)
     col.add_argument("--temperature", type=float, default=None, help=TEMPERATURE_HELP)

@@ -31,7 +31,8 @@ from tqdm import tqdm
 from colorization import catalog
 from colorization.archive import Entry, list_entries
 from colorization.atomic import atomic_path, remove_stale_temps
-from colorization.card import RANDOM_WARNING, model_id, read_card
+from colorization.card import RANDOM_WARNING, ModelCard
+from colorization.catalog import COLORIZED, COLOUR, ERROR
 from colorization.colorize_loop import (
     LoopReport,
     PrepareResult,
@@ -44,7 +45,7 @@ from colorization.errors import TransientError
 from colorization.gallery import html_contact_sheet, markdown_gallery
 from colorization.images import DEFAULT_MAX_PIXELS
 from colorization.preflight import check_colorize
-from colorization.render import COLORIZED, COLOUR, ERROR, Upsample
+from colorization.render import Upsample
 from flows.common import GPU_LIMIT, dask_runner, locked, project_path, resolve_weights
 
 LOST_WORKER = (KilledWorker, CommClosedError)
@@ -125,26 +126,24 @@ def colorize(
     """
     logger = get_run_logger()
     source, output, model_dir = project_path(input), project_path(output), project_path(model)
-    check_colorize(source, output, model_dir, resolve_weights(weights), batch_size, workers, max_pixels,
-                   temperature, allow_empty)
+    card = check_colorize(source, output, model_dir, resolve_weights(weights), batch_size, workers, max_pixels,
+                          temperature, allow_empty)
     _remove_temps(output, "an interrupted run")
     entries = list_entries(source)
     ledger = catalog.Ledger(output)
-    current_model = model_id(model_dir, temperature)
-    random = "RANDOM" in current_model
+    current_model = card.model_id(temperature)
     work = catalog.plan(entries, ledger.frame(), output, current_model, recolor, overwrite)
     logger.info("%s: %d photos, %d to process, %d left as they are", source, len(entries), len(work.pending),
                 work.kept)
     started = time.perf_counter()
-    predict = _predictor(model_dir, weights, temperature, batch_size) if work.pending else _nothing_to_predict
+    predict = _predictor(card, weights, temperature, batch_size) if work.pending else _nothing_to_predict
     with dask_runner(workers, dask_address, max(1, len(work.pending))) as runner:
-        size = int(read_card(model_dir)["size"])
         progress = create_progress_artifact(0.0, key="colorize-progress", description=f"Colouring {source}") \
             if work.pending else None
         bar = tqdm(total=len(work.pending), unit="photo", desc="colorize", disable=None)
 
         def submit_prepare(batch: list[Entry]) -> _TaskFuture:
-            return _TaskFuture(runner.submit(prepare_photos, {"source": source, "entries": batch, "size": size,
+            return _TaskFuture(runner.submit(prepare_photos, {"source": source, "entries": batch, "size": card.size,
                                                               "max_pixels": max_pixels}))
 
         def submit_render(entry: Entry, ab: np.ndarray, thumbnail: int) -> _TaskFuture:
@@ -166,7 +165,7 @@ def colorize(
     for row in report.records:
         if row["status"] == ERROR:
             logger.warning("%s", row["error"])
-    _publish(output, summary, report, random)
+    _publish(output, summary, report, card.random)
     logger.info("%s; contact sheet: %s", ", ".join(f"{k}: {v}" for k, v in summary.items()),
                 output / catalog.STATE_DIR / "gallery.html")
     if not work.pending and not work.records:
@@ -183,7 +182,7 @@ def _remove_temps(output: Path, left_by: str) -> None:
         get_run_logger().info("%s: removed %d temporary files left by %s", output, removed, left_by)
 
 
-def _predictor(model_dir: Path, weights: str | None, temperature: float | None, batch_size: int
+def _predictor(card: ModelCard, weights: str | None, temperature: float | None, batch_size: int
                ) -> Callable[[np.ndarray], np.ndarray]:
     """The network as the loop calls it, holding the ``gpu`` slot.
 
@@ -193,9 +192,9 @@ def _predictor(model_dir: Path, weights: str | None, temperature: float | None, 
     from colorization.colorize import Colorizer  # here, not at the top: Dask workers never import Keras
 
     with concurrency(GPU_LIMIT, occupy=1):
-        colorizer = Colorizer.load(model_dir, resolve_weights(weights), temperature)
+        colorizer = Colorizer.load(card, resolve_weights(weights), temperature)
     if colorizer.extractor.random:
-        get_run_logger().warning("%s: %s", model_dir, RANDOM_WARNING)
+        get_run_logger().warning("%s: %s", card.model_dir, RANDOM_WARNING)
 
     def predict(lightness: np.ndarray) -> np.ndarray:
         with concurrency(GPU_LIMIT, occupy=1):

@@ -12,12 +12,22 @@ from prefect.futures import as_completed
 from pydantic import Field
 from tqdm import tqdm
 
-from colorization import preprocess as lib
+from colorization import lab
 from colorization.atomic import remove_stale_temps
 from colorization.discover import find_images
 from colorization.manifest import merge
 from colorization.preflight import MIN_SIZE, check_preprocess
-from colorization.shards import Dataset, shard_index
+from colorization.preprocess import (
+    ERROR,
+    GREY,
+    WRITTEN,
+    ShardResult,
+    pending_files,
+    plan_shards,
+    process_files,
+    remove_orphan_shards,
+)
+from colorization.shards import ROWS_PER_SHARD, Dataset, shard_index
 from flows.common import dask_runner, locked, project_path
 
 SHARD_RETRIES = 2
@@ -26,19 +36,19 @@ SHARD_RETRIES = 2
 @task(name="preprocess-shard", retries=SHARD_RETRIES, retry_delay_seconds=1)
 def preprocess_shard(
     source: Path, shard_path: Path, relatives: list[str], size: int, grey_threshold: float, keep_grey: bool
-) -> lib.ShardResult:
+) -> ShardResult:
     """One shard: its files decoded, converted and written together; returns paths and counts only.
 
     Retried when it fails as a whole (a worker's file system hiccup, a killed process): the shard is written
     atomically under the same name and recorded only once it is done, so a retry never leaves a corrupt one.
     """
-    return lib.process_files(source, relatives, shard_path, size, grey_threshold, keep_grey)
+    return process_files(source, relatives, shard_path, size, grey_threshold, keep_grey)
 
 
 @flow(name="preprocess-shards")
 def preprocess_shards(
     source: Path, dataset: Path, plan: list[tuple[str, list[str]]], size: int, grey_threshold: float, keep_grey: bool
-) -> list[lib.ShardResult]:
+) -> list[ShardResult]:
     """Run one task per shard and record each in the manifest as soon as it finishes."""
     logger = get_run_logger()
     data = Dataset(dataset)
@@ -57,8 +67,8 @@ def preprocess_shards(
         bar.update(len(result.records))
         logger.info(
             "shard %d/%d %s: %d written, %d grey, %d errors",
-            done, len(plan), result.shard or "(none)", result.count(lib.WRITTEN), result.count(lib.GREY),
-            result.count(lib.ERROR),
+            done, len(plan), result.shard or "(none)", result.count(WRITTEN), result.count(GREY),
+            result.count(ERROR),
         )
     bar.close()
     return results
@@ -70,11 +80,11 @@ def preprocess(
     source: Path,
     dataset: Path,
     size: Annotated[int, Field(ge=MIN_SIZE)] = 256,
-    rows_per_shard: Annotated[int, Field(ge=1)] = 512,
+    rows_per_shard: Annotated[int, Field(ge=1)] = ROWS_PER_SHARD,
     workers: Annotated[int | None, Field(ge=1)] = None,
     dask_address: str | None = None,
     keep_grey: bool = False,
-    grey_threshold: Annotated[float, Field(ge=0)] = 2.5,
+    grey_threshold: Annotated[float, Field(ge=0)] = lab.GREY_THRESHOLD,
     wait: bool = False,
 ) -> dict:
     """Convert every new photo under ``source`` into ``dataset``'s shards and manifest.
@@ -89,13 +99,13 @@ def preprocess(
     data = Dataset(root)
     data.ensure_size(size)
     manifest = data.read_manifest()
-    lib.remove_orphan_shards(data, manifest)
+    remove_orphan_shards(data, manifest)
     if data.shards_dir.is_dir():
         remove_stale_temps(data.shards_dir)
     found = find_images(source)
-    pending = lib.pending_files(source, found, manifest)
+    pending = pending_files(source, found, manifest)
     existing = data.shards()
-    plan = lib.plan_shards(pending, rows_per_shard, shard_index(existing[-1]) + 1 if existing else 0)
+    plan = plan_shards(pending, rows_per_shard, shard_index(existing[-1]) + 1 if existing else 0)
     logger.info("%s: %d photos to process into %d shards of %s", source, len(pending), len(plan), root)
 
     started = time.perf_counter()
@@ -108,7 +118,7 @@ def preprocess(
     seconds = time.perf_counter() - started
 
     summary = _summary(len(found), len(pending), results, seconds)
-    errors = [r for result in results for r in result.records if r["status"] == lib.ERROR]
+    errors = [r for result in results for r in result.records if r["status"] == ERROR]
     for record in errors:
         logger.warning("%s", record["error"])
     _publish(summary, errors)
@@ -118,16 +128,16 @@ def preprocess(
     return summary
 
 
-def _summary(found: int, processed: int, results: list[lib.ShardResult], seconds: float) -> dict:
+def _summary(found: int, processed: int, results: list[ShardResult], seconds: float) -> dict:
     def count(status: str) -> int:
         return sum(r.count(status) for r in results)
 
     return {
         "found": found,
         "new": processed,
-        "written": count(lib.WRITTEN),
-        "grey": count(lib.GREY),
-        "errors": count(lib.ERROR),
+        "written": count(WRITTEN),
+        "grey": count(GREY),
+        "errors": count(ERROR),
         "shards": sum(r.shard is not None for r in results),
         "MB": round(sum(r.megabytes for r in results), 2),
         "images/s": round(processed / seconds, 2) if processed and seconds > 0 else 0.0,

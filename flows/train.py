@@ -11,6 +11,7 @@ from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 from pydantic import Field
 
+from colorization.card import is_random_id
 from colorization.gallery import markdown_gallery
 from colorization.metrics import DIRECTION, grey_baseline
 from colorization.preflight import check_pipeline, check_train
@@ -61,7 +62,7 @@ def train(
     trainer = Trainer(Dataset(dataset), model_dir, config, extractor)
     if objective == "classification":
         ab_prior(dataset=dataset, validation_percent=validation_percent)
-    if "RANDOM" in trainer.extractor_id:
+    if is_random_id(trainer.extractor_id):
         logger.warning(RANDOM_NOTE.replace("*", ""))
     trainer.start(resume=resume)
     logger.info(

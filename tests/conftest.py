@@ -103,13 +103,14 @@ def embedded_dataset(tiny_dataset, tmp_path):
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, random_extractor):
     """A fusion model with random weights at 32x32, carded as trained on the random extractor's embeddings."""
-    from colorization import model as net
+    from colorization.model import build_model, save_trained
 
     model_dir = tmp_path_factory.mktemp("model")
-    card = {"extractor_id": random_extractor.id, "size": 32, "width": 0.125, "random_extractor": True}
-    model = net.build_model(32, random_extractor.dim, 0.125)
+    card = {"extractor_id": random_extractor.id, "size": 32, "width": 0.125, "random_extractor": True,
+            "embedding_shape": [random_extractor.dim]}
+    model = build_model(32, random_extractor.dim, 0.125)
     model.get_layer("ab").bias.assign([0.2, 0.3])  # a visible tint, so that "colour was added" can be checked
-    net.save(model, model_dir, card)
+    save_trained(model, model_dir, card)
     return model_dir
 
 

@@ -13,10 +13,10 @@ from PIL import Image
 from skimage import color
 
 from colorization import classification, colour_classes, lab, prior
-from colorization import model as net
 from colorization.batches import Split
-from colorization.card import model_id
+from colorization.card import ModelCard
 from colorization.errors import ConfigError
+from colorization.model import build_model, save_trained
 from colorization.training import TrainConfig, Trainer
 from flows.cli import main
 from tests.conftest import FAKE_EXTRACTOR
@@ -163,13 +163,13 @@ def classification_model(tmp_path_factory, random_extractor):
     """A classification model at 32x32 on the random extractor's embeddings, its logits tilted to one
     colourful bin so that colour is visibly added."""
     model_dir = tmp_path_factory.mktemp("classes")
-    model = net.build_model(32, random_extractor.dim, 0.125, Q)
+    model = build_model(32, random_extractor.dim, 0.125, Q)
     bias = np.zeros(Q, np.float32)
     bias[colour_classes.nearest_bin(np.array([30, 50]))] = 4.0
     model.get_layer("ab_logits").bias.assign(bias)
     card = {"extractor_id": random_extractor.id, "size": 32, "width": 0.125, "random_extractor": True,
-            "objective": "classification", "bins": Q, "temperature": 0.38}
-    net.save(model, model_dir, card)
+            "objective": "classification", "bins": Q, "temperature": 0.38, "embedding_shape": [random_extractor.dim]}
+    save_trained(model, model_dir, card)
     return model_dir
 
 
@@ -184,7 +184,7 @@ def test_colorizer_decodes_classification_models_in_lab_units(classification_mod
     cold = Colorizer.load(classification_model, temperature=0.05)
     assert cold.temperature == 0.05 and colorizer.temperature == 0.38
     assert np.abs(cold.predict_ab(lightness) - [30, 50]).max() < np.abs(ab - [30, 50]).max()
-    assert model_id(classification_model) == colorizer.id and colorizer.id.endswith("/T0.38")
+    assert ModelCard.read(classification_model).model_id() == colorizer.id and colorizer.id.endswith("/T0.38")
     assert cold.id.endswith("/T0.05")
     with pytest.raises(ConfigError, match="--temperature must be positive"):
         Colorizer.load(classification_model, temperature=0)

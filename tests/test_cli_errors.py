@@ -26,13 +26,14 @@ ROOT = Path(__file__).resolve().parents[1]
 NOWHERE = "http://127.0.0.1:9/api"  # nothing listens on the discard port
 
 
-def fake_model(folder: Path) -> Path:
+def fake_model(folder: Path, card: dict | None = None) -> Path:
     """A model folder that passes the checks without Keras: a zip with Keras' members, and a card."""
     folder.mkdir(parents=True)
     with zipfile.ZipFile(folder / "model.keras", "w") as archive:
         archive.writestr("config.json", "{}")
         archive.writestr("metadata.json", "{}")
-    (folder / "model.json").write_text(json.dumps({"extractor_id": "fake", "size": 32}))
+    card = card or {"extractor_id": "fake", "size": 32, "width": 0.5, "embedding_shape": [16]}
+    (folder / "model.json").write_text(json.dumps(card))
     return folder
 
 
@@ -46,6 +47,7 @@ def place(tmp_path_factory, sample_paths) -> Path:
     (root / "empty" / "notes.txt").write_text("no photos here\n")
     (root / "file").write_text("a regular file\n")
     fake_model(root / "model")
+    fake_model(root / "sizeless-model", {"extractor_id": "fake", "width": 0.5, "embedding_shape": [16]})
     (fake_model(root / "bad-model") / "model.keras").write_text("not a zip\n")
     with zipfile.ZipFile(root / "zip-model.keras", "w") as archive:
         archive.writestr("weights.h5", "")
@@ -78,6 +80,7 @@ CASES = [
     ("colorize photos out --model bad-model", ["bad-model/model.keras: not a Keras model file"]),
     ("colorize photos out --model zip-model", ["zip-model/model.keras: not a Keras model file", "config.json"]),
     ("colorize photos out --model nomodel", ["nomodel: no trained model here"]),
+    ("colorize photos out --model sizeless-model", ["sizeless-model/model.json: not a model card", "'size'"]),
     ("colorize photos file --model model", ["file: OUTPUT is a file, not a folder"]),
     ("colorize photos file/out --model model", ["OUTPUT cannot be created", "file is a file"]),
     ("colorize empty out --model model", ["empty: no photos here"]),

@@ -11,7 +11,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from colorization import extractor as xmod
 from colorization.embeddings import (
     EXTRACTOR_KEY,
     embed_dataset,
@@ -158,7 +157,7 @@ def test_offline_imagenet_says_how_to_pass_a_file(monkeypatch):
     def offline(*args, **kwargs):
         raise Exception("URL fetch failure: Name or service not known")
 
-    monkeypatch.setattr(xmod.keras.src.utils.file_utils, "get_file", offline)
+    monkeypatch.setattr(keras.src.utils.file_utils, "get_file", offline)
     with pytest.raises(ConfigError, match="could not get the ImageNet Xception weights.*--weights /path/to/xception"):
         load_extractor("imagenet")
 

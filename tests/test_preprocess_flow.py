@@ -9,7 +9,8 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-from colorization import preprocess as lib
+import flows.preprocess
+from colorization.preprocess import GREY, WRITTEN, plan_shards
 from colorization.shards import Dataset, read_shard, shard_schema
 from flows.cli import main
 from flows.preprocess import preprocess, preprocess_shard, preprocess_shards
@@ -125,7 +126,7 @@ def test_shard_task_is_retried_after_a_failure(prefect_harness, tmp_path, sample
     copy_samples(sample_paths[:3], source)
     data = Dataset(tmp_path / "ds")
     data.ensure_size(32)
-    real, calls = lib.process_files, []
+    real, calls = flows.preprocess.process_files, []
 
     def flaky(*args, **kwargs):
         calls.append(args)
@@ -133,11 +134,11 @@ def test_shard_task_is_retried_after_a_failure(prefect_harness, tmp_path, sample
             raise OSError("the worker's file system went away")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(lib, "process_files", flaky)  # tasks run on threads of this process here, not on Dask
-    plan = lib.plan_shards(sorted(p.name for p in source.iterdir()), 8, 0)
+    monkeypatch.setattr(flows.preprocess, "process_files", flaky)  # tasks run on threads of this process, not Dask
+    plan = plan_shards(sorted(p.name for p in source.iterdir()), 8, 0)
     results = preprocess_shards(source, data.root, plan, 32, 2.5, True)
     assert len(calls) == 2
-    assert [r.count(lib.WRITTEN) + r.count(lib.GREY) for r in results] == [3]
+    assert [r.count(WRITTEN) + r.count(GREY) for r in results] == [3]
     assert len(data.read_manifest()) == 3 and len(read_shard(data.shards()[0])) == 3
 
 

@@ -138,8 +138,11 @@ def test_dashboard_shows_summary_and_gallery(service, colorize_run, tmp_path):
             page.get_by_text("colorize-summary").first.click()
             table = page.get_by_role("table").first
             table.wait_for()
-            text = table.inner_text()
-            assert "colorized" in text and "images/s" in text and "2" in text
+            headers = [h.strip() for h in table.locator("th").all_inner_texts()]
+            cells = [c.strip() for c in table.locator("tbody tr").first.locator("td").all_inner_texts()]
+            summary = dict(zip(headers, cells))
+            assert (summary["outcome"], summary["photos"], summary["colorized"]) == ("done", "2", "2"), summary
+            assert float(summary["images/s"]) > 0
             page.screenshot(path=shots / "colorize-summary.png", full_page=True)
 
             page.goto(run_page)

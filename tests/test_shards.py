@@ -77,6 +77,17 @@ def test_dataset_refuses_other_size(tmp_path):
         Dataset(tmp_path / "other").size()
 
 
+def test_dataset_of_a_newer_schema_or_damaged_description_is_refused(tmp_path):
+    data = Dataset(tmp_path / "ds")
+    data.ensure_size(64)
+    data.info_path.write_text('{"size": 64, "schema_version": 99}')
+    with pytest.raises(ConfigError, match="newer colorization \\(dataset schema 99, this version reads up to 1\\)"):
+        data.size()
+    data.info_path.write_text('{"schema_version": 1}')
+    with pytest.raises(ConfigError, match="dataset.json: not a dataset description"):
+        data.size()
+
+
 def test_shards_are_listed_in_index_order(tmp_path):
     data = Dataset(tmp_path)
     for index in (10, 2, 100000):

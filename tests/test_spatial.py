@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from colorization import model as net
 from colorization.batches import Rows, Split, to_batch
 from colorization.colorize import Colorizer
 from colorization.embeddings import embedding_shape
 from colorization.errors import ConfigError
 from colorization.evaluation import colour_samples, load_sample
+from colorization.model import build_model, fusion_kind
 from colorization.shards import Dataset
 from colorization.training import STATE_FILE, TrainConfig, Trainer
 from flows.cli import main
@@ -24,21 +24,21 @@ TINY = TrainConfig(epochs=2, batch_size=4, learning_rate=2e-3, width=0.125, vali
 
 
 def test_fusion_is_chosen_by_the_embedding_shape():
-    spatial = net.build_model(32, (10, 10, 24), 0.125)
+    spatial = build_model(32, (10, 10, 24), 0.125)
     out = spatial({"L": np.zeros((2, 32, 32, 1), np.float32), "embedding": np.ones((2, 10, 10, 24), np.float32)})
     assert tuple(out.shape) == (2, 32, 32, 2)
     assert tuple(spatial.get_layer("embedding_grid").output.shape) == (None, 4, 4, 24)
     assert tuple(spatial.get_layer("fuse").output.shape) == (None, 4, 4, 32 + 24)
     assert "repeat_embedding" not in [layer.name for layer in spatial.layers]
-    paper = net.build_model(32, 16, 0.125)
+    paper = build_model(32, 16, 0.125)
     assert "repeat_embedding" in [layer.name for layer in paper.layers]
-    assert net.fusion_kind((16,)) == "global" and net.fusion_kind((10, 10, 24)) == "spatial"
+    assert fusion_kind((16,)) == "global" and fusion_kind((10, 10, 24)) == "spatial"
     with pytest.raises(ConfigError, match="a vector or an"):
-        net.build_model(32, (10, 24), 0.125)
+        build_model(32, (10, 24), 0.125)
 
 
 def test_the_map_is_resized_over_the_grid_not_averaged_away():
-    model = net.build_model(64, (2, 2, 1), 0.125)
+    model = build_model(64, (2, 2, 1), 0.125)
     grid = model.get_layer("embedding_grid")
     left_right = np.array([[[[0.0], [1.0]], [[0.0], [1.0]]]], np.float32)
     resized = np.asarray(grid(left_right))[0, ..., 0]

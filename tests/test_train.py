@@ -12,9 +12,11 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-from colorization import model as net
 from colorization.batches import Split, is_validation
+from colorization.card import ModelCard
 from colorization.errors import ConfigError
+from colorization.model import build_model, load_trained, save_trained
+from colorization.shards import read_shard
 from colorization.training import TrainConfig, Trainer, compile_model
 from flows.cli import main
 from flows.train import pipeline, train
@@ -30,20 +32,20 @@ def artifacts(key: str):
 
 
 def test_model_shapes_and_width():
-    model = net.build_model(64, 16, 0.25)
+    model = build_model(64, 16, 0.25)
     out = model({"L": np.zeros((2, 64, 64, 1), np.float32), "embedding": np.zeros((2, 16), np.float32)})
     assert tuple(out.shape) == (2, 64, 64, 2)
     assert model.get_layer("encoder_0").filters == 16 and model.get_layer("fusion").filters == 64
-    assert net.build_model(64, 16, 1.0).count_params() > 10 * model.count_params()
+    assert build_model(64, 16, 1.0).count_params() > 10 * model.count_params()
     with pytest.raises(ConfigError, match="multiple of 8"):
-        net.build_model(60, 16)
+        build_model(60, 16)
 
 
 def test_tiny_model_overfits_a_fixed_batch(embedded_dataset):
     split = Split(embedded_dataset, FAKE_EXTRACTOR, validation=False, percent=1.0)
     inputs, target = next(split.batches(4))
     keras.utils.set_random_seed(0)
-    model = net.build_model(32, 16, 0.25)
+    model = build_model(32, 16, 0.25)
     compile_model(model, 3e-3)
     before = float(model.evaluate(inputs, target, verbose=0))
     model.fit(inputs, target, batch_size=4, epochs=300, verbose=0)
@@ -51,11 +53,18 @@ def test_tiny_model_overfits_a_fixed_batch(embedded_dataset):
     assert after < before / 10, (before, after)
 
 
+def split_ids(split: Split) -> set[str]:
+    return {read_shard(part.shard, ["id"]).ids[row] for part in split.parts for row in part.rows}
+
+
 def test_split_is_stable_disjoint_and_batches_cover_it(embedded_dataset):
     train_split = Split(embedded_dataset, FAKE_EXTRACTOR, validation=False, percent=20.0)
     val_split = Split(embedded_dataset, FAKE_EXTRACTOR, validation=True, percent=20.0)
     assert train_split.size + val_split.size == 10 and val_split.size > 0
-    assert is_validation("some/photo.jpg@0123", 20.0) == is_validation("some/photo.jpg@0123", 20.0)
+    train_ids, val_ids = split_ids(train_split), split_ids(val_split)
+    assert not train_ids & val_ids and len(train_ids | val_ids) == 10
+    assert split_ids(Split(embedded_dataset, FAKE_EXTRACTOR, validation=True, percent=20.0)) == val_ids
+    assert all(is_validation(i, 20.0) for i in val_ids) and not any(is_validation(i, 20.0) for i in train_ids)
     seen = sum(len(t) for _, t in train_split.batches(3, np.random.default_rng(0), flip=True, shards_in_memory=1))
     assert seen == train_split.size
     inputs, target = next(train_split.batches(3))
@@ -89,10 +98,13 @@ def test_saved_model_predicts_identically_and_refuses_other_extractor(embedded_d
     trainer.start(resume=False)
     card = trainer.run()
     inputs, _ = next(trainer.val_split.batches(4))
-    loaded, loaded_card = net.load(tmp_path / "model", FAKE_EXTRACTOR)
+    typed = ModelCard.read(tmp_path / "model")
+    loaded = load_trained(typed, FAKE_EXTRACTOR)
     before, after = trainer.model.predict_on_batch(inputs), loaded.predict_on_batch(inputs)
     assert np.array_equal(np.asarray(before), np.asarray(after))
-    assert loaded_card == json.loads((tmp_path / "model" / "model.json").read_text()) == card
+    assert typed.data == json.loads((tmp_path / "model" / "model.json").read_text()) == card
+    assert (typed.extractor_id, typed.size, typed.width, typed.objective, typed.random) == \
+        (FAKE_EXTRACTOR, 32, 0.125, "regression", False)
     assert card["extractor_id"] == FAKE_EXTRACTOR and card["size"] == 32 and card["train_images"] > 0
     evaluation = card["evaluation"]
     assert evaluation["photos"] == card["validation_images"] > 0
@@ -100,9 +112,9 @@ def test_saved_model_predicts_identically_and_refuses_other_extractor(embedded_d
     assert evaluation["model"]["psnr"]["mean"] == pytest.approx(card["metrics"]["psnr"], abs=1e-4), \
         "the epoch's PSNR and the final scoring render and score alike"
     with pytest.raises(ConfigError, match="trained on embeddings of fake-extractor-16, not xception-predictions-abc"):
-        net.load(tmp_path / "model", "xception-predictions-abc")
+        load_trained(typed, "xception-predictions-abc")
     with pytest.raises(ConfigError, match="no trained model here"):
-        net.load(tmp_path)
+        ModelCard.read(tmp_path)
 
 
 def test_train_flow_publishes_metrics_samples_and_model(prefect_harness, embedded_dataset, tmp_path):
@@ -163,17 +175,18 @@ def test_retried_flow_run_resumes_by_itself(prefect_harness, embedded_dataset, t
 
 
 def test_model_id_names_what_the_model_computes_not_when_it_was_saved(tmp_path):
-    from colorization.card import model_id
+    def model_id(model_dir):
+        return ModelCard.read(model_dir).model_id()
 
-    model = net.build_model(32, 16, 0.125)
-    card = {"extractor_id": FAKE_EXTRACTOR, "size": 32}
-    net.save(model, tmp_path / "a", card)
+    model = build_model(32, 16, 0.125)
+    card = {"extractor_id": FAKE_EXTRACTOR, "size": 32, "width": 0.125, "embedding_dim": 16}
+    save_trained(model, tmp_path / "a", card)
     time.sleep(1.1)  # the zip records its save time to the second
-    net.save(model, tmp_path / "b", card)
+    save_trained(model, tmp_path / "b", card)
     assert (tmp_path / "a" / "model.keras").read_bytes() != (tmp_path / "b" / "model.keras").read_bytes()
     assert model_id(tmp_path / "a") == model_id(tmp_path / "b")
     model.get_layer("ab").bias.assign([0.0, 1e-3])
-    net.save(model, tmp_path / "c", card)
+    save_trained(model, tmp_path / "c", card)
     assert model_id(tmp_path / "c") != model_id(tmp_path / "a")
     (tmp_path / "c" / "model.keras").write_text("not a zip")
     with pytest.raises(ConfigError, match="model.keras: not a Keras model file"):
