@@ -35,6 +35,8 @@ FIGURES = ("psnr", "ssim", "auc", "delta_e", "colorfulness_ratio")
 VARIANTS: dict[str, dict] = {
     "regression": {"objective": "regression"},
     "regression-constant": {"objective": "regression", "schedule": "constant"},
+    "regression-dropout": {"objective": "regression", "dropout": 0.5, "keep": "best"},
+    "regression-best": {"objective": "regression", "keep": "best"},
     "regression-wide": {"objective": "regression", "width": 1.0},
     "regression-long": {"objective": "regression", "epochs_factor": 2},
     "classification": {"objective": "classification"},

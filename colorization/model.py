@@ -63,10 +63,14 @@ def embedding_grid(embedding: keras.KerasTensor, grid: int) -> keras.KerasTensor
     return keras.layers.Reshape((grid, grid, embedding.shape[-1]), name="embedding_grid")(repeated)
 
 
-def build_model(size: int = 256, embedding_shape: int | tuple[int, ...] = 1000, width: float = 1.0, classes: int = 0
-                ) -> keras.Model:
+def build_model(size: int = 256, embedding_shape: int | tuple[int, ...] = 1000, width: float = 1.0, classes: int = 0,
+                dropout: float = 0.0) -> keras.Model:
     """The network for ``size``x``size`` inputs and embeddings of ``embedding_shape`` (a vector's length, or an
     (h, w, c) map; see :func:`fusion_kind`); ``width`` scales every layer's filters (1.0 = the paper's).
+
+    ``dropout`` > 0 drops that share of the embedding's channels, whole, at each training step (spatial
+    dropout on the grid, Tompson et al. 2015): with 2048 semantic channels and a few thousand photos the
+    decoder otherwise learns to recognise training photos by their embedding instead of colouring them.
 
     ``classes`` > 0 swaps the regression head for Zhang et al.'s classification head: logits over that many
     a,b bins at half the input size (:mod:`colorization.classification` decodes them).
@@ -85,6 +89,8 @@ def build_model(size: int = 256, embedding_shape: int | tuple[int, ...] = 1000, 
                                 name=f"encoder_{i}")(x)
 
     grid = embedding_grid(embedding, size // DOWNSAMPLING)
+    if dropout:
+        grid = keras.layers.SpatialDropout2D(dropout, name="embedding_dropout")(grid)
     x = keras.layers.Concatenate(name="fuse")([x, keras.ops.cast(grid, x.dtype)])
     x = keras.layers.Conv2D(_filters(FUSION, width), 1, activation="relu", name="fusion")(x)
 

@@ -31,6 +31,7 @@ WEIGHT_KEYWORDS = ("imagenet", "none")
 HEADS = ("predictions", "avg_pool", "spatial")  # what the Xception extractor can give the model
 OBJECTIVES = ("regression", "classification")  # what the model can learn
 SCHEDULES = ("cosine", "constant")  # how the learning rate moves over a run's epochs
+KEEPS = ("best", "last")  # which epoch's weights a run saves as its model
 
 
 def at_least(option: str, value: int | None, minimum: int = 1) -> None:
@@ -64,6 +65,16 @@ def check_hyperparameters(
 def check_objective(objective: str) -> None:
     if objective not in OBJECTIVES:
         raise ConfigError(f"--objective must be {' or '.join(OBJECTIVES)}, got {objective!r}")
+
+
+def check_dropout(dropout: float) -> None:
+    if not 0 <= dropout < 1:
+        raise ConfigError(f"--dropout must be at least 0 and below 1, got {dropout}")
+
+
+def check_keep(keep: str) -> None:
+    if keep not in KEEPS:
+        raise ConfigError(f"--keep must be {' or '.join(KEEPS)}, got {keep!r}")
 
 
 def check_schedule(schedule: str) -> None:
@@ -153,18 +164,20 @@ def check_embed(dataset: Path, weights: str, batch_size: int) -> None:
 
 def check_train(
     dataset: Path, model_dir: Path, epochs: int, batch_size: int, learning_rate: float, width: float, resume: bool,
-    extractor: str | None, validation_percent: float = 10.0,
+    extractor: str | None, validation_percent: float = 10.0, dropout: float = 0.0,
 ) -> None:
     check_hyperparameters(epochs, batch_size, learning_rate, width, validation_percent)
+    check_dropout(dropout)
     pick_extractor(existing_dataset(dataset), extractor)
     check_model_dir(model_dir, resume)
 
 
 def check_pipeline(
     source: Path, dataset: Path, model_dir: Path, size: int, weights: str, epochs: int, batch_size: int,
-    width: float, workers: int | None, resume: bool, validation_percent: float = 10.0,
+    width: float, workers: int | None, resume: bool, validation_percent: float = 10.0, dropout: float = 0.0,
 ) -> None:
     """The checks of every stage that can be made before the first one has run."""
+    check_dropout(dropout)
     at_least("--epochs", epochs)
     at_least("--batch-size", batch_size)
     positive("--width", width)

@@ -27,12 +27,22 @@ from colorization.card import CARD_FILE, CHECKPOINT_DIR, MODEL_FILE, STATE_FILE,
 from colorization.embeddings import embedding_shape, pick_extractor, read_extractor_info
 from colorization.errors import ConfigError
 from colorization.model import build_model, fusion_kind, save_trained
-from colorization.preflight import check_hyperparameters, check_model_dir, check_objective, check_schedule
+from colorization.preflight import (
+    check_dropout,
+    check_hyperparameters,
+    check_keep,
+    check_model_dir,
+    check_objective,
+    check_schedule,
+)
 from colorization.shards import Dataset
 
 log = logging.getLogger(__name__)
 
 COSINE_FLOOR = 0.02  # the cosine schedule's last learning rate, as a share of the first
+BEST_WEIGHTS = "best.weights.h5"  # in the checkpoint: the weights of the epoch with the lowest validation loss
+# What a checkpoint written before an option existed did: its run goes on the same way when resumed.
+BEFORE_OPTIONS = {"schedule": "constant", "dropout": 0.0, "keep": "last"}
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -47,11 +57,15 @@ class TrainConfig:
     mixed_precision: bool | None = None
     objective: str = "regression"
     schedule: str = "cosine"
+    dropout: float = 0.0
+    keep: str = "last"
 
     def check(self) -> None:
         check_hyperparameters(self.epochs, self.batch_size, self.learning_rate, self.width, self.validation_percent)
         check_objective(self.objective)
         check_schedule(self.schedule)
+        check_dropout(self.dropout)
+        check_keep(self.keep)
 
     def learning_rate_at(self, epoch: int) -> float:
         """The learning rate of ``epoch`` (1-based): constant, or a half cosine from ``learning_rate`` down to
@@ -231,7 +245,7 @@ class Trainer:
             classes, loss = len(weights), classification.RebalancedCrossEntropy(weights.tolist())
         keras.utils.set_random_seed(self.config.seed)
         with distribution_scope(), device.dtype_policy(device.compute_policy(self.config.mixed_precision)):
-            self.model = build_model(size, shape, self.config.width, classes)
+            self.model = build_model(size, shape, self.config.width, classes, self.config.dropout)
             compile_model(self.model, self.config.learning_rate, loss)
         self.state = State(self.config, self.extractor_id, size, shape)
         self.decode = self._decoder()
@@ -242,7 +256,7 @@ class Trainer:
             raise ConfigError(
                 f"{self.checkpoint_dir}: trained on embeddings of {saved['extractor_id']}, not {self.extractor_id}"
             )
-        config = TrainConfig(**{"schedule": "constant", **saved["config"], "epochs": self.config.epochs})
+        config = TrainConfig(**{**BEFORE_OPTIONS, **saved["config"], "epochs": self.config.epochs})
         if config.objective != self.config.objective:
             raise ConfigError(f"{self.checkpoint_dir}: a {config.objective} run; resume it with --objective "
                               f"{config.objective}, or choose another --model-dir")
@@ -293,15 +307,34 @@ class Trainer:
             result = EpochResult(epoch, float(history.history["loss"][-1]), val_loss, psnr, colour_pred, colour_true,
                                  self.train_split.size / seconds)
             self.state.history.append(result)
+            if config.keep == "best" and result.epoch == self.best_epoch():
+                with atomic_path(self.checkpoint_dir / BEST_WEIGHTS) as temp:
+                    self.model.save_weights(temp)
             self._save_checkpoint()
             if on_epoch is not None:
                 on_epoch(result)
+        if config.keep == "best":
+            self.model.load_weights(self.checkpoint_dir / BEST_WEIGHTS)
+            log.info("%s: keeping the weights of epoch %d, the lowest validation loss", self.model_dir,
+                     self.best_epoch())
         self.evaluation = score_validation(self.model, prefetch(self.val_split.batches(config.batch_size)),
                                            decode=self.decode)
         log.info("validation split scored on %d photos", self.evaluation["photos"])
         card = self.card()
         save_trained(self.model, self.model_dir, card)
         return card
+
+    def best_epoch(self) -> int:
+        """The finished epoch with the lowest validation loss (the first of equals), or the last epoch when
+        none has a finite one."""
+        finite = [h for h in self.state.history if np.isfinite(h.val_loss)]
+        if not finite:
+            return self.state.epochs_done
+        return min(finite, key=lambda h: h.val_loss).epoch
+
+    def kept_epoch(self) -> int:
+        """The epoch whose weights the saved model has."""
+        return self.best_epoch() if self.state.config.keep == "best" else self.state.epochs_done
 
     def _validation_loss(self) -> keras.losses.Loss | None:
         """The training loss for the validation split: the compiled one for classification (its weights are
@@ -324,7 +357,7 @@ class Trainer:
 
     def card(self) -> dict:
         """The model card written beside ``model.keras``."""
-        last = self.state.history[-1] if self.state.history else None
+        kept = next((h for h in self.state.history if h.epoch == self.kept_epoch()), None)
         extractor = read_extractor_info(self.dataset.embeddings_dir(self.extractor_id))
         return {
             "model": "koalarization",
@@ -342,7 +375,8 @@ class Trainer:
             "train_images": self.train_split.size,
             "validation_images": self.val_split.size,
             "epochs": self.state.epochs_done,
-            "metrics": last.row() if last else {},
+            "kept_epoch": self.kept_epoch(),
+            "metrics": kept.row() if kept else {},
             "evaluation": self.evaluation,
             "history": [h.row() for h in self.state.history],
             "config": asdict(self.state.config),

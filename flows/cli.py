@@ -18,11 +18,13 @@ from colorization import preflight
 from colorization.errors import ConfigError
 from colorization.images import DEFAULT_MAX_PIXELS
 from colorization.lock import LOCK_FILE, ensure_free
-from colorization.preflight import HEADS, OBJECTIVES, SCHEDULES
+from colorization.preflight import HEADS, KEEPS, OBJECTIVES, SCHEDULES
 from colorization.shards import ROWS_PER_SHARD
 
 OBJECTIVE_HELP = ("regression (MSE on a,b, the paper's; default) or classification (Zhang et al. 2016: "
                   "rebalanced cross-entropy over a,b bins)")
+DROPOUT_HELP = "share of the embedding's channels dropped at each training step (default 0: none)"
+KEEP_HELP = "save the weights of the epoch with the lowest validation loss (best) or of the last epoch (default)"
 SCHEDULE_HELP = "learning rate over the epochs: a half cosine down to 2%% of --learning-rate (default) or constant"
 TEMPERATURE_HELP = "annealed-mean temperature of a classification model (default: its card's, 0.38)"
 
@@ -77,20 +79,20 @@ def _embed(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     preflight.check_train(args.dataset, args.model_dir, args.epochs, args.batch_size, args.learning_rate,
-                          args.width, args.resume, args.extractor, args.validation_percent)
+                          args.width, args.resume, args.extractor, args.validation_percent, args.dropout)
     _start(args, args.model_dir)
     from flows.train import train
 
     train(dataset=args.dataset, model_dir=args.model_dir, epochs=args.epochs, batch_size=args.batch_size,
           learning_rate=args.learning_rate, width=args.width, resume=args.resume, extractor=args.extractor,
           validation_percent=args.validation_percent, objective=args.objective, schedule=args.schedule,
-          wait=args.wait)
+          dropout=args.dropout, keep=args.keep, wait=args.wait)
 
 
 def _pipeline(args: argparse.Namespace) -> None:
     preflight.check_pipeline(args.source, args.dataset, args.model_dir, args.size,
                              "imagenet" if args.weights == "auto" else args.weights, args.epochs, args.batch_size,
-                             args.width, args.workers, args.resume, args.validation_percent)
+                             args.width, args.workers, args.resume, args.validation_percent, args.dropout)
     _start(args, args.dataset, args.model_dir)
     from colorization.extractor import RANDOM_WARNING, imagenet_available
     from flows.train import pipeline
@@ -103,7 +105,7 @@ def _pipeline(args: argparse.Namespace) -> None:
     pipeline(source=args.source, dataset=args.dataset, model_dir=args.model_dir, size=args.size, weights=weights,
              head=args.head, epochs=args.epochs, batch_size=args.batch_size, width=args.width, workers=args.workers,
              resume=args.resume, validation_percent=args.validation_percent, objective=args.objective,
-             schedule=args.schedule, wait=args.wait)
+             schedule=args.schedule, dropout=args.dropout, keep=args.keep, wait=args.wait)
 
 
 def _colorize(args: argparse.Namespace) -> None:
@@ -194,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--validation-percent", type=float, default=10.0, help="share of photos held out (default 10)")
     trn.add_argument("--objective", choices=OBJECTIVES, default="regression", help=OBJECTIVE_HELP)
     trn.add_argument("--schedule", choices=SCHEDULES, default="cosine", help=SCHEDULE_HELP)
+    trn.add_argument("--dropout", type=float, default=0.0, help=DROPOUT_HELP)
+    trn.add_argument("--keep", choices=KEEPS, default="last", help=KEEP_HELP)
     _add_wait(trn)
     trn.set_defaults(run=_train)
 
@@ -213,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     pipe.add_argument("--validation-percent", type=float, default=10.0, help="share of photos held out (default 10)")
     pipe.add_argument("--objective", choices=OBJECTIVES, default="regression", help=OBJECTIVE_HELP)
     pipe.add_argument("--schedule", choices=SCHEDULES, default="cosine", help=SCHEDULE_HELP)
+    pipe.add_argument("--dropout", type=float, default=0.0, help=DROPOUT_HELP)
+    pipe.add_argument("--keep", choices=KEEPS, default="last", help=KEEP_HELP)
     _add_wait(pipe)
     pipe.set_defaults(run=_pipeline)
 

@@ -43,6 +43,8 @@ def train(
     seed: int = 0,
     objective: Literal["regression", "classification"] = "regression",
     schedule: Literal["cosine", "constant"] = "cosine",
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0,
+    keep: Literal["best", "last"] = "last",
     wait: bool = False,
 ) -> dict:
     """Train the fusion model on ``dataset``'s shards and embeddings into ``model_dir``.
@@ -52,13 +54,16 @@ def train(
     ``objective``: ``regression`` (the paper's MSE on a,b) or ``classification`` (Zhang et al.'s rebalanced
     classification over a,b bins; the bin counts are taken first, one Dask task per shard not counted yet).
     ``schedule``: the learning rate falls along a half cosine over the epochs (default), or stays constant.
+    ``dropout`` drops that share of the embedding's channels while training; ``keep`` saves the weights of the
+    epoch with the lowest validation loss (``best``) or of the last epoch.
     The run holds ``model_dir``'s lock; ``wait`` waits for another run that holds it instead of failing.
     """
     logger = get_run_logger()
     dataset, model_dir, resume = project_path(dataset), project_path(model_dir), resume or flow_run.run_count > 1
-    check_train(dataset, model_dir, epochs, batch_size, learning_rate, width, resume, extractor, validation_percent)
+    check_train(dataset, model_dir, epochs, batch_size, learning_rate, width, resume, extractor, validation_percent,
+                dropout)
     config = TrainConfig(epochs, batch_size, learning_rate, width, validation_percent, seed, objective=objective,
-                         schedule=schedule)
+                         schedule=schedule, dropout=dropout, keep=keep)
     trainer = Trainer(Dataset(dataset), model_dir, config, extractor)
     if objective == "classification":
         ab_prior(dataset=dataset, validation_percent=validation_percent)
@@ -140,6 +145,8 @@ def pipeline(
     validation_percent: Annotated[float, Field(gt=0, lt=100)] = 10.0,
     objective: Literal["regression", "classification"] = "regression",
     schedule: Literal["cosine", "constant"] = "cosine",
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0,
+    keep: Literal["best", "last"] = "last",
     wait: bool = False,
 ) -> dict:
     """preprocess -> embed -> train from one photo folder, each stage a subflow (and each incremental).
@@ -147,9 +154,10 @@ def pipeline(
     Each stage holds its folder's lock while it runs; ``wait`` waits for other runs that hold them.
     """
     check_pipeline(project_path(source), project_path(dataset), project_path(model_dir), size,
-                   resolve_weights(weights), epochs, batch_size, width, workers, resume, validation_percent)
+                   resolve_weights(weights), epochs, batch_size, width, workers, resume, validation_percent,
+                   dropout)
     preprocess(source=source, dataset=dataset, size=size, workers=workers, wait=wait)
     summary = embed(dataset=dataset, weights=weights, head=head, wait=wait)
     return train(dataset=dataset, model_dir=model_dir, epochs=epochs, batch_size=batch_size, width=width,
                  resume=resume, extractor=summary["extractor_id"], validation_percent=validation_percent,
-                 wait=wait, objective=objective, schedule=schedule)
+                 wait=wait, objective=objective, schedule=schedule, dropout=dropout, keep=keep)

@@ -244,3 +244,39 @@ def test_checkpoint_from_before_schedules_resumes_at_a_constant_rate(embedded_da
     second.start(resume=True)
     assert second.state.config.schedule == "constant"
     assert second.run()["config"]["schedule"] == "constant"
+
+
+def test_dropout_drops_whole_embedding_channels_in_training_only():
+    model = build_model(32, 16, 0.25, dropout=0.5)
+    inputs = {"L": np.full((2, 32, 32, 1), 128, np.float32), "embedding": np.ones((2, 16), np.float32)}
+    probe = keras.Model(model.inputs, model.get_layer("embedding_dropout").output)
+    trained = np.asarray(probe(inputs, training=True))
+    dropped = np.all(trained == 0, axis=(1, 2))
+    assert 0 < dropped.mean() < 1, "a share of channels, each dropped over the whole grid"
+    assert np.all((trained == 0) | np.isclose(trained, 2.0)), "kept channels are scaled by 1 / (1 - rate)"
+    assert np.array_equal(np.asarray(probe(inputs, training=False)), np.ones((2, 4, 4, 16), np.float32))
+    assert "embedding_dropout" not in [layer.name for layer in build_model(32, 16, 0.25).layers]
+    with pytest.raises(ConfigError, match="--dropout must be at least 0 and below 1, got 1.0"):
+        TrainConfig(dropout=1.0).check()
+
+
+def test_keep_best_saves_the_epoch_with_the_lowest_validation_loss(embedded_dataset, tmp_path, monkeypatch):
+    import colorization.training as training
+
+    losses = iter([0.5, 0.2, 0.4])  # epoch 2 is the best
+    real = training.validation_metrics
+
+    def scripted(*args, **kwargs):
+        _, psnr, colour, colour_true = real(*args, **kwargs)
+        return next(losses), psnr, colour, colour_true
+
+    monkeypatch.setattr(training, "validation_metrics", scripted)
+    trainer = Trainer(embedded_dataset, tmp_path / "m", TrainConfig(**{**TINY.__dict__, "epochs": 3, "keep": "best"}))
+    trainer.start(resume=False)
+    weights = {}
+    card = trainer.run(on_epoch=lambda r: weights.__setitem__(r.epoch, trainer.model.get_weights()))
+    assert card["epochs"] == 3 and card["kept_epoch"] == 2 and card["metrics"]["epoch"] == 2
+    saved = load_trained(ModelCard.read(tmp_path / "m"))
+    for kept, loaded in zip(weights[2], saved.get_weights()):
+        assert np.array_equal(kept, loaded)
+    assert not all(np.array_equal(a, b) for a, b in zip(weights[3], saved.get_weights()))
