@@ -18,7 +18,7 @@ import numpy as np
 
 from colorization.embeddings import read_aligned
 from colorization.errors import ConfigError
-from colorization.lab import AB_SCALE
+from colorization.lab import model_inputs, model_target
 from colorization.shards import Dataset, read_shard
 
 Batch = tuple[dict[str, np.ndarray], np.ndarray]
@@ -112,8 +112,8 @@ def to_batch(rows: Rows, flip_rng: np.random.Generator | None = None) -> Batch:
 
     A mirrored photo gets its feature map mirrored too, so the map still lies over what it describes.
     """
-    lightness = rows.L.astype(np.float32)[..., None]
-    target = rows.ab.astype(np.float32) / AB_SCALE
+    lightness = model_inputs(rows.L)
+    target = model_target(rows.ab)
     embedding = rows.embedding.astype(np.float32)
     if flip_rng is not None:
         mirror = flip_rng.random(len(rows)) < 0.5

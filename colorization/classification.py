@@ -39,8 +39,7 @@ class RebalancedCrossEntropy(keras.losses.Loss):
         self._coefficients = (soft * np.asarray(self.bin_weights, np.float32)[indices[:, :1]]).astype(np.float32)
 
     def call(self, y_true, y_pred):
-        stored = ops.cast(ops.clip(ops.round(y_true * lab.AB_SCALE), -128, 127), "int32") + 128
-        key = stored[..., 0] * 256 + stored[..., 1]
+        key = colour_classes.table_key(ops.cast(ops.clip(ops.round(y_true * lab.AB_SCALE), -128, 127), "int32"))
         height, width = y_pred.shape[1], y_pred.shape[2]
         factor = ops.shape(y_true)[1] // height
         neighbours = self._indices.shape[1]

@@ -66,6 +66,5 @@ class Colorizer:
     def predict_ab(self, lightness: np.ndarray, batch_size: int = 16) -> np.ndarray:
         """a,b in Lab units (n, size, size, 2) for stored L arrays (n, size, size) uint8."""
         embedding = self.extractor.embed(lightness, batch_size).astype(np.float32)
-        inputs = {"L": lightness.astype(np.float32)[..., None], "embedding": embedding}
-        predicted = self.network.predict(inputs, batch_size=batch_size, verbose=0)
-        return np.asarray(predicted, np.float32) * lab.AB_SCALE
+        inputs = {"L": lab.model_inputs(lightness), "embedding": embedding}
+        return lab.from_model_output(self.network.predict(inputs, batch_size=batch_size, verbose=0))

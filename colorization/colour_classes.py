@@ -81,12 +81,12 @@ def encoding_table() -> tuple[np.ndarray, np.ndarray]:
     return indices, weights
 
 
-def table_key(ab: np.ndarray) -> np.ndarray:
-    """The :func:`encoding_table` row of stored a,b (..., 2) integers in [-128, 127]."""
-    ab = np.asarray(ab, np.int32)
+def table_key(ab):
+    """The :func:`encoding_table` row of stored a,b (..., 2) int32 in [-128, 127]: a numpy array, or a tensor
+    (the loss computes it on the accelerator with the same arithmetic)."""
     return (ab[..., 0] + 128) * 256 + (ab[..., 1] + 128)
 
 
 def nearest_bin(ab: np.ndarray) -> np.ndarray:
     """The index of the nearest bin of each stored a,b (..., 2)."""
-    return encoding_table()[0][table_key(ab), 0]
+    return encoding_table()[0][table_key(np.asarray(ab, np.int32)), 0]

@@ -16,9 +16,13 @@ from functools import cache
 import numpy as np
 from skimage import color
 
-AB_SCALE = 128.0
-L_SCALE = 255.0 / 100.0
+AB_SCALE = 128.0  # the model's a,b output is ab / AB_SCALE, in tanh's range
+L_SCALE = 255.0 / 100.0  # stored L = L * L_SCALE, on 0..255
 
+# The D65 white point for the CIE 1931 2° observer (CIE 15:2004), normalised to Y = 1, as scikit-image's
+# ``xyz_tristimulus_values``; the linear-light sRGB -> XYZ matrix of the sRGB primaries (IEC 61966-2-1:1999) as
+# scikit-image's ``xyz_from_rgb``, and its inverse as Bruce Lindbloom's published table. The transfer curve
+# below (0.04045, 12.92, 0.055, 2.4) is IEC 61966-2-1's; L*, a*, b* from XYZ are CIE 15:2004's (section 8.2.1).
 _D65 = np.array([0.95047, 1.0, 1.08883], np.float32)
 _XYZ_TO_RGB = np.array(
     [[3.2404542, -1.5371385, -0.4985314], [-0.9692660, 1.8760108, 0.0415560], [0.0556434, -0.2040259, 1.0572252]],
@@ -28,6 +32,21 @@ _RGB_TO_XYZ = np.array(
     [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]], np.float32
 )
 _Y_WEIGHTS = _RGB_TO_XYZ[1]
+
+
+def model_inputs(lightness: np.ndarray) -> np.ndarray:
+    """The network's L input (n, h, w, 1) float32 on 0..255, from stored L (n, h, w) uint8."""
+    return lightness.astype(np.float32)[..., None]
+
+
+def model_target(ab: np.ndarray) -> np.ndarray:
+    """What the network learns to output, ab / 128 float32, from a,b in Lab units (stored int8 or float)."""
+    return ab.astype(np.float32) / np.float32(AB_SCALE)
+
+
+def from_model_output(output: np.ndarray) -> np.ndarray:
+    """a,b in Lab units (float32) from the network's ab / 128 (the inverse of :func:`model_target`)."""
+    return np.asarray(output, np.float32) * np.float32(AB_SCALE)
 _GAMMA_STEPS = 16383
 _EPSILON = 216 / 24389
 _KAPPA = 24389 / 27

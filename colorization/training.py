@@ -144,7 +144,7 @@ def predictions(
 def to_srgb(lightness: np.ndarray, ab: np.ndarray) -> np.ndarray:
     """8-bit sRGB of one model-size row: L as the model input (0..255) and ab / 128, through colorize's own
     conversion (``render.colorize_pixels``), so training scores what users get."""
-    return render.colorize_pixels(lightness / np.float32(lab.L_SCALE), ab * np.float32(lab.AB_SCALE))
+    return render.colorize_pixels(lightness / np.float32(lab.L_SCALE), lab.from_model_output(ab))
 
 
 def validation_metrics(
