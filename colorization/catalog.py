@@ -64,9 +64,6 @@ def read_manifest(output: Path) -> pd.DataFrame:
     return rows
 
 
-merge = manifest.merge
-
-
 class Ledger:
     """The manifest of ``output`` in memory and its only writer.
 

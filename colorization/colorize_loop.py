@@ -6,11 +6,12 @@ futures (anything with ``result()`` and ``done()``, such as :class:`concurrent.f
 :class:`RenderResult`; the network comes in as ``predict(lightness) -> ab``. :func:`prepare_batch` and
 :func:`render_to_file` are the steps colorize submits; another stage can render somewhere else.
 
-Memory stays bounded whatever the archive's size: two batches are being prepared ahead, and at most
-``2 × batch_size`` renders are in flight. Photos are claimed in the manifest before their render is submitted
-(see :mod:`colorization.catalog`). A transient failure (disk full, permissions, I/O, a lost worker) stops the
-loop: nothing more is submitted, renders in flight are waited for and recorded, and photos not done keep the
-row they had, so that the next run retries them; bad photos are recorded as errors and the loop goes on.
+Memory stays bounded whatever the archive's size: ``PREPARE_AHEAD`` batches are being prepared ahead, and at
+most ``RENDER_BATCHES × batch_size`` renders are in flight. Photos are claimed in the manifest before their render
+is submitted (see :mod:`colorization.catalog`). A transient failure (disk full, permissions, I/O, a lost
+worker) stops the loop: nothing more is submitted, renders in flight are waited for and recorded, and photos
+not done keep the row they had, so that the next run retries them; bad photos are recorded as errors and the
+loop goes on.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from colorization.render import Prepared, Upsample, file_hash, prepare, render
 log = logging.getLogger(__name__)
 
 GALLERY_SIZE = 8  # photos whose before/after thumbnails are kept for the gallery
-THUMBNAIL = 256
+THUMBNAIL = 256  # long side (px) of the before/after thumbnails the first GALLERY_SIZE renders return
 PREPARE_AHEAD = 2  # batches being prepared while the network works on the current one
+RENDER_BATCHES = 2  # batches' worth of renders in flight: bounds the a,b planes held in memory
 
 T = TypeVar("T", covariant=True)
 
@@ -178,7 +180,7 @@ def colorize_pending(
                     thumbnail = THUMBNAIL if thumbnails < GALLERY_SIZE else 0
                     thumbnails += 1
                     rendering.append((item, submit_render(item.entry, ab_small.astype(np.float16), thumbnail)))
-            while len(rendering) > 2 * batch_size or (rendering and rendering[0][1].done()):
+            while len(rendering) > RENDER_BATCHES * batch_size or (rendering and rendering[0][1].done()):
                 finish(*rendering.popleft())
             ledger.flush()
             if on_progress is not None:

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 HEAD_LAYERS = {"predictions": "predictions", "avg_pool": "avg_pool", "spatial": "block14_sepconv2_act"}
 IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/xception/"
 XCEPTION_SIZE = 299
-RANDOM_SEED = 1712_03400
+RANDOM_SEED = 1712_03400  # any fixed number gives stable random weights; this one is the paper's arXiv id
 OFFLINE_HINT = (
     "on a machine without internet, download the file elsewhere and pass its path: "
     "--weights /path/to/xception_weights_tf_dim_ordering_tf_kernels.h5 "

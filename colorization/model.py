@@ -19,9 +19,24 @@ from colorization.atomic import atomic_path
 from colorization.card import CARD_FILE, DOWNSAMPLING, MODEL_FILE, ModelCard
 from colorization.errors import ConfigError
 
-ENCODER = [(64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 1), (256, 1)]
-FUSION = 256
-DECODER = [(128, True), (64, False), (64, True), (32, False)]
+# The paper's layers (Baldassarre et al. 2017, tables 1 and 2) at width 1.0; sizes for a 256x256 input.
+ENCODER = [  # (filters, stride) of each 3x3 ReLU conv
+    (64, 2),  # encoder_0: 128x128
+    (128, 1),  # encoder_1
+    (128, 2),  # encoder_2: 64x64
+    (256, 1),  # encoder_3
+    (256, 2),  # encoder_4: 32x32, the grid the embedding is laid over
+    (512, 1),  # encoder_5
+    (512, 1),  # encoder_6
+    (256, 1),  # encoder_7
+]
+FUSION = 256  # filters of the 1x1 conv over [encoder features, embedding] at each grid position
+DECODER = [  # (filters, then 2x upsampling?) of each 3x3 ReLU conv
+    (128, True),  # decoder_0: 64x64
+    (64, False),  # decoder_1
+    (64, True),  # decoder_2: 128x128
+    (32, False),  # decoder_3
+]  # then the 2-filter tanh conv "ab" and a last 2x upsampling to 256x256
 
 
 def _filters(base: int, width: float) -> int:

@@ -15,6 +15,7 @@ from PIL import Image
 from colorization import catalog, lab, metrics
 from colorization.archive import Entry, list_entries
 from colorization.errors import ConfigError
+from colorization.manifest import merge
 from flows.cli import main
 from flows.colorize import colorize
 from tests import icc
@@ -150,7 +151,7 @@ def test_plan_redoes_changed_files_and_all_after_a_model_change(tmp_path):
     (tmp_path / "b.jpg").write_bytes(b"x")
     records = [catalog.record(entries[0], "colorized", "m1"), catalog.record(entries[1], "colorized", "m1"),
                catalog.record(entries[2], "colour", "m1")]
-    manifest = catalog.merge(catalog.read_manifest(tmp_path), records)
+    manifest = merge(catalog.read_manifest(tmp_path), records)
 
     assert [e.name for e in catalog.plan(entries, manifest, tmp_path, "m1").pending] == []
     changed = [Entry("a.jpg", 11, 1)] + entries[1:]
@@ -164,7 +165,7 @@ def test_plan_redoes_changed_files_and_all_after_a_model_change(tmp_path):
 def test_outputs_of_a_killed_run_are_redone_not_mistaken_for_foreign_files(tmp_path):
     entry = Entry("a.jpg", 10, 1)
     (tmp_path / "a.jpg").write_bytes(b"rendered before the kill, never recorded as done")
-    claimed = catalog.merge(catalog.read_manifest(tmp_path), [catalog.record(entry, "pending", "m1")])
+    claimed = merge(catalog.read_manifest(tmp_path), [catalog.record(entry, "pending", "m1")])
     work = catalog.plan([entry], claimed, tmp_path, "m1")
     assert work.pending == [entry] and work.records == []
 
