@@ -1,4 +1,6 @@
-"""Shared fixtures: one Prefect test harness per session, sample photos, generated images."""
+"""Shared fixtures: one Prefect test harness per session, sample photos, tiny datasets and models.
+
+Plain helper functions live in :mod:`tests.helpers`."""
 
 from __future__ import annotations
 
@@ -7,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
-SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "photos"
+from tests.helpers import FAKE_EXTRACTOR, SAMPLES, copy_samples
 
 
 @pytest.fixture(scope="session")
@@ -26,37 +27,6 @@ def sample_paths() -> list[Path]:
     paths = sorted(SAMPLES.glob("*.jpg"))
     assert len(paths) >= 24, "the bundled sample photos are missing"
     return paths
-
-
-def copy_samples(paths: list[Path], folder: Path) -> list[Path]:
-    """Copy photos into ``folder`` and return the copies."""
-    folder.mkdir(parents=True, exist_ok=True)
-    return [Path(shutil.copy2(p, folder / p.name)) for p in paths]
-
-
-def gradient_rgb(height: int = 48, width: int = 64) -> np.ndarray:
-    """A colourful test image: red varies along x, green along y, blue constant."""
-    y, x = np.mgrid[0:height, 0:width]
-    return np.stack(
-        [x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1), np.full_like(x, 96)], axis=-1
-    ).astype(np.uint8)
-
-
-def plant_bad_files(folder: Path, good_jpeg: Path) -> dict[str, str]:
-    """Write unreadable files into ``folder``; returns their names with a fragment of the expected reason."""
-    folder.mkdir(parents=True, exist_ok=True)
-    data = good_jpeg.read_bytes()
-    (folder / "truncated.jpg").write_bytes(data[: len(data) // 3])
-    (folder / "empty.png").write_bytes(b"")
-    (folder / "notes.jpg").write_text("this is not a photo\n")
-    return {"truncated.jpg": "truncated", "empty.png": "empty", "notes.jpg": "not an image"}
-
-
-def grey_copy(source: Path, target: Path) -> Path:
-    """Save a greyscale version of a photo (as RGB, the way scanned prints often arrive)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    Image.open(source).convert("L").convert("RGB").save(target, quality=90)
-    return target
 
 
 @pytest.fixture(scope="session")
@@ -80,9 +50,6 @@ def random_extractor():
     from colorization.extractor import load_extractor
 
     return load_extractor("none", "predictions")
-
-
-FAKE_EXTRACTOR = "fake-extractor-16"
 
 
 @pytest.fixture
@@ -143,15 +110,3 @@ def spatial_dataset(tiny_dataset, spatial_extractor, tmp_path):
         maps = np.tile(grid, (1, 1, 1, -(-channels // grid.shape[-1])))[..., :channels]
         write_embeddings(data.embeddings_dir(spatial_extractor.id) / shard.name, rows.ids, maps, spatial_extractor.id)
     return data
-
-
-def train_tiny(dataset, model_dir: Path, epochs: int = 1, resume: bool = False, **options):
-    """Train (or resume) the tiny test configuration (batch 4, width 0.125, 20% validation) up to ``epochs``;
-    returns the trainer and the model card."""
-    from colorization.training import TrainConfig, Trainer
-
-    config = TrainConfig(epochs=epochs, batch_size=4, learning_rate=2e-3, width=0.125, validation_percent=20.0,
-                         **options)
-    trainer = Trainer(dataset, model_dir, config)
-    trainer.start(resume=resume)
-    return trainer, trainer.run()

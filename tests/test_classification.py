@@ -19,7 +19,7 @@ from colorization.errors import ConfigError
 from colorization.model import build_model, save_trained
 from colorization.training import TrainConfig, Trainer
 from flows.cli import main
-from tests.conftest import FAKE_EXTRACTOR
+from tests.helpers import FAKE_EXTRACTOR
 
 Q = 261
 TINY = TrainConfig(epochs=2, batch_size=4, learning_rate=2e-3, width=0.125, validation_percent=20.0,

@@ -19,7 +19,7 @@ from colorization.manifest import merge
 from flows.cli import main
 from flows.colorize import colorize
 from tests import icc
-from tests.conftest import plant_bad_files
+from tests.helpers import plant_bad_files
 
 ARTIST = 0x013B
 PROFILE = icc.rgb_profile(icc.SRGB_PRIMARIES_D50, gamma=2.2, name="archive scanner")

@@ -22,6 +22,8 @@ from colorization.atomic import TEMP_NAME
 from flows.cli import main
 from flows.colorize import colorize
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

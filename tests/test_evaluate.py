@@ -14,7 +14,7 @@ from colorization import metrics, render
 from colorization.card import RANDOM_WARNING
 from colorization.evaluation import load_sample
 from flows.cli import main
-from tests.conftest import copy_samples, grey_copy, plant_bad_files
+from tests.helpers import copy_samples, grey_copy, plant_bad_files
 
 
 def test_evaluation_colours_exactly_like_colorize(sample_paths, tmp_path):

@@ -13,7 +13,7 @@ from colorization import images
 from colorization.discover import find_images
 from colorization.errors import ImageError
 from tests import icc
-from tests.conftest import gradient_rgb, plant_bad_files
+from tests.helpers import gradient_rgb, plant_bad_files
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from colorization import metrics, render
-from tests.conftest import gradient_rgb
+from tests.helpers import gradient_rgb
 
 
 def test_identical_images_score_perfectly():

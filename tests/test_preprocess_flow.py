@@ -14,7 +14,7 @@ from colorization.preprocess import GREY, WRITTEN, plan_shards
 from colorization.shards import Dataset, read_shard, shard_schema
 from flows.cli import main
 from flows.preprocess import preprocess, preprocess_shard, preprocess_shards
-from tests.conftest import copy_samples, grey_copy, plant_bad_files
+from tests.helpers import copy_samples, grey_copy, plant_bad_files
 from tests.test_lock import hold
 
 

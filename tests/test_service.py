@@ -24,7 +24,7 @@ from colorization import catalog
 from colorization.shards import Dataset
 from flows.preprocess import preprocess
 from flows.service import Service
-from tests.conftest import FAKE_EXTRACTOR, copy_samples, grey_copy
+from tests.helpers import FAKE_EXTRACTOR, copy_samples, grey_copy
 
 pytestmark = pytest.mark.service
 

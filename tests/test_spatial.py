@@ -18,7 +18,7 @@ from colorization.shards import Dataset
 from colorization.training import STATE_FILE, TrainConfig, Trainer
 from flows.cli import main
 from flows.colorize import colorize
-from tests.conftest import copy_samples, grey_copy, train_tiny
+from tests.helpers import copy_samples, grey_copy, train_tiny
 
 TINY = TrainConfig(epochs=2, batch_size=4, learning_rate=2e-3, width=0.125, validation_percent=20.0)
 

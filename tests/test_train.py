@@ -20,7 +20,7 @@ from colorization.shards import read_shard
 from colorization.training import TrainConfig, Trainer, compile_model
 from flows.cli import main
 from flows.train import pipeline, train
-from tests.conftest import FAKE_EXTRACTOR, SAMPLES, copy_samples, train_tiny
+from tests.helpers import FAKE_EXTRACTOR, SAMPLES, copy_samples, train_tiny
 
 TINY = TrainConfig(epochs=2, batch_size=4, learning_rate=2e-3, width=0.125, validation_percent=20.0)
 

@@ -1,0 +1,55 @@
+"""Helpers the tests share: sample photos, generated and damaged images, the tiny training configuration."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "photos"
+FAKE_EXTRACTOR = "fake-extractor-16"  # the id of embedded_dataset's cheap 16-d embeddings
+
+
+def copy_samples(paths: list[Path], folder: Path) -> list[Path]:
+    """Copy photos into ``folder`` and return the copies."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return [Path(shutil.copy2(p, folder / p.name)) for p in paths]
+
+
+def gradient_rgb(height: int = 48, width: int = 64) -> np.ndarray:
+    """A colourful test image: red varies along x, green along y, blue constant."""
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack(
+        [x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1), np.full_like(x, 96)], axis=-1
+    ).astype(np.uint8)
+
+
+def plant_bad_files(folder: Path, good_jpeg: Path) -> dict[str, str]:
+    """Write unreadable files into ``folder``; returns their names with a fragment of the expected reason."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = good_jpeg.read_bytes()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.jpg").write_text("this is not a photo\n")
+    return {"truncated.jpg": "truncated", "empty.png": "empty", "notes.jpg": "not an image"}
+
+
+def grey_copy(source: Path, target: Path) -> Path:
+    """Save a greyscale version of a photo (as RGB, the way scanned prints often arrive)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    Image.open(source).convert("L").convert("RGB").save(target, quality=90)
+    return target
+
+
+def train_tiny(dataset, model_dir: Path, epochs: int = 1, resume: bool = False, **options):
+    """Train (or resume) the tiny test configuration (batch 4, width 0.125, 20% validation) up to ``epochs``;
+    returns the trainer and the model card."""
+    from colorization.training import TrainConfig, Trainer
+
+    config = TrainConfig(epochs=epochs, batch_size=4, learning_rate=2e-3, width=0.125, validation_percent=20.0,
+                         **options)
+    trainer = Trainer(dataset, model_dir, config)
+    trainer.start(resume=resume)
+    return trainer, trainer.run()
