@@ -57,7 +57,7 @@ def make_model(folder: Path) -> Path:
 
 def split(paths: list[Path], model_dir: Path, out: Path) -> dict:
     """Seconds per photo of each library step, run one after the other."""
-    from colorization.colorize import Colorizer
+    from colorization.colorizer import Colorizer
     from colorization.render import prepare, render
 
     colorizer = Colorizer.load(model_dir)
@@ -111,7 +111,7 @@ def seed_style(paths: list[Path], model_dir: Path, out: Path) -> float:
     from PIL import Image
     from skimage import color, transform
 
-    from colorization.colorize import Colorizer
+    from colorization.colorizer import Colorizer
     from colorization.extractor import grey_input
 
     colorizer = Colorizer.load(model_dir)

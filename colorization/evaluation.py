@@ -18,7 +18,7 @@ from PIL import Image
 from colorization import images, lab, metrics, render
 
 if TYPE_CHECKING:
-    from colorization.colorize import Colorizer
+    from colorization.colorizer import Colorizer
 
 
 @dataclass

@@ -4,7 +4,7 @@ A photo goes through three steps so that only small arrays ever travel between p
 
 1. :func:`prepare` decodes it at a reduced scale (DCT scaling for JPEGs) into the model's small L, and tells
    whether it is already in colour;
-2. :class:`colorization.colorize.Colorizer` predicts a,b for a batch of small L;
+2. :class:`colorization.colorizer.Colorizer` predicts a,b for a batch of small L;
 3. :func:`render` decodes the original at full size, takes its exact L, upsamples the predicted a,b
    (bicubic, or guided by the full-size L: :mod:`colorization.guided`), converts L+ab to sRGB and encodes the
    result like the original (format, EXIF, ICC, DPI).

@@ -189,7 +189,7 @@ def _predictor(card: ModelCard, weights: str | None, temperature: float | None, 
     Loaded here, before any task is submitted: a model trained on random embeddings rebuilds its extractor
     from Python's global random generator, which the threads of a running Dask client would disturb.
     """
-    from colorization.colorize import Colorizer  # here, not at the top: Dask workers never import Keras
+    from colorization.colorizer import Colorizer  # here, not at the top: Dask workers never import Keras
 
     with concurrency(GPU_LIMIT, occupy=1):
         colorizer = Colorizer.load(card, resolve_weights(weights), temperature)

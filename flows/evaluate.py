@@ -28,7 +28,7 @@ from colorization.render import Upsample
 from flows.common import GPU_LIMIT, project_path
 
 if TYPE_CHECKING:
-    from colorization.colorize import Colorizer
+    from colorization.colorizer import Colorizer
 
 
 @flow(name="evaluate")
@@ -49,7 +49,7 @@ def evaluate(
     not scored. ``upsample`` is colorize's (``bicubic`` or ``guided``). ``temperature`` sets the annealed-mean
     decoding of classification models (default: each card's). Returns the content of ``metrics.json``.
     """
-    from colorization.colorize import Colorizer  # here, not at the top: the CLI's argument checks stay light
+    from colorization.colorizer import Colorizer  # here, not at the top: the CLI's argument checks stay light
 
     logger = get_run_logger()
     source = project_path(photos)

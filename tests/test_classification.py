@@ -174,7 +174,7 @@ def classification_model(tmp_path_factory, random_extractor):
 
 
 def test_colorizer_decodes_classification_models_in_lab_units(classification_model):
-    from colorization.colorize import Colorizer
+    from colorization.colorizer import Colorizer
 
     colorizer = Colorizer.load(classification_model)
     lightness = np.random.default_rng(0).integers(0, 256, (3, 32, 32), dtype=np.uint8)

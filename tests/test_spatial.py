@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from colorization.batches import Rows, Split, to_batch
-from colorization.colorize import Colorizer
+from colorization.colorizer import Colorizer
 from colorization.embeddings import embedding_shape
 from colorization.errors import ConfigError
 from colorization.evaluation import colour_samples, load_sample
