@@ -52,8 +52,8 @@ from colorization import device  # noqa: E402
 from colorization.discover import find_images  # noqa: E402
 from colorization.embeddings import embed_dataset  # noqa: E402
 from colorization.extractor import HEADS, Extractor, grey_input, load_extractor  # noqa: E402
-from colorization.preprocess import ERROR, plan_shards, process_files  # noqa: E402
-from colorization.shards import Dataset, read_shard  # noqa: E402
+from colorization.preprocess import plan_shards, process_files  # noqa: E402
+from colorization.shards import ERROR, Dataset, read_shard  # noqa: E402
 
 SAMPLES = PROJECT_ROOT / "data" / "samples" / "photos"
 AIM = 0.90  # (c) / (b)

@@ -67,7 +67,6 @@ class Extractor:
 
     model: keras.Model
     id: str
-    head: str
     random: bool
 
     @property
@@ -113,7 +112,7 @@ def load_extractor(
         backbone = _with_head(backbone, head)
         grey = keras.Input((None, None, 1), name="grey")
         model = keras.Model(grey, backbone(XceptionInput(name="xception_input")(grey)), name="xception_embedder")
-    return Extractor(model, make_extractor_id(head, weights_checksum(backbone), random), head, random)
+    return Extractor(model, make_extractor_id(head, weights_checksum(backbone), random), random)
 
 
 _SEEDING = threading.Lock()

@@ -13,11 +13,9 @@ import pandas as pd
 
 from colorization import images, lab, metrics
 from colorization.errors import ImageError
-from colorization.shards import Dataset, ShardRows, shard_name, write_shard
+from colorization.shards import ERROR, GREY, WRITTEN, Dataset, ShardRows, manifest_record, shard_name, write_shard
 
 log = logging.getLogger(__name__)
-
-WRITTEN, GREY, ERROR = "written", "grey", "error"
 
 
 def content_id(relative: str, data: bytes) -> str:
@@ -84,7 +82,7 @@ def process_files(
     kept: list[tuple[str, str, int, int, float, np.ndarray, np.ndarray]] = []
     for relative in relatives:
         path = source / relative
-        record = {"source": relative, "id": None, "status": ERROR, "shard": None, "error": None}
+        record = manifest_record(relative)
         try:
             stat = path.stat()
             record.update(bytes=stat.st_size, mtime_ns=stat.st_mtime_ns)

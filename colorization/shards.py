@@ -7,7 +7,9 @@ A dataset folder holds::
     shards/part-NNNNN.parquet          the photos as quantised Lab, ``rows_per_shard`` rows each
     embeddings/<extractor-id>/part-NNNNN.parquet   one embedding per shard row, same order
 
-Shards are immutable once written: later runs add new shards, never rewrite old ones.
+Shards are immutable once written: later runs add new shards, never rewrite old ones. Training reads a shard's
+``id``, ``L`` and ``ab``; ``source``, ``width``, ``height`` (the original photo's) and ``colorfulness`` are there
+for people who query a dataset (pandas, DuckDB), e.g. to pick photos by size or colour.
 """
 
 from __future__ import annotations
@@ -41,6 +43,16 @@ MANIFEST_SCHEMA = pa.schema(
         ("mtime_ns", pa.int64()),
     ]
 )
+# What a manifest row's ``status`` says of its source file:
+WRITTEN = "written"  # in the row's shard
+GREY = "grey"  # grey or toned: in a shard only with keep_grey
+ERROR = "error"  # unreadable; ``error`` says why, and the next run tries it again
+
+
+def manifest_record(source: str, **values) -> dict:
+    """A manifest row for ``source`` with every :data:`MANIFEST_SCHEMA` column: ``values`` over an error with
+    no reason yet, so a file that fails half-way is still recorded."""
+    return {**dict.fromkeys(MANIFEST_SCHEMA.names), "status": ERROR, **values, "source": source}
 
 
 def shard_schema(size: int) -> pa.Schema:

@@ -18,16 +18,13 @@ from colorization.discover import find_images
 from colorization.manifest import merge
 from colorization.preflight import MIN_SIZE, check_preprocess
 from colorization.preprocess import (
-    ERROR,
-    GREY,
-    WRITTEN,
     ShardResult,
     pending_files,
     plan_shards,
     process_files,
     remove_orphan_shards,
 )
-from colorization.shards import ROWS_PER_SHARD, Dataset, shard_index
+from colorization.shards import ERROR, GREY, ROWS_PER_SHARD, WRITTEN, Dataset, shard_index
 from flows.common import dask_runner, locked, project_path
 
 SHARD_RETRIES = 2

@@ -72,7 +72,7 @@ def test_spatial_model_trains_loads_and_colours(prefect_harness, spatial_dataset
     assert np.isfinite(card["metrics"]["loss"]) and card["evaluation"]["photos"] == card["validation_images"]
 
     colorizer = Colorizer.load(model_dir)
-    assert colorizer.extractor.head == "spatial" and colorizer.extractor.id == spatial_extractor.id
+    assert colorizer.card.head == "spatial" and colorizer.extractor.id == spatial_extractor.id
     sample = load_sample(sample_paths[0].read_bytes(), sample_paths[0].name, long_side=48)
     coloured = colour_samples(colorizer, [sample], batch_size=2)
     assert coloured[0].shape == sample.original.shape
