@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 
 import keras
 import numpy as np
@@ -137,8 +138,11 @@ def test_weights_file_errors_name_the_file(tmp_path):
     other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     wrong = tmp_path / "other.weights.h5"
     other.save_weights(wrong)
-    with pytest.raises(ConfigError, match=r"other\.weights\.h5: these weights do not fit Xception"):
+    with warnings.catch_warnings(record=True) as caught, \
+            pytest.raises(ConfigError, match=r"other\.weights\.h5: these weights do not fit Xception"):
+        warnings.simplefilter("always")
         load_extractor(str(wrong))
+    assert not [w for w in caught if "freshly-initialized" in str(w.message)], "one clear error, no alarming noise"
 
 
 def test_local_weights_file_gives_same_id_as_the_weights_it_holds(random_extractor, tmp_path):
