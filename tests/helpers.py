@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import psutil
 from PIL import Image
 
-SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "photos"
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "data" / "samples" / "photos"
 FAKE_EXTRACTOR = "fake-extractor-16"  # the id of embedded_dataset's cheap 16-d embeddings
 
 
@@ -53,3 +59,27 @@ def train_tiny(dataset, model_dir: Path, epochs: int = 1, resume: bool = False, 
     trainer = Trainer(dataset, model_dir, config)
     trainer.start(resume=resume)
     return trainer, trainer.run()
+
+
+def start_cli(arguments: list[str], stderr_path: Path) -> subprocess.Popen:
+    """``colorization ARGUMENTS`` as a user starts it, in its own process group (so that it can be killed whole),
+    reporting to the test harness's server; its stderr goes to ``stderr_path`` (a file, not a pipe, which a
+    chatty run could fill and block on)."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": PREFECT_API_URL.value(),
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    with open(stderr_path, "w") as stderr:
+        return subprocess.Popen([sys.executable, "-m", "flows.cli", *arguments], cwd=ROOT, env=env,
+                                start_new_session=True, stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+def dask_workers(process: psutil.Process) -> list[psutil.Process]:
+    """The Dask worker processes started under ``process`` (multiprocessing children, not its resource tracker)."""
+    found = []
+    for child in process.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            line = " ".join(child.cmdline())
+            if "multiprocessing" in line and "resource_tracker" not in line:
+                found.append(child)
+    return found

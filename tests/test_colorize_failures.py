@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,10 +20,10 @@ from colorization import catalog
 from colorization.atomic import TEMP_NAME
 from flows.cli import main
 from flows.colorize import colorize
+from tests.helpers import dask_workers, start_cli
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def grey_pngs(paths: list[Path], folder: Path) -> Path:
@@ -46,18 +45,9 @@ def outputs(root: Path) -> dict[str, str]:
 
 
 def start_cli_colorize(source: Path, out: Path, model: Path, workers: int) -> subprocess.Popen:
-    """``colorization colorize`` as a user starts it, in its own process group (so that it can be killed whole),
-    one photo per batch, reporting to the test harness's server; its stderr goes to ``OUT.stderr`` beside OUT
-    (a file, not a pipe, which a chatty run could fill and block on)."""
-    from prefect.settings import PREFECT_API_URL
-
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": PREFECT_API_URL.value(),
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
-    command = [sys.executable, "-m", "flows.cli", "colorize", str(source), str(out), "--model", str(model),
-               "--batch-size", "1", "--workers", str(workers)]
-    with open(out.with_name(f"{out.name}.stderr"), "w") as stderr:
-        return subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                                stderr=stderr)
+    """``colorization colorize`` one photo per batch, its stderr in ``OUT.stderr`` (see :func:`start_cli`)."""
+    return start_cli(["colorize", str(source), str(out), "--model", str(model), "--batch-size", "1", "--workers",
+                      str(workers)], out.with_name(f"{out.name}.stderr"))
 
 
 @pytest.fixture
@@ -130,17 +120,6 @@ def test_killed_run_leaves_nothing_behind(prefect_harness, tiny_model, sample_pa
     assert temps(out) == []
     assert outputs(out) == outputs(reference) and len(outputs(out)) == 10
     assert set(catalog.read_manifest(out)["status"]) == {"colorized"}
-
-
-def dask_workers(process: psutil.Process) -> list[psutil.Process]:
-    """The Dask worker processes started under ``process`` (multiprocessing children, not its resource tracker)."""
-    found = []
-    for child in process.children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            line = " ".join(child.cmdline())
-            if "multiprocessing" in line and "resource_tracker" not in line:
-                found.append(child)
-    return found
 
 
 def test_killed_dask_worker_ends_in_a_completed_run_or_one_clear_line(prefect_harness, tiny_model, sample_paths,

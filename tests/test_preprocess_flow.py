@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import signal
+import time
+
 import numpy as np
 import pandas as pd
+import psutil
 import pyarrow.parquet as pq
 import pytest
 from prefect.client.orchestration import get_client
@@ -14,7 +21,7 @@ from colorization.preprocess import plan_shards
 from colorization.shards import GREY, WRITTEN, Dataset, read_shard, shard_schema
 from flows.cli import main
 from flows.preprocess import preprocess, preprocess_shard, preprocess_shards
-from tests.helpers import copy_samples, grey_copy, plant_bad_files
+from tests.helpers import copy_samples, dask_workers, grey_copy, plant_bad_files, start_cli
 from tests.test_lock import hold
 
 
@@ -153,3 +160,44 @@ def test_flow_refuses_a_dataset_another_run_holds(prefect_harness, tmp_path, sam
     assert state.is_failed()
     assert f"is in use by pid {holder.pid}" in str(state.result(raise_on_failure=False))
     assert not (tmp_path / "ds" / "dataset.json").exists()
+
+
+@pytest.mark.slow
+def test_killed_dask_worker_loses_no_photo_and_leaves_no_broken_shard(prefect_harness, tmp_path, sample_paths):
+    """SIGKILL one Dask worker of a running preprocess: the run completes (task retries) or fails with one line;
+    every shard on disk is whole, no temporary file is left, and the next run has every photo in a shard."""
+    source, dataset = tmp_path / "photos", tmp_path / "ds"
+    copy_samples(sample_paths[:16], source)
+    log = tmp_path / "preprocess.stderr"
+    process = start_cli(["preprocess", str(source), "--dataset", str(dataset), "--size", "64", "--rows-per-shard",
+                         "1", "--workers", "2"], log)
+    killed = None
+    try:
+        deadline = time.monotonic() + 240
+        while process.poll() is None and time.monotonic() < deadline and killed is None:
+            workers = dask_workers(psutil.Process(process.pid))
+            if workers and any((dataset / "shards").glob("*")):
+                killed = workers[0]
+                killed.kill()
+            time.sleep(0.01)
+        process.wait(timeout=240)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert killed is not None, "the run ended before a worker could be killed"
+    err = log.read_text()
+    assert "Traceback" not in err, err[-3000:]
+    if process.returncode:
+        assert process.returncode == 1 and re.search(r"^colorization: preprocess failed: .+$", err, re.M), err
+    data = Dataset(dataset)
+    for shard in data.shards():
+        read_shard(shard)  # every shard there is whole
+    assert not list((dataset / "shards").glob(".tmp-*"))
+
+    assert main(["preprocess", str(source), "--dataset", str(dataset), "--size", "64", "--workers", "1"]) == 0
+    manifest = data.read_manifest()
+    assert sorted(manifest["source"]) == sorted(p.name for p in source.iterdir())
+    assert set(manifest["status"]) <= {WRITTEN, GREY}
+    in_shards = [i for shard in data.shards() for i in read_shard(shard, ["id"]).ids]
+    written = manifest[manifest["status"] == WRITTEN]
+    assert sorted(in_shards) == sorted(written["id"]), "each photo in exactly one shard, as the manifest says"
