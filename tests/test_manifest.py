@@ -168,3 +168,28 @@ def test_plan_on_a_merged_manifest(tmp_path):
     (tmp_path / entry(0).name).write_bytes(b"ours")
     work = catalog.plan([entry(0), entry(1), entry(2), entry(3), entry(1, size=5)], ledger.frame(), tmp_path, "m1")
     assert work.kept == 2 and [e.name for e in work.pending] == [entry(2).name, entry(3).name, entry(1).name]
+
+
+def test_the_dataset_manifest_appends_a_part_per_shard(tmp_path):
+    from colorization.preprocess import remove_orphan_shards
+    from colorization.shards import Dataset, manifest_record
+
+    data = Dataset(tmp_path)
+    data.shards_dir.mkdir(parents=True)
+    for name in ("part-00000.parquet", "part-00001.parquet", "part-00002.parquet"):
+        (data.shards_dir / name).write_bytes(b"")
+    writer = data.open_manifest()
+    first = [manifest_record("a.jpg", id="a@1", status="written", shard="part-00000.parquet", bytes=1,
+                             mtime_ns=1_700_000_000_123_456_789),
+             manifest_record("bad.jpg", error="bad.jpg: cannot read")]  # no size: the file could not be read
+    second = [manifest_record("b.jpg", id="b@2", status="grey", bytes=2, mtime_ns=2),
+              manifest_record("c.jpg", id="c@3", status="written", shard="part-00001.parquet", bytes=3, mtime_ns=3)]
+    for records in (first, second):
+        writer.append({r["source"]: r for r in records})
+    assert len(manifest.part_paths(data.manifest_path)) == 2 and not data.manifest_path.exists()
+    read = data.read_manifest()
+    assert list(read["source"]) == ["a.jpg", "b.jpg", "bad.jpg", "c.jpg"]
+    assert read.loc[0, "mtime_ns"] == 1_700_000_000_123_456_789 and pd.isna(read.loc[2, "bytes"])
+    assert [p.name for p in remove_orphan_shards(data, read)] == ["part-00002.parquet"], "shards in parts are known"
+    writer.compact()
+    assert manifest.part_paths(data.manifest_path) == [] and data.read_manifest().equals(read)
