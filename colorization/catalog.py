@@ -6,7 +6,9 @@ keeps its row untouched. A re-run redoes a photo when it is new or changed (size
 the model changed, or when its output has gone missing; ``colour`` photos are redone only with ``recolor``.
 Photos are claimed (status ``pending``) before their render starts, so the outputs of a killed run are known
 to be this tool's own and are redone, never mistaken for someone else's files. The manifest has one writer,
-:class:`Ledger`.
+:class:`Ledger`, which appends each flush's rows as a small part beside ``manifest.parquet`` and folds the parts
+into it now and then and at the end of a run (:mod:`colorization.manifest`), so recording a batch costs the same
+whatever the size of the archive; :func:`read_manifest` reads both.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from colorization import manifest
 from colorization.archive import Entry
@@ -58,33 +61,44 @@ def manifest_path(output: Path) -> Path:
 
 
 def read_manifest(output: Path) -> pd.DataFrame:
-    """The manifest of ``output`` (empty when there is none); manifests of earlier versions read as well."""
-    rows = manifest.read(manifest_path(output), SCHEMA)
-    rows.loc[rows["status"] == _LEGACY_UNCHANGED, "status"] = COLORIZED
-    return rows
+    """The manifest of ``output`` (empty when there is none), base and parts merged (:mod:`colorization.manifest`);
+    manifests of earlier versions read as well."""
+    return _normalize(manifest.read_table(manifest_path(output), SCHEMA)).to_pandas()
+
+
+def _normalize(rows: pa.Table) -> pa.Table:
+    """Rows of earlier versions as this one writes them."""
+    status = rows["status"]
+    fixed = pc.if_else(pc.equal(status, _LEGACY_UNCHANGED), COLORIZED, status)
+    return rows.set_column(rows.schema.get_field_index("status"), "status", fixed)
 
 
 class Ledger:
     """The manifest of ``output`` in memory and its only writer.
 
-    Rows are added (or put back) as outcomes arrive and written together, atomically, by :meth:`flush`. A
-    write that fails for a transient reason (disk full, permissions) raises :class:`TransientError`; the rows
-    stay unsaved and the manifest on disk stays as the last flush left it.
+    Rows are added (or put back) as outcomes arrive and written together by :meth:`flush`, which appends only
+    them to the manifest (a small part file, written atomically), so a flush costs the same whatever the size of
+    the archive; :meth:`compact` folds the parts into ``manifest.parquet`` (also done by itself when the parts
+    grow large). A write that fails for a transient reason (disk full, permissions) raises
+    :class:`TransientError`; the rows stay unsaved and the manifest on disk stays as the last flush left it.
+    ``full_rewrite`` rewrites the whole manifest at every flush, as earlier versions did (for benchmarks).
     """
 
-    def __init__(self, output: Path):
+    def __init__(self, output: Path, full_rewrite: bool = False):
         self.output = output
-        self.rows = {row["source"]: row for row in read_manifest(output).to_dict("records")}
+        self._manifest = manifest.Manifest(manifest_path(output), SCHEMA, _normalize, full_rewrite)
         self._unsaved: dict[str, dict | None] = {}
+
+    def __len__(self) -> int:
+        """Rows saved (unsaved ones not counted)."""
+        return len(self._manifest)
 
     def frame(self) -> pd.DataFrame:
         """The rows, unsaved ones included, as a table sorted by source."""
-        rows = {**self.rows, **self._unsaved}
-        records = [rows[source] for source in sorted(rows) if rows[source] is not None]
-        return pd.DataFrame.from_records(records, columns=SCHEMA.names)
+        return self._manifest.frame(self._unsaved)
 
     def get(self, source: str) -> dict | None:
-        return self._unsaved[source] if source in self._unsaved else self.rows.get(source)
+        return self._unsaved[source] if source in self._unsaved else self._manifest.get(source)
 
     def add(self, records: list[dict]) -> None:
         """Add rows, each replacing the row of the same source."""
@@ -95,15 +109,22 @@ class Ledger:
         self._unsaved[source] = row
 
     def flush(self) -> None:
-        """Write the manifest if anything changed since the last flush."""
+        """Append the rows changed since the last flush to the manifest (nothing when none changed)."""
         if not self._unsaved:
             return
         try:
-            manifest.write(manifest_path(self.output), self.frame(), SCHEMA)
+            self._manifest.append(self._unsaved)
         except OSError as exc:
             raise as_transient(exc, f"writing {STATE_DIR}/manifest.parquet") or exc
-        self.rows = {s: r for s, r in {**self.rows, **self._unsaved}.items() if r is not None}
         self._unsaved = {}
+
+    def compact(self) -> None:
+        """Fold the parts flushed so far into ``manifest.parquet``, so that other tools can read it alone. A
+        failure leaves the parts (the rows are safe in them) and raises :class:`TransientError` if transient."""
+        try:
+            self._manifest.compact()
+        except OSError as exc:
+            raise as_transient(exc, f"writing {STATE_DIR}/manifest.parquet") or exc
 
 
 @dataclass
@@ -115,14 +136,18 @@ class Plan:
     kept: int
 
 
+_PLAN_COLUMNS = ("status", "bytes", "mtime_ns", "model_id")  # what plan needs of a row
+
+
 def plan(entries: list[Entry], rows: pd.DataFrame, output: Path, model_id: str, recolor: bool = False,
          overwrite: bool = False) -> Plan:
     """Split the source's entries into work to do, entries refused and work already done (see the module
     docstring)."""
-    previous = {row["source"]: row for row in rows.to_dict("records")}
+    found = pd.Index(rows["source"]).get_indexer([entry.name for entry in entries]) if len(rows) else None
+    columns = [rows[c].to_numpy(dtype=object)[found].tolist() for c in _PLAN_COLUMNS] if found is not None else []
     pending, records, kept = [], [], 0
-    for entry in entries:
-        row = previous.get(entry.name)
+    for i, entry in enumerate(entries):
+        row = dict(zip(_PLAN_COLUMNS, (c[i] for c in columns))) if found is not None and found[i] >= 0 else None
         ours = row is not None and row["status"] in (COLORIZED, PENDING)
         if not _redo(entry, row, output, model_id, recolor, overwrite):
             kept += 1

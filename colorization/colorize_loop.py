@@ -8,10 +8,10 @@ futures (anything with ``result()`` and ``done()``, such as :class:`concurrent.f
 
 Memory stays bounded whatever the archive's size: ``PREPARE_AHEAD`` batches are being prepared ahead, and at
 most ``RENDER_BATCHES × batch_size`` renders are in flight. Photos are claimed in the manifest before their render
-is submitted (see :mod:`colorization.catalog`). A transient failure (disk full, permissions, I/O, a lost
-worker) stops the loop: nothing more is submitted, renders in flight are waited for and recorded, and photos
-not done keep the row they had, so that the next run retries them; bad photos are recorded as errors and the
-loop goes on.
+is submitted (see :mod:`colorization.catalog`); each flush appends only its own rows to the manifest, which is
+compacted at the end. A transient failure (disk full, permissions, I/O, a lost worker) stops the loop: nothing
+more is submitted, renders in flight are waited for and recorded, and photos not done keep the row they had, so
+that the next run retries them; bad photos are recorded as errors and the loop goes on.
 """
 
 from __future__ import annotations
@@ -201,6 +201,10 @@ def colorize_pending(
             ledger.flush()
         except TransientError as again:
             log.warning("%s: the manifest keeps its last state; photos claimed in it will be redone", again)
+    try:
+        ledger.compact()
+    except TransientError as exc:
+        log.warning("%s: the manifest's latest rows stay in its parts; the next run folds them in", exc)
     report.left = len(pending) - (len(report.records) - len(records))
     if report.stopped:
         report.stopped += f" — {report.left} photos left to do"

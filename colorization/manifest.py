@@ -1,32 +1,83 @@
-"""Manifests: small Parquet tables with one row per source file, read, merged and written atomically.
+"""Manifests: Parquet tables with one row per source file, appended to as work finishes and compacted now and then.
 
 The dataset's manifest (preprocess) and the archive's manifest (colorize) share this code and differ only in
-their schema.
+their schema, which has a ``source`` and a ``status`` column (never null in a real row).
+
+On disk a manifest is a base file (``manifest.parquet``, the only file of earlier versions) and, beside it, the
+changes since it was last written: ``manifest.parts/part-NNNNNN.parquet``, one small file per :meth:`Manifest.append`,
+each written atomically (temporary name, then rename), so that recording a batch costs the same whatever the
+size of the manifest. Reading takes the base, then the parts in order, a later row for a source replacing an
+earlier one; a row whose ``status`` is null removes its source. When the parts hold more rows than
+:data:`COMPACT_FRACTION` of the base (and at the end of a run) the merged table is written as the new base and
+the parts are deleted, oldest first: the amortised cost stays constant per row.
+
+A killed run leaves a readable manifest at every step: a part is whole or absent, and between writing the new
+base and deleting the last part, the parts still there are the newest ones (a suffix of the history), whose
+rows the base already holds: reading base + any such suffix gives the same table, so re-reading and
+re-compacting are idempotent. A finished run leaves the base alone, so other tools (DuckDB, pandas) may read
+``manifest.parquet`` directly; while a run is going (or after a killed one) use :func:`read`.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from colorization.atomic import atomic_path
 
+COMPACT_FRACTION = 0.25  # compact when the parts hold more rows than this fraction of the base ...
+COMPACT_MIN_ROWS = 2048  # ... and at least this many rows (a new archive's first batches)
+_PART_NAME = re.compile(r"part-(\d{6,})\.parquet")
+
+
+def parts_dir(path: Path) -> Path:
+    """The folder of the parts appended to the manifest at ``path``: ``manifest.parts`` beside ``manifest.parquet``."""
+    return path.with_name(f"{path.stem}.parts")
+
+
+def part_paths(path: Path) -> list[Path]:
+    """The parts of the manifest at ``path``, oldest first (temporary files of unfinished writes are not parts)."""
+    folder = parts_dir(path)
+    if not folder.is_dir():
+        return []
+    parts = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _PART_NAME.fullmatch(p.name))]
+    return [p for _, p in sorted(parts)]
+
 
 def read(path: Path, schema: pa.Schema) -> pd.DataFrame:
-    """The manifest at ``path``, or an empty one with the schema's columns."""
-    if not path.exists():
-        return schema.empty_table().to_pandas()
-    return pq.read_table(path, schema=schema).to_pandas()
+    """The manifest at ``path`` (base and parts merged, sorted by source), or an empty one with the schema's
+    columns."""
+    return read_table(path, schema).to_pandas()
 
 
-def write(path: Path, manifest: pd.DataFrame, schema: pa.Schema) -> None:
-    """Write the manifest atomically."""
-    table = pa.Table.from_pandas(manifest, schema=schema, preserve_index=False)
+def read_table(path: Path, schema: pa.Schema) -> pa.Table:
+    """:func:`read` as an Arrow table."""
+    base = pq.read_table(path, schema=schema) if path.exists() else schema.empty_table()
+    parts = part_paths(path)
+    if not parts:
+        return base
+    rows = pa.concat_tables([base, *(pq.read_table(p, schema=schema) for p in parts)])
+    order = pa.array(np.arange(len(rows)))
+    last = rows.append_column("_order", order).group_by("source").aggregate([("_order", "max")])["_order_max"]
+    rows = rows.take(last)
+    return rows.filter(pc.is_valid(rows["status"])).sort_by("source")
+
+
+def write(path: Path, manifest: pd.DataFrame | pa.Table, schema: pa.Schema) -> None:
+    """Write the whole manifest atomically as the new base, then delete the parts it supersedes."""
+    table = manifest if isinstance(manifest, pa.Table) else pa.Table.from_pandas(manifest, schema=schema,
+                                                                               preserve_index=False)
     with atomic_path(path) as temp:
         pq.write_table(table, temp)
+    for part in part_paths(path):  # oldest first: what a crash leaves is a suffix, already in the base
+        part.unlink(missing_ok=True)
 
 
 def merge(manifest: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
@@ -37,3 +88,90 @@ def merge(manifest: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
     kept = manifest[~manifest["source"].isin(new["source"])]
     merged = pd.concat([kept, new], ignore_index=True) if len(kept) else new
     return merged.sort_values("source", ignore_index=True)
+
+
+def _overlay(base: pa.Table, changes: pa.Table) -> pa.Table:
+    """``base`` with ``changes`` (one row per source) over it: rows replaced, added, or removed (null status);
+    sorted by source."""
+    kept = base.filter(pc.invert(pc.is_in(base["source"], value_set=changes["source"])))
+    added = changes.filter(pc.is_valid(changes["status"]))
+    return pa.concat_tables([kept, added]).sort_by("source")
+
+
+class Manifest:
+    """A manifest's rows in memory, and its writer (a manifest has one writer at a time: the lock's holder).
+
+    The table read at the start (or last compaction) is kept as one Arrow table with an index on ``source``;
+    rows appended since are kept apart until the next compaction folds them in, so a lookup or an append never
+    copies the table. ``normalize`` adjusts the table read (say, statuses of earlier versions).
+    ``full_rewrite`` writes the whole manifest at every append instead (what earlier versions did; for
+    benchmarks).
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema, normalize: Callable[[pa.Table], pa.Table] | None = None,
+                 full_rewrite: bool = False):
+        self.path, self.schema, self.full_rewrite = path, schema, full_rewrite
+        base = read_table(path, schema)
+        self._set_base(normalize(base) if normalize is not None else base)
+        self._recent: dict[str, dict | None] = {}  # rows appended since the base was read or compacted
+        parts = part_paths(path)
+        self._part_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
+        self._next_part = int(_PART_NAME.fullmatch(parts[-1].name).group(1)) + 1 if parts else 0
+
+    def _set_base(self, table: pa.Table) -> None:
+        self._base = table
+        self._position = pd.Index(table["source"].to_pylist(), dtype=object)
+
+    def __len__(self) -> int:
+        return len(self._base) + sum((r is not None) - (s in self._position) for s, r in self._recent.items())
+
+    def get(self, source: str) -> dict | None:
+        """The row of ``source`` (None: it has none)."""
+        if source in self._recent:
+            return self._recent[source]
+        if source not in self._position:
+            return None
+        return self._base.slice(self._position.get_loc(source), 1).to_pylist()[0]
+
+    def table(self, changes: dict[str, dict | None] | None = None) -> pa.Table:
+        """The whole table, sorted by source, with ``changes`` (not yet appended) over it."""
+        changes = {**self._recent, **(changes or {})}
+        if not changes:
+            return self._base
+        return _overlay(self._base, self._changes_table(changes))
+
+    def frame(self, changes: dict[str, dict | None] | None = None) -> pd.DataFrame:
+        """:meth:`table` as a DataFrame."""
+        return self.table(changes).to_pandas()
+
+    def append(self, changes: dict[str, dict | None]) -> None:
+        """Record ``changes`` (source → row, None removing the source's row) as a new part, then compact if the
+        parts have grown large. An error writing the part leaves the manifest as it was."""
+        if not changes:
+            return
+        if self.full_rewrite:
+            write(self.path, self.table(changes), self.schema)
+            self._recent.update(changes)
+            self._part_rows = 0
+            return
+        table = self._changes_table(changes)
+        with atomic_path(parts_dir(self.path) / f"part-{self._next_part:06d}.parquet") as temp:
+            pq.write_table(table, temp)
+        self._next_part += 1
+        self._part_rows += len(table)
+        self._recent.update(changes)
+        if self._part_rows > max(COMPACT_MIN_ROWS, COMPACT_FRACTION * len(self._base)):
+            self.compact()
+
+    def compact(self) -> None:
+        """Write base and parts merged as the new base and delete the parts (nothing to do when there are none)."""
+        if not self._recent and not self._part_rows:
+            return
+        merged = self.table()
+        write(self.path, merged, self.schema)
+        self._set_base(merged)
+        self._recent, self._part_rows, self._next_part = {}, 0, 0
+
+    def _changes_table(self, changes: dict[str, dict | None]) -> pa.Table:
+        rows = [row if row is not None else {"source": source} for source, row in changes.items()]
+        return pa.Table.from_pylist(rows, schema=self.schema)

@@ -4,6 +4,7 @@ A dataset folder holds::
 
     dataset.json                       size and schema version, fixed when the dataset is created
     manifest.parquet                   one row per source file: what became of it
+    manifest.parts/part-NNNNNN.parquet rows a run appended since (read together: colorization.manifest)
     shards/part-NNNNN.parquet          the photos as quantised Lab, ``rows_per_shard`` rows each
     embeddings/<extractor-id>/part-NNNNN.parquet   one embedding per shard row, same order
 
@@ -206,8 +207,14 @@ class Dataset:
             temp.write_text(json.dumps({"size": size, "schema_version": SCHEMA_VERSION}, indent=2) + "\n")
 
     def read_manifest(self) -> pd.DataFrame:
-        """The manifest, empty (with its columns) for a new dataset."""
+        """The manifest (base and parts merged, see :mod:`colorization.manifest`), empty (with its columns) for
+        a new dataset."""
         return manifest.read(self.manifest_path, MANIFEST_SCHEMA)
 
+    def open_manifest(self) -> manifest.Manifest:
+        """The manifest's writer: appends rows as shards finish, compacts now and then."""
+        return manifest.Manifest(self.manifest_path, MANIFEST_SCHEMA)
+
     def write_manifest(self, rows: pd.DataFrame) -> None:
+        """Write the whole manifest (its parts folded in and deleted)."""
         manifest.write(self.manifest_path, rows, MANIFEST_SCHEMA)

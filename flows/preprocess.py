@@ -15,7 +15,7 @@ from tqdm import tqdm
 from colorization import lab
 from colorization.atomic import remove_stale_temps
 from colorization.discover import find_images
-from colorization.manifest import merge
+from colorization.manifest import parts_dir
 from colorization.preflight import MIN_SIZE, check_preprocess
 from colorization.preprocess import (
     ShardResult,
@@ -46,10 +46,11 @@ def preprocess_shard(
 def preprocess_shards(
     source: Path, dataset: Path, plan: list[tuple[str, list[str]]], size: int, grey_threshold: float, keep_grey: bool
 ) -> list[ShardResult]:
-    """Run one task per shard and record each in the manifest as soon as it finishes."""
+    """Run one task per shard and record each in the manifest as soon as it finishes (appending its rows; the
+    manifest is compacted at the end, see :mod:`colorization.manifest`)."""
     logger = get_run_logger()
     data = Dataset(dataset)
-    manifest = data.read_manifest()
+    manifest = data.open_manifest()
     futures = [
         preprocess_shard.submit(source, data.shards_dir / name, files, size, grey_threshold, keep_grey)
         for name, files in plan
@@ -58,8 +59,7 @@ def preprocess_shards(
     bar = tqdm(total=sum(len(files) for _, files in plan), unit="photo", desc="preprocess", disable=None)
     for done, future in enumerate(as_completed(futures), start=1):
         result = future.result()
-        manifest = merge(manifest, result.records)
-        data.write_manifest(manifest)
+        manifest.append({record["source"]: record for record in result.records})  # this shard's rows only
         results.append(result)
         bar.update(len(result.records))
         logger.info(
@@ -68,6 +68,7 @@ def preprocess_shards(
             result.count(ERROR),
         )
     bar.close()
+    manifest.compact()  # manifest.parquet alone is whole again, for readers other than the library
     return results
 
 
@@ -97,8 +98,9 @@ def preprocess(
     data.ensure_size(size)
     manifest = data.read_manifest()
     remove_orphan_shards(data, manifest)
-    if data.shards_dir.is_dir():
-        remove_stale_temps(data.shards_dir)
+    for folder in (data.shards_dir, parts_dir(data.manifest_path)):
+        if folder.is_dir():
+            remove_stale_temps(folder)
     found = find_images(source)
     pending = pending_files(source, found, manifest)
     existing = data.shards()

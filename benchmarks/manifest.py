@@ -1,0 +1,252 @@
+"""Colorize's per-photo overhead besides the photo work: planning, manifest bookkeeping, memory; 1k vs 100k photos.
+
+Issue 14 asks that the cost per photo of planning and bookkeeping not grow with the archive: the ratio
+100k/1k per photo should stay at most 1.2. On a synthetic archive of N small photos (one 64x64 JPEG's bytes
+written N times under nested folders, in ``data/benchmarks/manifest/``, built once), each case in a fresh
+process:
+
+- **plan, first run**: ``list_entries`` + opening the :class:`~colorization.catalog.Ledger` + ``catalog.plan``
+  with no manifest yet;
+- **bookkeeping, full run**: :func:`~colorization.colorize_loop.colorize_pending` over all N photos in batches of
+  8, with prepare, predict and render replaced by no-ops (futures already done), so that what is left is the
+  loop, the claims and outcomes recorded, the flushes and the final compaction;
+- **plan, re-run**: the same planning once every photo has its row and output (hard links), nothing to do;
+- **top-up**: a run where only the last 200 photos changed (size or time), per photo processed: plan + loop;
+- **peak RSS** of the process (``ru_maxrss``), and its RSS after imports.
+
+``--mode old`` runs the same with the manifest as earlier versions kept it (a dict per row, the whole file
+rewritten at every flush; the old ``Ledger`` and ``plan`` are copied below): its full run is quadratic, so at
+100k it is not run (the manifest is written directly instead) and only the top-up shows the flush cost.
+By default both modes and both sizes run and the table is printed at the end.
+
+Run as ``.venv/bin/python benchmarks/manifest.py [--sizes 1000 100000] [--modes new old]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import Future
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "data" / "benchmarks" / "manifest"
+BATCH = 8
+TOP_UP = 200
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def build_archive(n: int) -> Path:
+    """N copies of one 64x64 JPEG under nested folders (100 per folder, 100 folders per folder); built once."""
+    from PIL import Image
+
+    source = WORK / f"archive-{n}"
+    if (source / "done").exists():
+        return source
+    shutil.rmtree(source, ignore_errors=True)
+    buffer = io.BytesIO()
+    Image.effect_noise((64, 64), 40).save(buffer, "JPEG")
+    data = buffer.getvalue()
+    for i in range(n):
+        folder = source / f"d{i // 10000:02d}" / f"e{i // 100 % 100:02d}"
+        if i % 100 == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"p{i:06d}.jpg").write_bytes(data)
+    (source / "done").write_text("")
+    return source
+
+
+# --- the manifest as earlier versions kept it (commit 97a041c), for the "old" mode -------------------------------
+
+class OldLedger:
+    def __init__(self, output: Path):
+        from colorization import catalog
+
+        self.output = output
+        self.rows = {row["source"]: row for row in catalog.read_manifest(output).to_dict("records")}
+        self._unsaved: dict = {}
+
+    def frame(self):
+        import pandas as pd
+
+        from colorization.catalog import SCHEMA
+
+        rows = {**self.rows, **self._unsaved}
+        records = [rows[source] for source in sorted(rows) if rows[source] is not None]
+        return pd.DataFrame.from_records(records, columns=SCHEMA.names)
+
+    def get(self, source):
+        return self._unsaved[source] if source in self._unsaved else self.rows.get(source)
+
+    def add(self, records):
+        self._unsaved.update((r["source"], r) for r in records)
+
+    def put_back(self, source, row):
+        self._unsaved[source] = row
+
+    def flush(self):
+        from colorization import catalog, manifest
+
+        if not self._unsaved:
+            return
+        manifest.write(catalog.manifest_path(self.output), self.frame(), catalog.SCHEMA)
+        self.rows = {s: r for s, r in {**self.rows, **self._unsaved}.items() if r is not None}
+        self._unsaved = {}
+
+    def compact(self):
+        pass
+
+
+def old_plan(entries, rows, output, model_id, recolor=False, overwrite=False):
+    from colorization import catalog
+    from colorization.catalog import COLORIZED, ERROR, PENDING, Plan, _redo, record
+
+    previous = {row["source"]: row for row in rows.to_dict("records")}
+    pending, records, kept = [], [], 0
+    for entry in entries:
+        row = previous.get(entry.name)
+        ours = row is not None and row["status"] in (COLORIZED, PENDING)
+        if not _redo(entry, row, output, model_id, recolor, overwrite):
+            kept += 1
+        elif not entry.safe:
+            records.append(record(entry, ERROR, model_id, error=f"{entry.name}: unsafe path in archive, skipped"))
+        elif (output / entry.name).exists() and not ours and not overwrite:
+            records.append(record(entry, ERROR, model_id, error="exists"))
+        else:
+            pending.append(entry)
+    del catalog
+    return Plan(pending, records, kept)
+
+
+# --- one case, in a fresh process ----------------------------------------------------------------------------------
+
+def child(n: int, mode: str) -> dict:
+    import dataclasses
+
+    import numpy as np
+
+    from colorization import catalog
+    from colorization.archive import list_entries
+    from colorization.catalog import COLORIZED
+    from colorization.colorize_loop import PrepareResult, RenderResult, colorize_pending
+    from colorization.render import Prepared
+
+    after_imports = rss_mb()
+    source = build_archive(n)
+    output = WORK / f"out-{n}-{mode}"
+    shutil.rmtree(output, ignore_errors=True)
+    output.mkdir(parents=True)
+    old = mode == "old"
+    new_ledger = OldLedger if old else catalog.Ledger
+    planner = old_plan if old else catalog.plan
+    lightness = np.zeros((1, 1), np.float32)
+
+    def done(value) -> Future:
+        future = Future()
+        future.set_result(value)
+        return future
+
+    def prepare(batch):
+        return done([PrepareResult(e, "0123456789abcdef", Prepared(e.name, lightness, False)) for e in batch])
+
+    def predict(stack):
+        return np.zeros((len(stack), 1, 1, 2), np.float32)
+
+    def render(entry, ab, thumbnail):
+        return done(RenderResult(COLORIZED))
+
+    def planning(entries=None):
+        started = time.perf_counter()
+        entries = list_entries(source) if entries is None else entries
+        ledger = new_ledger(output)
+        work = planner(entries, ledger.frame(), output, "m1")
+        return ledger, work, time.perf_counter() - started
+
+    result = {"photos": n, "mode": mode, "rss after imports MB": round(after_imports)}
+    ledger, work, seconds = planning()
+    result["plan first µs/photo"] = 1e6 * seconds / n
+    if old and n > 20_000:
+        result["bookkeeping full µs/photo"] = None  # quadratic: not run; the manifest is written directly
+        import pyarrow as pa
+
+        from colorization import manifest
+        records = [catalog.record(e, COLORIZED, "m1", "0123456789abcdef") for e in work.pending]
+        manifest.write(catalog.manifest_path(output), pa.Table.from_pylist(records, schema=catalog.SCHEMA),
+                       catalog.SCHEMA)
+    else:
+        started = time.perf_counter()
+        report = colorize_pending(work.pending, ledger, "m1", prepare, predict, render, BATCH)
+        result["bookkeeping full µs/photo"] = 1e6 * (time.perf_counter() - started) / n
+        assert report.left == 0 and len(report.records) == n
+    entries = list_entries(source)
+    for entry in entries:  # outputs, so that a re-run finds every photo done (not timed)
+        target = output / entry.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.link(source / entry.name, target)
+    ledger, work, seconds = planning()
+    assert work.kept == n and not work.pending, (work.kept, len(work.pending))
+    result["plan re-run µs/photo"] = 1e6 * seconds / n
+
+    changed = entries[:-TOP_UP] + [dataclasses.replace(e, mtime_ns=e.mtime_ns + 1) for e in entries[-TOP_UP:]]
+    started = time.perf_counter()
+    ledger, work, _ = planning(changed)
+    assert len(work.pending) == TOP_UP
+    colorize_pending(work.pending, ledger, "m1", prepare, predict, render, BATCH)
+    result["top-up ms/photo done"] = 1e3 * (time.perf_counter() - started) / TOP_UP
+    assert len(catalog.read_manifest(output)) == n
+    result["peak RSS MB"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    shutil.rmtree(output)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 100_000])
+    parser.add_argument("--modes", nargs="+", choices=["new", "old"], default=["new", "old"])
+    parser.add_argument("--child", nargs=2, metavar=("N", "MODE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(int(args.child[0]), args.child[1])))
+        return
+    print(f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}", flush=True)
+    results = []
+    for mode in args.modes:
+        for n in args.sizes:
+            started = time.perf_counter()
+            line = subprocess.run([sys.executable, __file__, "--child", str(n), mode], check=True,
+                                  capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            results.append(json.loads(line.stdout.strip().splitlines()[-1]))
+            print(f"{mode} {n}: {time.perf_counter() - started:.0f} s  {results[-1]}", flush=True)
+    keys = [k for k in results[0] if k not in ("photos", "mode")]
+    print("\n| mode | photos | " + " | ".join(keys) + " |")
+    print("|---|---:|" + "---:|" * len(keys))
+    for r in results:
+        print(f"| {r['mode']} | {r['photos']:,} | " + " | ".join(_fmt(r[k]) for k in keys) + " |")
+    for mode in args.modes:
+        rows = {r["photos"]: r for r in results if r["mode"] == mode}
+        if len(rows) >= 2:
+            small, large = rows[min(rows)], rows[max(rows)]
+            ratios = {k: _fmt(large[k] / small[k]) for k in keys if large[k] and small[k] and "RSS" not in k}
+            print(f"{mode}: per photo {max(rows)}/{min(rows)}: {ratios}")
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "not run"
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""Manifests appended per flush and compacted now and then: what readers see at every step, crashes included."""
+
+from __future__ import annotations
+
+import errno
+import shutil
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from colorization import catalog, manifest
+from colorization.archive import Entry
+from colorization.errors import TransientError
+
+
+def entry(i: int, size: int = 100) -> Entry:
+    return Entry(f"roll{i % 3}/p{i:04d}.jpg", size, 1_700_000_000_123_456_789 + i)  # ns that a float would round
+
+
+def rows(statuses: dict[int, str], model: str = "m1") -> list[dict]:
+    return [catalog.record(entry(i), status, model) for i, status in statuses.items()]
+
+
+def expected(*steps: dict[int, str | None]) -> dict[str, str]:
+    """source → status after ``steps`` (None removes)."""
+    latest: dict[str, str] = {}
+    for step in steps:
+        for i, status in step.items():
+            if status is None:
+                latest.pop(entry(i).name, None)
+            else:
+                latest[entry(i).name] = status
+    return dict(sorted(latest.items()))
+
+
+def statuses(frame: pd.DataFrame) -> dict[str, str]:
+    return dict(zip(frame["source"], frame["status"]))
+
+
+def test_each_flush_appends_a_part_and_reads_merge_them(tmp_path):
+    ledger = catalog.Ledger(tmp_path)
+    path = catalog.manifest_path(tmp_path)
+    ledger.add(rows({i: "pending" for i in range(8)}))
+    ledger.flush()
+    ledger.add(rows({i: "colorized" for i in range(4)}))
+    ledger.put_back(entry(4).name, None)  # a claim taken back: the photo had no row
+    ledger.flush()
+    ledger.flush()  # nothing changed: nothing written
+    assert not path.exists() and [p.name for p in manifest.part_paths(path)] == ["part-000000.parquet",
+                                                                                "part-000001.parquet"]
+    assert pq.read_table(manifest.part_paths(path)[1]).num_rows == 5, "a part holds only the rows of its flush"
+    want = expected({i: "pending" for i in range(8)}, {i: "colorized" for i in range(4)}, {4: None})
+    read = catalog.read_manifest(tmp_path)
+    assert statuses(read) == want and list(read["source"]) == sorted(want)
+    assert read["mtime_ns"].tolist() == [entry(int(s[-8:-4])).mtime_ns for s in read["source"]]
+    assert statuses(ledger.frame()) == want and len(ledger) == 7
+    assert ledger.get(entry(0).name)["status"] == "colorized" and ledger.get(entry(4).name) is None
+
+    again = catalog.Ledger(tmp_path)  # a new run (or a run after a kill) sees the same rows
+    assert statuses(again.frame()) == want and again.get(entry(5).name)["mtime_ns"] == entry(5).mtime_ns
+    assert again.frame().equals(read)
+    again.add(rows({9: "colour"}))
+    again.flush()
+    assert manifest.part_paths(path)[-1].name == "part-000002.parquet", "numbering goes on after the parts there"
+
+
+def test_compaction_keeps_exactly_the_latest_row_of_each_source(tmp_path, monkeypatch):
+    monkeypatch.setattr(manifest, "COMPACT_MIN_ROWS", 20)
+    path = catalog.manifest_path(tmp_path)
+    ledger = catalog.Ledger(tmp_path)
+    steps = [{i: "pending" for i in range(10)}, {i: "colorized" for i in range(0, 10, 2)},
+             {i: "error" for i in range(1, 10, 2)}, {3: None, 12: "colour"}, {5: "pending", 12: "colorized"}]
+    for step in steps:
+        ledger.add(rows({i: s for i, s in step.items() if s is not None}))
+        for i in (i for i, s in step.items() if s is None):
+            ledger.put_back(entry(i).name, None)
+        ledger.flush()
+    assert path.exists() and len(manifest.part_paths(path)) == 1, "compacted once the parts held over 20 rows"
+    ledger.compact()
+    assert manifest.part_paths(path) == []
+    base = pq.read_table(path).to_pandas()
+    assert statuses(base) == expected(*steps), "the base alone holds the latest row of each source, once"
+    assert base["source"].is_unique and base.equals(catalog.read_manifest(tmp_path))
+    assert base["mtime_ns"].tolist() == [entry(int(s[-8:-4])).mtime_ns for s in base["source"]], "no precision lost"
+    written = path.stat().st_mtime_ns
+    ledger.compact()
+    assert path.stat().st_mtime_ns == written, "nothing to fold in: nothing written"
+
+
+@pytest.mark.parametrize("parts_left", ["all", "newest"])
+def test_a_crash_between_compaction_steps_reads_back_the_same(tmp_path, parts_left):
+    """Killed after the new base was written but before (all) the parts it includes were deleted."""
+    path = catalog.manifest_path(tmp_path)
+    first = catalog.Ledger(tmp_path)
+    first.add(rows({i: "colorized" for i in range(6)}))
+    first.flush()
+    first.compact()
+    ledger = catalog.Ledger(tmp_path)
+    steps = [{6: "pending", 7: "pending"}, {6: "colorized", 7: None}, {0: "error", 8: "pending"}]
+    for step in steps:
+        ledger.add(rows({i: s for i, s in step.items() if s is not None}))
+        for i in (i for i, s in step.items() if s is None):
+            ledger.put_back(entry(i).name, None)
+        ledger.flush()
+    want = expected({i: "colorized" for i in range(6)}, *steps)
+    assert statuses(catalog.read_manifest(tmp_path)) == want
+    saved = tmp_path / "saved"
+    shutil.copytree(manifest.parts_dir(path), saved)
+    ledger.compact()
+    # The crash: the new base is in place, the parts deleted oldest first were not all gone.
+    kept = sorted(saved.iterdir()) if parts_left == "all" else sorted(saved.iterdir())[-1:]
+    for part in kept:
+        shutil.copy(part, manifest.parts_dir(path) / part.name)
+    read = catalog.read_manifest(tmp_path)
+    assert statuses(read) == want and read["source"].is_unique, "no row lost, none doubled, none brought back"
+
+    after = catalog.Ledger(tmp_path)  # the next run: reads the same, goes on, compacts again
+    assert after.frame().equals(read)
+    after.add(rows({9: "colour"}))
+    after.flush()
+    after.compact()
+    assert manifest.part_paths(path) == [] and statuses(pq.read_table(path).to_pandas()) == want | expected(
+        {9: "colour"})
+
+
+def test_a_single_file_manifest_of_earlier_versions_reads_as_before(tmp_path):
+    path = catalog.manifest_path(tmp_path)
+    old = pd.DataFrame.from_records(rows({0: "colorized", 1: "unchanged", 2: "error"}), columns=catalog.SCHEMA.names)
+    path.parent.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pandas(old, schema=catalog.SCHEMA, preserve_index=False), path)
+    read = catalog.read_manifest(tmp_path)
+    assert list(read["status"]) == ["colorized", "colorized", "error"] and list(read["source"]) == list(old["source"])
+    before = pq.read_table(path, schema=catalog.SCHEMA).to_pandas()  # what earlier versions read
+    assert read.drop(columns="status").equals(before.drop(columns="status"))
+    ledger = catalog.Ledger(tmp_path)
+    assert ledger.frame().equals(read) and ledger.get(entry(1).name)["status"] == "colorized"
+    assert catalog.plan([entry(0), entry(1)], ledger.frame(), tmp_path, "m1").kept == 0  # outputs are missing
+
+
+def test_a_transient_write_error_keeps_the_rows_unsaved(tmp_path, monkeypatch):
+    ledger = catalog.Ledger(tmp_path)
+    ledger.add(rows({0: "colorized"}))
+    ledger.flush()
+    real = pq.write_table
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", full)
+    ledger.add(rows({1: "colorized"}))
+    with pytest.raises(TransientError, match="No space left on device writing .colorize/manifest.parquet"):
+        ledger.flush()
+    assert statuses(catalog.read_manifest(tmp_path)) == expected({0: "colorized"})
+    assert manifest.part_paths(catalog.manifest_path(tmp_path))[-1].name == "part-000000.parquet"
+    assert not any(p.name.startswith(".tmp-") for p in tmp_path.rglob("*")), "no half-written part"
+    monkeypatch.setattr(pq, "write_table", real)
+    ledger.flush()  # the disk has room again: the rows kept are written
+    assert statuses(catalog.read_manifest(tmp_path)) == expected({0: "colorized", 1: "colorized"})
+
+
+def test_plan_on_a_merged_manifest(tmp_path):
+    ledger = catalog.Ledger(tmp_path)
+    ledger.add(rows({0: "colorized", 1: "colour", 2: "pending"}))
+    ledger.flush()
+    (tmp_path / entry(0).name).parent.mkdir(parents=True)
+    (tmp_path / entry(0).name).write_bytes(b"ours")
+    work = catalog.plan([entry(0), entry(1), entry(2), entry(3), entry(1, size=5)], ledger.frame(), tmp_path, "m1")
+    assert work.kept == 2 and [e.name for e in work.pending] == [entry(2).name, entry(3).name, entry(1).name]
+
+
+def test_the_dataset_manifest_appends_a_part_per_shard(tmp_path):
+    from colorization.preprocess import remove_orphan_shards
+    from colorization.shards import Dataset, manifest_record
+
+    data = Dataset(tmp_path)
+    data.shards_dir.mkdir(parents=True)
+    for name in ("part-00000.parquet", "part-00001.parquet", "part-00002.parquet"):
+        (data.shards_dir / name).write_bytes(b"")
+    writer = data.open_manifest()
+    first = [manifest_record("a.jpg", id="a@1", status="written", shard="part-00000.parquet", bytes=1,
+                             mtime_ns=1_700_000_000_123_456_789),
+             manifest_record("bad.jpg", error="bad.jpg: cannot read")]  # no size: the file could not be read
+    second = [manifest_record("b.jpg", id="b@2", status="grey", bytes=2, mtime_ns=2),
+              manifest_record("c.jpg", id="c@3", status="written", shard="part-00001.parquet", bytes=3, mtime_ns=3)]
+    for records in (first, second):
+        writer.append({r["source"]: r for r in records})
+    assert len(manifest.part_paths(data.manifest_path)) == 2 and not data.manifest_path.exists()
+    read = data.read_manifest()
+    assert list(read["source"]) == ["a.jpg", "b.jpg", "bad.jpg", "c.jpg"]
+    assert read.loc[0, "mtime_ns"] == 1_700_000_000_123_456_789 and pd.isna(read.loc[2, "bytes"])
+    assert [p.name for p in remove_orphan_shards(data, read)] == ["part-00002.parquet"], "shards in parts are known"
+    writer.compact()
+    assert manifest.part_paths(data.manifest_path) == [] and data.read_manifest().equals(read)
