@@ -57,8 +57,8 @@ class TrainConfig:
     mixed_precision: bool | None = None
     objective: str = "regression"
     schedule: str = "cosine"
-    dropout: float = 0.0
-    keep: str = "last"
+    dropout: float = 0.5
+    keep: str = "best"
 
     def check(self) -> None:
         check_hyperparameters(self.epochs, self.batch_size, self.learning_rate, self.width, self.validation_percent)

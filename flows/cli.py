@@ -23,8 +23,8 @@ from colorization.shards import ROWS_PER_SHARD
 
 OBJECTIVE_HELP = ("regression (MSE on a,b, the paper's; default) or classification (Zhang et al. 2016: "
                   "rebalanced cross-entropy over a,b bins)")
-DROPOUT_HELP = "share of the embedding's channels dropped at each training step (default 0: none)"
-KEEP_HELP = "save the weights of the epoch with the lowest validation loss (best) or of the last epoch (default)"
+DROPOUT_HELP = "share of the embedding's channels dropped at each training step (default 0.5; 0: none)"
+KEEP_HELP = "save the weights of the epoch with the lowest validation loss (best; default) or of the last epoch"
 SCHEDULE_HELP = "learning rate over the epochs: a half cosine down to 2%% of --learning-rate (default) or constant"
 TEMPERATURE_HELP = "annealed-mean temperature of a classification model (default: its card's, 0.38)"
 
@@ -196,8 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--validation-percent", type=float, default=10.0, help="share of photos held out (default 10)")
     trn.add_argument("--objective", choices=OBJECTIVES, default="regression", help=OBJECTIVE_HELP)
     trn.add_argument("--schedule", choices=SCHEDULES, default="cosine", help=SCHEDULE_HELP)
-    trn.add_argument("--dropout", type=float, default=0.0, help=DROPOUT_HELP)
-    trn.add_argument("--keep", choices=KEEPS, default="last", help=KEEP_HELP)
+    trn.add_argument("--dropout", type=float, default=0.5, help=DROPOUT_HELP)
+    trn.add_argument("--keep", choices=KEEPS, default="best", help=KEEP_HELP)
     _add_wait(trn)
     trn.set_defaults(run=_train)
 
@@ -217,8 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     pipe.add_argument("--validation-percent", type=float, default=10.0, help="share of photos held out (default 10)")
     pipe.add_argument("--objective", choices=OBJECTIVES, default="regression", help=OBJECTIVE_HELP)
     pipe.add_argument("--schedule", choices=SCHEDULES, default="cosine", help=SCHEDULE_HELP)
-    pipe.add_argument("--dropout", type=float, default=0.0, help=DROPOUT_HELP)
-    pipe.add_argument("--keep", choices=KEEPS, default="last", help=KEEP_HELP)
+    pipe.add_argument("--dropout", type=float, default=0.5, help=DROPOUT_HELP)
+    pipe.add_argument("--keep", choices=KEEPS, default="best", help=KEEP_HELP)
     _add_wait(pipe)
     pipe.set_defaults(run=_pipeline)
 

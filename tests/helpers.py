@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +86,22 @@ def dask_workers(process: psutil.Process) -> list[psutil.Process]:
             if "multiprocessing" in line and "resource_tracker" not in line:
                 found.append(child)
     return found
+
+
+def kill_a_dask_worker(process: subprocess.Popen, ready: Callable[[], bool], timeout: float = 240) -> bool:
+    """SIGKILL one Dask worker of the CLI ``process`` as soon as ``ready()``, then wait for the run to end (its
+    whole process group is killed if it outlives ``timeout``); returns whether a worker was killed."""
+    killed = False
+    try:
+        deadline = time.monotonic() + timeout
+        while process.poll() is None and time.monotonic() < deadline and not killed:
+            workers = dask_workers(psutil.Process(process.pid))
+            if workers and ready():
+                workers[0].kill()
+                killed = True
+            time.sleep(0.01)
+        process.wait(timeout=timeout)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    return killed

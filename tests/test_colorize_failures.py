@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 from PIL import Image
 
@@ -20,7 +19,7 @@ from colorization import catalog
 from colorization.atomic import TEMP_NAME
 from flows.cli import main
 from flows.colorize import colorize
-from tests.helpers import dask_workers, start_cli
+from tests.helpers import kill_a_dask_worker, start_cli
 
 pytestmark = pytest.mark.slow
 
@@ -129,20 +128,8 @@ def test_killed_dask_worker_ends_in_a_completed_run_or_one_clear_line(prefect_ha
     source = grey_pngs(sample_paths[:10], tmp_path / "in")
     out = tmp_path / "out"
     process = start_cli_colorize(source, out, tiny_model, workers=2)
-    killed = None
-    try:
-        deadline = time.monotonic() + 240
-        while process.poll() is None and time.monotonic() < deadline and killed is None:
-            workers = dask_workers(psutil.Process(process.pid))
-            if workers and out.is_dir() and (temps(out) or outputs(out)):
-                killed = workers[0]
-                killed.kill()
-            time.sleep(0.01)
-        process.wait(timeout=240)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-    assert killed is not None, "the run ended before a worker could be killed"
+    killed = kill_a_dask_worker(process, lambda: out.is_dir() and bool(temps(out) or outputs(out)))
+    assert killed, "the run ended before a worker could be killed"
     err = out.with_name("out.stderr").read_text()
     assert "Traceback" not in err
     if process.returncode:

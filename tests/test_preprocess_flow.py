@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import signal
-import time
 
 import numpy as np
 import pandas as pd
-import psutil
 import pyarrow.parquet as pq
 import pytest
 from prefect.client.orchestration import get_client
@@ -21,7 +16,7 @@ from colorization.preprocess import plan_shards
 from colorization.shards import GREY, WRITTEN, Dataset, read_shard, shard_schema
 from flows.cli import main
 from flows.preprocess import preprocess, preprocess_shard, preprocess_shards
-from tests.helpers import copy_samples, dask_workers, grey_copy, plant_bad_files, start_cli
+from tests.helpers import copy_samples, grey_copy, kill_a_dask_worker, plant_bad_files, start_cli
 from tests.test_lock import hold
 
 
@@ -171,20 +166,8 @@ def test_killed_dask_worker_loses_no_photo_and_leaves_no_broken_shard(prefect_ha
     log = tmp_path / "preprocess.stderr"
     process = start_cli(["preprocess", str(source), "--dataset", str(dataset), "--size", "64", "--rows-per-shard",
                          "1", "--workers", "2"], log)
-    killed = None
-    try:
-        deadline = time.monotonic() + 240
-        while process.poll() is None and time.monotonic() < deadline and killed is None:
-            workers = dask_workers(psutil.Process(process.pid))
-            if workers and any((dataset / "shards").glob("*")):
-                killed = workers[0]
-                killed.kill()
-            time.sleep(0.01)
-        process.wait(timeout=240)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-    assert killed is not None, "the run ended before a worker could be killed"
+    killed = kill_a_dask_worker(process, lambda: any((dataset / "shards").glob("*")))
+    assert killed, "the run ended before a worker could be killed"
     err = log.read_text()
     assert "Traceback" not in err, err[-3000:]
     if process.returncode:
