@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from colorization import preflight
+from colorization import preflight, quiet
 from colorization.errors import ConfigError
 from colorization.images import DEFAULT_MAX_PIXELS
 from colorization.lock import LOCK_FILE, ensure_free
@@ -42,11 +42,14 @@ def _weights(value: str) -> str:
     return value if value in ("imagenet", "none", "auto") else str(_path(value))
 
 
-def _start(args: argparse.Namespace, *folders: Path, lock_name: str = LOCK_FILE) -> None:
-    """After the checks: refuse folders another run holds (unless ``--wait``), then start the Prefect API."""
+def _start(args: argparse.Namespace, *folders: Path, lock_name: str = LOCK_FILE, keras: bool = False) -> None:
+    """After the checks: refuse folders another run holds (unless ``--wait``), import Keras for a command whose
+    flow module needs it (quietly: :mod:`colorization.quiet`), then start the Prefect API."""
     if not args.wait:
         for folder in folders:
             ensure_free(folder, lock_name)
+    if keras:
+        quiet.import_keras()
     from flows.common import start_api
 
     start_api()
@@ -71,7 +74,7 @@ def _preprocess(args: argparse.Namespace) -> None:
 
 def _embed(args: argparse.Namespace) -> None:
     preflight.check_embed(args.dataset, args.weights, args.batch_size)
-    _start(args, args.dataset)
+    _start(args, args.dataset, keras=True)
     from flows.embed import embed
 
     embed(dataset=args.dataset, weights=args.weights, head=args.head, batch_size=args.batch_size, wait=args.wait)
@@ -80,7 +83,7 @@ def _embed(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     preflight.check_train(args.dataset, args.model_dir, args.epochs, args.batch_size, args.learning_rate,
                           args.width, args.resume, args.extractor, args.validation_percent, args.dropout)
-    _start(args, args.model_dir)
+    _start(args, args.model_dir, keras=True)
     from flows.train import train
 
     train(dataset=args.dataset, model_dir=args.model_dir, epochs=args.epochs, batch_size=args.batch_size,
@@ -93,7 +96,7 @@ def _pipeline(args: argparse.Namespace) -> None:
     preflight.check_pipeline(args.source, args.dataset, args.model_dir, args.size,
                              "imagenet" if args.weights == "auto" else args.weights, args.epochs, args.batch_size,
                              args.width, args.workers, args.resume, args.validation_percent, args.dropout)
-    _start(args, args.dataset, args.model_dir)
+    _start(args, args.dataset, args.model_dir, keras=True)
     from colorization.extractor import RANDOM_WARNING, imagenet_available
     from flows.train import pipeline
 
@@ -134,6 +137,14 @@ def _add_wait(parser: argparse.ArgumentParser) -> None:
                         help="if another run is using the folder, wait for it to finish instead of exiting")
 
 
+VERBOSE_HELP = ("show every detail: Prefect's task-run lines from the Dask workers, TensorFlow's C++ log, and "
+                "whatever else a normal run keeps off the terminal")
+
+
+def _add_verbose(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help=VERBOSE_HELP)
+
+
 def _evaluate(args: argparse.Namespace) -> None:
     preflight.check_evaluate(args.photos, [args.model, *args.compare], args.report, args.long_side, args.batch_size,
                              args.temperature)
@@ -161,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         "larger, and one retry). A run holds a lock on the folder it writes; a second run on it exits with "
         "status 2 naming the first, or waits for it with --wait.",
     )
+    _add_verbose(parser, False)
     commands = parser.add_subparsers(dest="command", required=True)
 
     pre = commands.add_parser("preprocess", help="photo folder -> Lab Parquet shards (incremental)")
@@ -252,11 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_upsample(ev)
     ev.add_argument("--temperature", type=float, default=None, help=TEMPERATURE_HELP)
     ev.set_defaults(run=_evaluate)
+    for command in commands.choices.values():  # also after the subcommand, without resetting one given before it
+        _add_verbose(command, argparse.SUPPRESS)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet.configure(args.verbose)  # before anything loads TensorFlow
     run: Callable[[argparse.Namespace], None] = args.run
     try:
         run(args)

@@ -22,7 +22,6 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.concurrency.sync import concurrency
 from prefect.states import Failed
 from prefect_dask.task_runners import PrefectDaskFuture
 from pydantic import Field
@@ -45,8 +44,9 @@ from colorization.errors import TransientError
 from colorization.gallery import html_contact_sheet, markdown_gallery
 from colorization.images import DEFAULT_MAX_PIXELS
 from colorization.preflight import check_colorize
+from colorization.quiet import import_keras
 from colorization.render import Upsample
-from flows.common import GPU_LIMIT, dask_runner, locked, project_path, resolve_weights
+from flows.common import dask_runner, gpu_slot, locked, project_path, resolve_weights
 
 LOST_WORKER = (KilledWorker, CommClosedError)
 
@@ -189,15 +189,16 @@ def _predictor(card: ModelCard, weights: str | None, temperature: float | None, 
     Loaded here, before any task is submitted: a model trained on random embeddings rebuilds its extractor
     from Python's global random generator, which the threads of a running Dask client would disturb.
     """
-    from colorization.colorizer import Colorizer  # here, not at the top: Dask workers never import Keras
+    import_keras()  # here, not at the top: Dask workers never import Keras
+    from colorization.colorizer import Colorizer
 
-    with concurrency(GPU_LIMIT, occupy=1):
+    with gpu_slot():
         colorizer = Colorizer.load(card, resolve_weights(weights), temperature)
     if colorizer.extractor.random:
         get_run_logger().warning("%s: %s", card.model_dir, RANDOM_WARNING)
 
     def predict(lightness: np.ndarray) -> np.ndarray:
-        with concurrency(GPU_LIMIT, occupy=1):
+        with gpu_slot():
             return colorizer.predict_ab(lightness, batch_size)
 
     return predict

@@ -7,7 +7,6 @@ from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
-from prefect.concurrency.sync import concurrency
 from pydantic import Field
 from tqdm import tqdm
 
@@ -16,14 +15,14 @@ from colorization.embeddings import embed_dataset, write_extractor_info
 from colorization.extractor import RANDOM_WARNING, load_extractor
 from colorization.preflight import check_embed
 from colorization.shards import Dataset
-from flows.common import GPU_LIMIT, locked, project_path, resolve_weights
+from flows.common import GPU_LIMIT, gpu_slot, locked, project_path, resolve_weights
 
 
 @task(name="embed-shards", tags=[GPU_LIMIT])
 def embed_shards(dataset: Path, weights: str, head: str, batch_size: int) -> dict:
     """Load the extractor and embed every shard not yet embedded, holding the ``gpu`` concurrency slot."""
     logger = get_run_logger()
-    with concurrency(GPU_LIMIT, occupy=1):
+    with gpu_slot():
         extractor = load_extractor(weights, head)
         if extractor.random:
             logger.warning(RANDOM_WARNING)

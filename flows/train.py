@@ -7,7 +7,6 @@ from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
-from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 from pydantic import Field
 
@@ -17,7 +16,7 @@ from colorization.metrics import DIRECTION, grey_baseline
 from colorization.preflight import check_pipeline, check_train
 from colorization.shards import Dataset
 from colorization.training import EpochResult, TrainConfig, Trainer, to_srgb
-from flows.common import GPU_LIMIT, locked, project_path, resolve_weights
+from flows.common import gpu_slot, locked, project_path, resolve_weights
 from flows.embed import embed
 from flows.preprocess import preprocess
 from flows.prior import ab_prior
@@ -82,7 +81,7 @@ def train(
         create_table_artifact(key="train-metrics", table=rows, description=f"Epochs of {trainer.model_dir}")
         logger.info("%s", ", ".join(f"{k} {v}" for k, v in result.row().items()))
 
-    with concurrency(GPU_LIMIT, occupy=1):
+    with gpu_slot():
         card = trainer.run(on_epoch)
     _publish_samples(trainer, card)
     _publish_evaluation(card)
