@@ -25,7 +25,6 @@ from prefect.artifacts import (
 from prefect.states import Failed
 from prefect_dask.task_runners import PrefectDaskFuture
 from pydantic import Field
-from tqdm import tqdm
 
 from colorization import catalog
 from colorization.archive import Entry, list_entries
@@ -46,7 +45,7 @@ from colorization.images import DEFAULT_MAX_PIXELS
 from colorization.preflight import check_colorize
 from colorization.quiet import import_keras
 from colorization.render import Upsample
-from flows.common import dask_runner, gpu_slot, locked, project_path, resolve_weights
+from flows.common import dask_runner, gpu_slot, locked, progress_bar, project_path, resolve_weights
 
 LOST_WORKER = (KilledWorker, CommClosedError)
 
@@ -137,10 +136,10 @@ def colorize(
                 work.kept)
     started = time.perf_counter()
     predict = _predictor(card, weights, temperature, batch_size) if work.pending else _nothing_to_predict
-    with dask_runner(workers, dask_address, max(1, len(work.pending))) as runner:
+    with (dask_runner(workers, dask_address, max(1, len(work.pending))) as runner,
+          progress_bar(total=len(work.pending), unit="photo", desc="colorize") as bar):
         progress = create_progress_artifact(0.0, key="colorize-progress", description=f"Colouring {source}") \
             if work.pending else None
-        bar = tqdm(total=len(work.pending), unit="photo", desc="colorize", disable=None)
 
         def submit_prepare(batch: list[Entry]) -> _TaskFuture:
             return _TaskFuture(runner.submit(prepare_photos, {"source": source, "entries": batch, "size": card.size,
@@ -159,7 +158,6 @@ def colorize(
             work.pending, ledger, current_model, submit_prepare, predict, submit_render, batch_size, recolor,
             records=work.records, transient=LOST_WORKER, on_progress=on_progress,
         )
-        bar.close()
     _remove_temps(output, "a Dask worker lost during this run")  # the lock keeps other runs' writes out
     summary = {**_summary(len(entries), work, report, time.perf_counter() - started), "upsample": upsample}
     for row in report.records:

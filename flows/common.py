@@ -7,9 +7,10 @@ import functools
 import inspect
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import dask
 from prefect import get_run_logger
@@ -18,6 +19,7 @@ from prefect.concurrency.sync import concurrency
 from prefect.exceptions import MissingContextError, ObjectNotFound
 from prefect.settings import get_current_settings
 from prefect_dask import DaskTaskRunner
+from tqdm import tqdm
 
 from colorization.lock import LOCK_FILE, folder_lock
 from colorization.quiet import is_verbose
@@ -139,6 +141,46 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
         return get_run_logger()
     except MissingContextError:
         return logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def progress_bar(**options: Any) -> Iterator[tqdm]:
+    """A tqdm bar (``options`` are tqdm's) on stderr, or ``file``, when that is a terminal; none otherwise.
+
+    While it shows, every console log handler writes its lines above the bar, which is cleared first and redrawn
+    after (tqdm's external write mode), instead of across it; the handlers keep their format, level and colours.
+    """
+    file = options.pop("file", None) or sys.stderr
+    bar = tqdm(file=file, disable=None, **options)
+    root = logging.getLogger()
+    handlers = root.handlers
+    try:
+        if not bar.disable:
+            root.handlers = [_AboveBar(h, file) if _writes_to(h, file) else h for h in handlers]
+        yield bar
+    finally:
+        root.handlers = handlers
+        bar.close()
+
+
+def _writes_to(handler: logging.Handler, file: object) -> bool:
+    return isinstance(handler, logging.StreamHandler) and handler.stream in (file, sys.stdout, sys.stderr)
+
+
+class _AboveBar(logging.Handler):
+    """A console handler whose lines go above the progress bars on the same terminal."""
+
+    def __init__(self, inner: logging.StreamHandler, file: object):
+        super().__init__(inner.level)
+        self.inner = inner
+        self.file = file
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        with tqdm.external_write_mode(file=self.file):
+            return bool(self.inner.handle(record))
+
+    def emit(self, record: logging.LogRecord) -> None:  # handle() does it all
+        self.inner.emit(record)
 
 
 def dask_runner(workers: int | None, address: str | None, tasks: int) -> DaskTaskRunner:
