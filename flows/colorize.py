@@ -45,7 +45,8 @@ from colorization.images import DEFAULT_MAX_PIXELS
 from colorization.preflight import check_colorize
 from colorization.quiet import import_keras
 from colorization.render import Upsample
-from flows.common import dask_runner, gpu_slot, locked, progress_bar, project_path, resolve_weights
+from flows.common import dask_runner, gpu_slot, locked, progress_bar, resolve_weights
+from flows.paths import project_path
 
 LOST_WORKER = (KilledWorker, CommClosedError)
 

@@ -9,7 +9,6 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import dask
@@ -23,8 +22,8 @@ from tqdm import tqdm
 
 from colorization.lock import LOCK_FILE, folder_lock
 from colorization.quiet import is_verbose
+from flows.paths import project_path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 GPU_LIMIT = "gpu"  # the global concurrency limit that serialises work on the accelerator
 SERVER_STARTUP_SECONDS = 120  # the temporary server's start-up time on a busy machine (Prefect's default: 20)
 # A temporary server's anonymous usage heartbeat: useless for a server that lives one command, and on a loaded
@@ -33,12 +32,6 @@ ANALYTICS_ENV = "PREFECT_SERVER_ANALYTICS_ENABLED"
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def project_path(path: str | Path) -> Path:
-    """An absolute path; relative ones are taken from the project root, where deployments run."""
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else PROJECT_ROOT / path
 
 
 def resolve_weights(weights: str | None) -> str | None:

@@ -14,7 +14,8 @@ from colorization.embeddings import embed_dataset, write_extractor_info
 from colorization.extractor import RANDOM_WARNING, load_extractor
 from colorization.preflight import check_embed
 from colorization.shards import Dataset
-from flows.common import GPU_LIMIT, gpu_slot, locked, progress_bar, project_path, resolve_weights
+from flows.common import GPU_LIMIT, gpu_slot, locked, progress_bar, resolve_weights
+from flows.paths import project_path
 
 
 @task(name="embed-shards", tags=[GPU_LIMIT])

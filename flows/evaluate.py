@@ -25,7 +25,8 @@ from colorization.images import DEFAULT_MAX_PIXELS
 from colorization.preflight import check_evaluate
 from colorization.quiet import import_keras
 from colorization.render import Upsample
-from flows.common import gpu_slot, project_path
+from flows.common import gpu_slot
+from flows.paths import project_path
 
 if TYPE_CHECKING:
     from colorization.colorizer import Colorizer

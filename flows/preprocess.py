@@ -24,7 +24,8 @@ from colorization.preprocess import (
     remove_orphan_shards,
 )
 from colorization.shards import ERROR, GREY, ROWS_PER_SHARD, WRITTEN, Dataset, shard_index
-from flows.common import dask_runner, locked, progress_bar, project_path
+from flows.common import dask_runner, locked, progress_bar
+from flows.paths import project_path
 
 SHARD_RETRIES = 2
 

@@ -16,14 +16,15 @@ from colorization.metrics import DIRECTION, grey_baseline
 from colorization.preflight import check_pipeline, check_train
 from colorization.shards import Dataset
 from colorization.training import EpochResult, TrainConfig, Trainer, to_srgb
-from flows.common import gpu_slot, locked, project_path, resolve_weights
+from flows.common import gpu_slot, locked, resolve_weights
 from flows.embed import embed
+from flows.paths import project_path
 from flows.preprocess import preprocess
 from flows.prior import ab_prior
 
-RANDOM_NOTE = (
-    "**WARNING: trained on embeddings of an Xception with RANDOM weights (`--weights none`). "
-    "This model is a plumbing test, not a colorizer.**"
+RANDOM_NOTE = (  # names no option: --weights none and a --weights auto that found no ImageNet weights both lead here
+    "**WARNING: trained on embeddings of an Xception with RANDOM weights. This model is a plumbing test, not a "
+    "colorizer: embed with --weights imagenet or a weights file for a real one.**"
 )
 
 
