@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
 
@@ -40,7 +41,7 @@ from colorization.colorize_loop import (
     render_to_file,
 )
 from colorization.errors import TransientError
-from colorization.gallery import html_contact_sheet, markdown_gallery
+from colorization.gallery import SheetPhoto, html_contact_sheet, image_size, markdown_gallery
 from colorization.images import DEFAULT_MAX_PIXELS
 from colorization.preflight import check_colorize
 from colorization.quiet import import_keras
@@ -164,7 +165,7 @@ def colorize(
     for row in report.records:
         if row["status"] == ERROR:
             logger.warning("%s", row["error"])
-    _publish(output, summary, report, card.random)
+    _publish(output, summary, report, card.random, current_model)
     logger.info("%s; contact sheet: %s", ", ".join(f"{k}: {v}" for k, v in summary.items()),
                 output / catalog.STATE_DIR / "gallery.html")
     if not work.pending and not work.records:
@@ -230,20 +231,26 @@ def _summary(found: int, work: catalog.Plan, report: LoopReport, seconds: float)
     }
 
 
-def _publish(output: Path, summary: dict, report: LoopReport, random: bool) -> None:
+def _publish(output: Path, summary: dict, report: LoopReport, random: bool, model_id: str) -> None:
     note = f"**WARNING: {RANDOM_WARNING}. These colours are meaningless.**" if random else ""
     create_table_artifact(key="colorize-summary", table=[summary], description=f"Colorize run into {output}")
     errors = [{"source": r["source"], "error": r["error"]} for r in report.records if r["status"] == ERROR]
     if errors:
         create_table_artifact(key="colorize-errors", table=errors, description="Photos that could not be coloured")
-    if report.gallery:
-        columns = ["before", "after"]
+    columns = ["before", "after"]
+    if report.gallery or errors:  # a run with nothing to show keeps the last sheet
+        photos = [SheetPhoto(name, thumbnails, image_size(output / name)) for name, thumbnails in report.gallery]
+        sheet = html_contact_sheet(
+            f"Colorized: {output}", columns, photos, model_id=model_id, created=datetime.now(timezone.utc),
+            errors=[(e["source"], e["error"]) for e in errors], note=note.replace("*", ""),
+            more=max(0, summary["colorized"] - len(photos)),
+        )
         try:
             with atomic_path(output / catalog.STATE_DIR / "gallery.html") as temp:
-                temp.write_text(html_contact_sheet(f"Colorized: {output}", columns, report.gallery,
-                                                   note.replace("*", "")))
+                temp.write_text(sheet, encoding="utf-8")
         except OSError as exc:
             get_run_logger().warning("contact sheet not written: %s", exc.strerror or exc)
+    if report.gallery:
         create_markdown_artifact(
             key="colorize-gallery",
             markdown=markdown_gallery("Before / after", columns, report.gallery[:4], note),
