@@ -133,9 +133,9 @@ def colorize_pending(
 
     ``records`` are rows to record first (entries refused while planning). Photos already in colour are
     recorded as ``colour`` unless ``recolor``. ``transient`` adds exception types that mean the machine failed
-    rather than the photo (say, a lost Dask worker). ``on_progress(done, total)`` is called after each batch.
-    Returns when every photo has an outcome, or after a transient failure with ``stopped`` saying what
-    happened and what to do.
+    rather than the photo (say, a lost Dask worker). ``on_progress(done, total)`` is called after each batch
+    and once more when the last renders are in. Returns when every photo has an outcome, or after a transient
+    failure with ``stopped`` saying what happened and what to do.
     """
     report = LoopReport(records=list(records))
     ledger.add(report.records)
@@ -188,6 +188,8 @@ def colorize_pending(
         while rendering:
             finish(*rendering.popleft())
         ledger.flush()
+        if on_progress is not None and pending:  # the last renders finish after the last batch
+            on_progress(len(report.records) - len(records), len(pending))
     except Exception as exc:
         stop = _as_stop(exc, transient)
         if stop is None:

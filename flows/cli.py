@@ -1,5 +1,7 @@
 """The ``colorization`` command: one subcommand per flow.
 
+``--version`` prints the installed version; ``COMMAND --help`` each option with its default, and examples.
+
 Paths on the command line are taken from the current folder. Problems with the arguments print one line
 starting ``colorization: error:`` and exit with status 2, before any flow or Prefect server starts; so does a
 folder another run is using (``--wait`` waits for it instead). A run that fails exits with status 1. With
@@ -14,22 +16,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from colorization import preflight
+from colorization import preflight, quiet
 from colorization.errors import ConfigError
 from colorization.images import DEFAULT_MAX_PIXELS
 from colorization.lock import LOCK_FILE, ensure_free
 from colorization.preflight import HEADS, KEEPS, OBJECTIVES, SCHEDULES
 from colorization.shards import ROWS_PER_SHARD
+from flows.paths import project_path
 
-OBJECTIVE_HELP = ("regression (MSE on a,b, the paper's; default) or classification (Zhang et al. 2016: "
-                  "rebalanced cross-entropy over a,b bins)")
-DROPOUT_HELP = "share of the embedding's channels dropped at each training step (default 0.5; 0: none)"
-KEEP_HELP = "save the weights of the epoch with the lowest validation loss (best; default) or of the last epoch"
-SCHEDULE_HELP = "learning rate over the epochs: a half cosine down to 2%% of --learning-rate (default) or constant"
+OBJECTIVE_HELP = ("what the decoder learns: regression (MSE on a,b, the paper's) or classification (Zhang et al. "
+                  "2016: rebalanced cross-entropy over a,b bins)")
+SCHEDULE_HELP = "learning rate over the epochs: a half cosine down to 2%% of the initial rate, or constant"
+DROPOUT_HELP = "share of the embedding's channels dropped at each training step (0 drops none; QUALITY.md)"
+KEEP_HELP = "which epoch's weights to save: the one with the lowest validation loss (best), or the last"
 TEMPERATURE_HELP = "annealed-mean temperature of a classification model (default: its card's, 0.38)"
 
-HEAD_HELP = ("what Xception gives the model: the 10x10x2048 feature map, fused spatially (default: it colours "
-             "best, QUALITY.md), the 2048-d pooled features, or the paper's 1000-class softmax")
+HEAD_HELP = ("what Xception gives the model: spatial, its 10x10x2048 feature map fused spatially (colours best, "
+             "QUALITY.md); avg_pool, the 2048-d pooled features; or predictions, the paper's 1000-class softmax")
 
 
 def _path(value: str) -> Path:
@@ -42,11 +45,14 @@ def _weights(value: str) -> str:
     return value if value in ("imagenet", "none", "auto") else str(_path(value))
 
 
-def _start(args: argparse.Namespace, *folders: Path, lock_name: str = LOCK_FILE) -> None:
-    """After the checks: refuse folders another run holds (unless ``--wait``), then start the Prefect API."""
+def _start(args: argparse.Namespace, *folders: Path, lock_name: str = LOCK_FILE, keras: bool = False) -> None:
+    """After the checks: refuse folders another run holds (unless ``--wait``), import Keras for a command whose
+    flow module needs it (quietly: :mod:`colorization.quiet`), then start the Prefect API."""
     if not args.wait:
         for folder in folders:
             ensure_free(folder, lock_name)
+    if keras:
+        quiet.import_keras()
     from flows.common import start_api
 
     start_api()
@@ -71,7 +77,7 @@ def _preprocess(args: argparse.Namespace) -> None:
 
 def _embed(args: argparse.Namespace) -> None:
     preflight.check_embed(args.dataset, args.weights, args.batch_size)
-    _start(args, args.dataset)
+    _start(args, args.dataset, keras=True)
     from flows.embed import embed
 
     embed(dataset=args.dataset, weights=args.weights, head=args.head, batch_size=args.batch_size, wait=args.wait)
@@ -80,7 +86,7 @@ def _embed(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     preflight.check_train(args.dataset, args.model_dir, args.epochs, args.batch_size, args.learning_rate,
                           args.width, args.resume, args.extractor, args.validation_percent, args.dropout)
-    _start(args, args.model_dir)
+    _start(args, args.model_dir, keras=True)
     from flows.train import train
 
     train(dataset=args.dataset, model_dir=args.model_dir, epochs=args.epochs, batch_size=args.batch_size,
@@ -93,7 +99,7 @@ def _pipeline(args: argparse.Namespace) -> None:
     preflight.check_pipeline(args.source, args.dataset, args.model_dir, args.size,
                              "imagenet" if args.weights == "auto" else args.weights, args.epochs, args.batch_size,
                              args.width, args.workers, args.resume, args.validation_percent, args.dropout)
-    _start(args, args.dataset, args.model_dir)
+    _start(args, args.dataset, args.model_dir, keras=True)
     from colorization.extractor import RANDOM_WARNING, imagenet_available
     from flows.train import pipeline
 
@@ -101,7 +107,9 @@ def _pipeline(args: argparse.Namespace) -> None:
     if weights == "auto":
         weights = "imagenet" if imagenet_available(args.head) else "none"
         if weights == "none":
-            print(f"\n*** No ImageNet Xception weights (offline?). {RANDOM_WARNING}. ***\n", file=sys.stderr)
+            print(f"\n*** --weights auto: no ImageNet Xception weights here (offline?), so random ones. "
+                  f"{RANDOM_WARNING}. For a real model pass --weights imagenet where Keras can download them, or "
+                  "--weights FILE (README: embed). ***\n", file=sys.stderr)
     pipeline(source=args.source, dataset=args.dataset, model_dir=args.model_dir, size=args.size, weights=weights,
              head=args.head, epochs=args.epochs, batch_size=args.batch_size, width=args.width, workers=args.workers,
              resume=args.resume, validation_percent=args.validation_percent, objective=args.objective,
@@ -122,18 +130,6 @@ def _colorize(args: argparse.Namespace) -> None:
              temperature=args.temperature, allow_empty=args.allow_empty, wait=args.wait)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with errors as one ``colorization: error:`` line (no usage dump), like every other refusal."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"colorization: error: {message} (see {self.prog} --help)\n")
-
-
-def _add_wait(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--wait", action="store_true",
-                        help="if another run is using the folder, wait for it to finish instead of exiting")
-
-
 def _evaluate(args: argparse.Namespace) -> None:
     preflight.check_evaluate(args.photos, [args.model, *args.compare], args.report, args.long_side, args.batch_size,
                              args.temperature)
@@ -146,95 +142,184 @@ def _evaluate(args: argparse.Namespace) -> None:
              temperature=args.temperature)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with errors as one ``colorization: error:`` line (no usage dump), like every other refusal."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"colorization: error: {message} (see {self.prog} --help)\n")
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Each option's help ends with its default, unless the help says it already or the option is a flag or has
+    no default; descriptions and the examples epilog are printed as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        nothing = action.default is None or action.default is False or action.default == [] \
+            or action.default is argparse.SUPPRESS  # by identity: a default of 0 or 0.0 is worth showing
+        if not action.option_strings or "default" in text or nothing:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _version() -> str:
+    """The installed package's version (``pip install -e .``), or the source's when it is run uninstalled."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("colorization")
+    except PackageNotFoundError:
+        from colorization import __version__
+
+        return f"{__version__} (not installed)"
+
+
+def _command(commands: argparse._SubParsersAction, name: str, summary: str, examples: str) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` says what it does, lists its options with their defaults, then examples."""
+    return commands.add_parser(name, help=summary, description=summary[:1].upper() + summary[1:] + ".",
+                               epilog="examples:\n" + examples.strip("\n"), formatter_class=_HelpFormatter)
+
+
+def _add_wait(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--wait", action="store_true",
+                        help="if another run is using the folder, wait for it to finish instead of exiting")
+
+
+VERBOSE_HELP = ("show every detail: Prefect's task-run lines from the Dask workers, TensorFlow's C++ log, and "
+                "whatever else a normal run keeps off the terminal")
+
+
+def _add_verbose(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help=VERBOSE_HELP)
+
+
 def _add_upsample(command: argparse.ArgumentParser) -> None:
     command.add_argument("--upsample", choices=["bicubic", "guided"], default="bicubic",
-                         help="predicted colour to full size: bicubic (default) or guided by the photo's lightness "
+                         help="predicted colour to full size: bicubic, or guided by the photo's lightness "
                               "(edge-aware, slower)")
+
+
+def _add_workers(command: argparse.ArgumentParser, what: str) -> None:
+    command.add_argument("--workers", type=int, default=None,
+                         help=f"local Dask worker processes {what} (default: one per core)")
+    command.add_argument("--dask-address", default=None, metavar="ADDR",
+                         help="use the Dask scheduler at ADDR, e.g. tcp://scheduler:8786 (default: a local "
+                              "cluster, or COLORIZATION_DASK_ADDRESS when set)")
+
+
+DEMO_MODEL = "data/models/samples"  # colorize's default model: make demo's, in the project
+MAIN_EPILOG = """\
+Paths are taken from the current folder. Runs report to the Prefect server named by PREFECT_API_URL when it
+is set; otherwise each command starts a temporary one (allowed 120 s to start, or
+PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS if larger, and one retry). A run holds a lock on the folder
+it writes; a second run on it exits with status 2 naming the first, or waits for it with --wait.
+
+examples:
+  colorization pipeline data/samples/photos --dataset data/datasets/samples --model-dir data/models/samples
+  colorization colorize data/samples/archive data/colorized/samples --model data/models/samples
+  colorization colorize --help      # a command's options, their defaults, and examples
+"""
+PREPROCESS_EXAMPLES = """
+  colorization preprocess data/samples/photos --dataset data/datasets/samples --size 128
+  colorization preprocess /archives/scans --dataset /data/scans --workers 8 --keep-grey
+"""
+EMBED_EXAMPLES = """
+  colorization embed --dataset data/datasets/samples
+  colorization embed --dataset data/datasets/samples \\
+      --weights ~/xception_weights_tf_dim_ordering_tf_kernels_notop.h5   # offline: a local weights file
+"""
+TRAIN_EXAMPLES = """
+  colorization train --dataset data/datasets/samples --model-dir data/models/samples --epochs 25 --width 0.5
+  colorization train --dataset data/datasets/samples --model-dir data/models/samples --epochs 40 --resume
+"""
+PIPELINE_EXAMPLES = """
+  colorization pipeline data/samples/photos --dataset data/datasets/samples --model-dir data/models/samples \\
+      --size 128 --width 0.5 --epochs 25 --weights auto --resume          # what make demo runs
+"""
+COLORIZE_EXAMPLES = """
+  colorization colorize data/samples/archive data/colorized/samples --model data/models/samples
+  colorization colorize parish.zip parish-colour --model data/models/parish --upsample guided --wait
+"""
+EVALUATE_EXAMPLES = """
+  colorization evaluate data/samples/photos --model data/models/samples
+  colorization evaluate photos.tar --model models/a --compare models/b --report reports/a-vs-b
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="colorization",
-        description=__doc__.splitlines()[0],
-        epilog="Runs report to the Prefect server named by PREFECT_API_URL when it is set; otherwise each command "
-        "starts a temporary one (allowed 120 s to start, or PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS if "
-        "larger, and one retry). A run holds a lock on the folder it writes; a second run on it exits with "
-        "status 2 naming the first, or waits for it with --wait.",
+        description="Learn to colour black-and-white photos, then colour whole photo archives: one subcommand per "
+        "Prefect flow.",
+        epilog=MAIN_EPILOG,
+        formatter_class=_HelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    _add_verbose(parser, False)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    pre = commands.add_parser("preprocess", help="photo folder -> Lab Parquet shards (incremental)")
+    pre = _command(commands, "preprocess", "photo folder -> Lab Parquet shards (incremental)", PREPROCESS_EXAMPLES)
     pre.add_argument("source", type=_path, help="folder tree of photos")
-    pre.add_argument("--dataset", type=_path, required=True, help="dataset folder to create or extend")
-    pre.add_argument("--size", type=int, default=256, help="square crop size in pixels (default 256)")
-    pre.add_argument("--rows-per-shard", type=int, default=ROWS_PER_SHARD,
-                     help=f"photos per shard file (default {ROWS_PER_SHARD})")
-    pre.add_argument("--workers", type=int, default=None, help="local Dask workers (default: one per core)")
-    pre.add_argument("--dask-address", default=None, help="use this Dask scheduler instead of a local cluster")
+    pre.add_argument("--dataset", type=_path, required=True, help="dataset folder to create or extend (required)")
+    pre.add_argument("--size", type=int, default=256, help="square crop size in pixels, a multiple of 8")
+    pre.add_argument("--rows-per-shard", type=int, default=ROWS_PER_SHARD, help="photos per shard file")
+    _add_workers(pre, "for decoding")
     pre.add_argument("--keep-grey", action="store_true", help="keep grey and sepia photos in the shards")
     _add_wait(pre)
     pre.set_defaults(run=_preprocess)
 
-    emb = commands.add_parser("embed", help="shards -> Xception embeddings, once per photo")
-    emb.add_argument("--dataset", type=_path, required=True, help="dataset folder written by preprocess")
+    emb = _command(commands, "embed", "shards -> Xception embeddings, once per photo", EMBED_EXAMPLES)
+    emb.add_argument("--dataset", type=_path, required=True, help="dataset folder written by preprocess (required)")
     emb.add_argument("--weights", type=_weights, default="imagenet",
-                     help="imagenet (Keras download), none (random; tests), or a file")
+                     help="Xception weights: imagenet (Keras download), none (random: tests only), or a file")
     emb.add_argument("--head", choices=HEADS, default="spatial", help=HEAD_HELP)
-    emb.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    emb.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     _add_wait(emb)
     emb.set_defaults(run=_embed)
 
-    trn = commands.add_parser("train", help="train the fusion model from shards + embeddings")
-    trn.add_argument("--dataset", type=_path, required=True, help="dataset folder with shards and embeddings")
-    trn.add_argument("--model-dir", type=_path, required=True, help="where model.keras, model.json and checkpoints go")
-    trn.add_argument("--epochs", type=int, default=10, help="total epochs, counting resumed ones (default 10)")
-    trn.add_argument("--batch-size", type=int, default=32, help="default 32")
-    trn.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default 0.001)")
-    trn.add_argument("--width", type=float, default=1.0, help="filter multiplier; 1.0 = the paper (default)")
-    trn.add_argument("--resume", action="store_true", help="continue the checkpoint in --model-dir")
-    trn.add_argument("--extractor", default=None, help="embedding set to use when the dataset has several")
-    trn.add_argument("--validation-percent", type=float, default=10.0, help="share of photos held out (default 10)")
-    trn.add_argument("--objective", choices=OBJECTIVES, default="regression", help=OBJECTIVE_HELP)
-    trn.add_argument("--schedule", choices=SCHEDULES, default="cosine", help=SCHEDULE_HELP)
-    trn.add_argument("--dropout", type=float, default=0.5, help=DROPOUT_HELP)
-    trn.add_argument("--keep", choices=KEEPS, default="best", help=KEEP_HELP)
+    trn = _command(commands, "train", "train the fusion model from shards + embeddings", TRAIN_EXAMPLES)
+    trn.add_argument("--dataset", type=_path, required=True,
+                     help="dataset folder with shards and embeddings (required)")
+    trn.add_argument("--model-dir", type=_path, required=True,
+                     help="where model.keras, model.json and checkpoints go (required)")
+    _add_training(trn, learning_rate=True)
+    trn.add_argument("--extractor", default=None, metavar="ID",
+                     help="embedding set to use when the dataset has several (default: its only one)")
     _add_wait(trn)
     trn.set_defaults(run=_train)
 
-    pipe = commands.add_parser("pipeline", help="preprocess -> embed -> train from one photo folder")
+    pipe = _command(commands, "pipeline", "preprocess -> embed -> train from one photo folder", PIPELINE_EXAMPLES)
     pipe.add_argument("source", type=_path, help="folder tree of colour photos to learn from")
-    pipe.add_argument("--dataset", type=_path, required=True)
-    pipe.add_argument("--model-dir", type=_path, required=True)
-    pipe.add_argument("--size", type=int, default=256)
+    pipe.add_argument("--dataset", type=_path, required=True, help="dataset folder to create or extend (required)")
+    pipe.add_argument("--model-dir", type=_path, required=True,
+                      help="where model.keras, model.json and checkpoints go (required)")
+    pipe.add_argument("--size", type=int, default=256, help="square crop size in pixels, a multiple of 8")
     pipe.add_argument("--weights", type=_weights, default="imagenet",
-                      help="imagenet, none, a file, or auto (imagenet when obtainable, else random with a warning)")
+                      help="Xception weights: imagenet, none (random: tests only), a file, or auto (imagenet when "
+                           "it can be had, else random weights, with a warning)")
     pipe.add_argument("--head", choices=HEADS, default="spatial", help=HEAD_HELP)
-    pipe.add_argument("--epochs", type=int, default=10)
-    pipe.add_argument("--batch-size", type=int, default=32)
-    pipe.add_argument("--width", type=float, default=1.0)
-    pipe.add_argument("--workers", type=int, default=None)
-    pipe.add_argument("--resume", action="store_true")
-    pipe.add_argument("--validation-percent", type=float, default=10.0, help="share of photos held out (default 10)")
-    pipe.add_argument("--objective", choices=OBJECTIVES, default="regression", help=OBJECTIVE_HELP)
-    pipe.add_argument("--schedule", choices=SCHEDULES, default="cosine", help=SCHEDULE_HELP)
-    pipe.add_argument("--dropout", type=float, default=0.5, help=DROPOUT_HELP)
-    pipe.add_argument("--keep", choices=KEEPS, default="best", help=KEEP_HELP)
+    _add_training(pipe, learning_rate=False)
+    pipe.add_argument("--workers", type=int, default=None,
+                      help="local Dask worker processes for preprocessing (default: one per core)")
     _add_wait(pipe)
     pipe.set_defaults(run=_pipeline)
 
-    col = commands.add_parser("colorize", help="colour a photo archive at full resolution (incremental)")
+    col = _command(commands, "colorize", "colour a photo archive at full resolution (incremental)",
+                   COLORIZE_EXAMPLES)
     col.add_argument("input", type=_path, help="folder tree, .zip or .tar of photos (never modified)")
     col.add_argument("output", type=_path, help="folder that mirrors the input with coloured photos")
-    col.add_argument("--model", type=_path, default=_path("data/models/samples"), help="trained model folder")
+    col.add_argument("--model", type=_path, default=project_path(DEMO_MODEL),
+                     help=f"trained model folder (default: the demo's, {project_path(DEMO_MODEL)}, wherever the "
+                          "command runs)")
     col.add_argument("--weights", type=_weights, default=None,
                      help="Xception weights the model was trained with (default: as recorded in its card)")
-    col.add_argument("--batch-size", type=int, default=8, help="photos per network batch (default 8)")
+    col.add_argument("--batch-size", type=int, default=8, help="photos per network batch")
     col.add_argument("--recolor", action="store_true", help="also colour photos that are already in colour")
     col.add_argument("--overwrite", action="store_true", help="redo everything, replacing existing outputs")
-    col.add_argument("--workers", type=int, default=None, help="local Dask workers for decoding and encoding")
-    col.add_argument("--dask-address", default=None, help="use this Dask scheduler instead of a local cluster")
+    _add_workers(col, "for decoding and encoding")
     col.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                     help=f"refuse larger photos (default {DEFAULT_MAX_PIXELS // 1_000_000} MP)")
+                     help=f"refuse larger photos (default: {DEFAULT_MAX_PIXELS:_}, i.e. "
+                          f"{DEFAULT_MAX_PIXELS // 1_000_000} MP)")
     _add_wait(col)
     _add_upsample(col)
     col.add_argument("--temperature", type=float, default=None, help=TEMPERATURE_HELP)
@@ -242,21 +327,42 @@ def build_parser() -> argparse.ArgumentParser:
                      help="an input folder with no photo is nothing to do, not an error (for a scheduled inbox)")
     col.set_defaults(run=_colorize)
 
-    ev = commands.add_parser("evaluate", help="score models on colour photos, beside the grey baseline")
+    ev = _command(commands, "evaluate", "score models on colour photos, beside the grey baseline", EVALUATE_EXAMPLES)
     ev.add_argument("photos", type=_path, help="folder tree, .zip or .tar of colour photos (never modified)")
-    ev.add_argument("--model", type=_path, required=True, help="trained model folder")
+    ev.add_argument("--model", type=_path, required=True, help="trained model folder (required)")
     ev.add_argument("--report", type=_path, default=None, help="report folder (default: MODEL/evaluation)")
-    ev.add_argument("--compare", type=_path, nargs="+", default=[], help="more models to score on the same photos")
-    ev.add_argument("--long-side", type=int, default=512, help="resize originals to this long side (default 512)")
-    ev.add_argument("--batch-size", type=int, default=8, help="photos per network batch (default 8)")
+    ev.add_argument("--compare", type=_path, nargs="+", default=[], metavar="MODEL",
+                    help="more models to score on the same photos (default: none)")
+    ev.add_argument("--long-side", type=int, default=512, help="resize originals to this long side, in pixels")
+    ev.add_argument("--batch-size", type=int, default=8, help="photos per network batch")
     _add_upsample(ev)
     ev.add_argument("--temperature", type=float, default=None, help=TEMPERATURE_HELP)
     ev.set_defaults(run=_evaluate)
+    for command in commands.choices.values():  # also after the subcommand, without resetting one given before it
+        _add_verbose(command, argparse.SUPPRESS)
     return parser
+
+
+def _add_training(command: argparse.ArgumentParser, learning_rate: bool) -> None:
+    """The training options of train and pipeline (pipeline keeps the default learning rate)."""
+    command.add_argument("--epochs", type=int, default=10, help="total epochs, counting resumed ones")
+    command.add_argument("--batch-size", type=int, default=32, help="photos per training step")
+    if learning_rate:
+        command.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's initial learning rate")
+    command.add_argument("--width", type=float, default=1.0,
+                         help="filter multiplier of every layer; 1.0 = the paper's 6.6 M parameters")
+    command.add_argument("--resume", action="store_true", help="continue the checkpoint in --model-dir")
+    command.add_argument("--validation-percent", type=float, default=10.0,
+                         help="share of the photos held out for validation, in percent")
+    command.add_argument("--objective", choices=OBJECTIVES, default="regression", help=OBJECTIVE_HELP)
+    command.add_argument("--schedule", choices=SCHEDULES, default="cosine", help=SCHEDULE_HELP)
+    command.add_argument("--dropout", type=float, default=0.5, help=DROPOUT_HELP)
+    command.add_argument("--keep", choices=KEEPS, default="best", help=KEEP_HELP)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet.configure(args.verbose)  # before anything loads TensorFlow
     run: Callable[[argparse.Namespace], None] = args.run
     try:
         run(args)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
 
@@ -22,11 +23,9 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.concurrency.sync import concurrency
 from prefect.states import Failed
 from prefect_dask.task_runners import PrefectDaskFuture
 from pydantic import Field
-from tqdm import tqdm
 
 from colorization import catalog
 from colorization.archive import Entry, list_entries
@@ -42,11 +41,13 @@ from colorization.colorize_loop import (
     render_to_file,
 )
 from colorization.errors import TransientError
-from colorization.gallery import html_contact_sheet, markdown_gallery
+from colorization.gallery import SheetPhoto, html_contact_sheet, image_size, markdown_gallery
 from colorization.images import DEFAULT_MAX_PIXELS
 from colorization.preflight import check_colorize
+from colorization.quiet import import_keras
 from colorization.render import Upsample
-from flows.common import GPU_LIMIT, dask_runner, locked, project_path, resolve_weights
+from flows.common import dask_runner, gpu_slot, locked, progress_bar, resolve_weights
+from flows.paths import project_path
 
 LOST_WORKER = (KilledWorker, CommClosedError)
 
@@ -137,10 +138,10 @@ def colorize(
                 work.kept)
     started = time.perf_counter()
     predict = _predictor(card, weights, temperature, batch_size) if work.pending else _nothing_to_predict
-    with dask_runner(workers, dask_address, max(1, len(work.pending))) as runner:
+    with (dask_runner(workers, dask_address, max(1, len(work.pending))) as runner,
+          progress_bar(total=len(work.pending), unit="photo", desc="colorize") as bar):
         progress = create_progress_artifact(0.0, key="colorize-progress", description=f"Colouring {source}") \
             if work.pending else None
-        bar = tqdm(total=len(work.pending), unit="photo", desc="colorize", disable=None)
 
         def submit_prepare(batch: list[Entry]) -> _TaskFuture:
             return _TaskFuture(runner.submit(prepare_photos, {"source": source, "entries": batch, "size": card.size,
@@ -159,13 +160,12 @@ def colorize(
             work.pending, ledger, current_model, submit_prepare, predict, submit_render, batch_size, recolor,
             records=work.records, transient=LOST_WORKER, on_progress=on_progress,
         )
-        bar.close()
     _remove_temps(output, "a Dask worker lost during this run")  # the lock keeps other runs' writes out
     summary = {**_summary(len(entries), work, report, time.perf_counter() - started), "upsample": upsample}
     for row in report.records:
         if row["status"] == ERROR:
             logger.warning("%s", row["error"])
-    _publish(output, summary, report, card.random)
+    _publish(output, summary, report, card.random, current_model)
     logger.info("%s; contact sheet: %s", ", ".join(f"{k}: {v}" for k, v in summary.items()),
                 output / catalog.STATE_DIR / "gallery.html")
     if not work.pending and not work.records:
@@ -189,15 +189,16 @@ def _predictor(card: ModelCard, weights: str | None, temperature: float | None, 
     Loaded here, before any task is submitted: a model trained on random embeddings rebuilds its extractor
     from Python's global random generator, which the threads of a running Dask client would disturb.
     """
-    from colorization.colorizer import Colorizer  # here, not at the top: Dask workers never import Keras
+    import_keras()  # here, not at the top: Dask workers never import Keras
+    from colorization.colorizer import Colorizer
 
-    with concurrency(GPU_LIMIT, occupy=1):
+    with gpu_slot():
         colorizer = Colorizer.load(card, resolve_weights(weights), temperature)
     if colorizer.extractor.random:
         get_run_logger().warning("%s: %s", card.model_dir, RANDOM_WARNING)
 
     def predict(lightness: np.ndarray) -> np.ndarray:
-        with concurrency(GPU_LIMIT, occupy=1):
+        with gpu_slot():
             return colorizer.predict_ab(lightness, batch_size)
 
     return predict
@@ -230,20 +231,26 @@ def _summary(found: int, work: catalog.Plan, report: LoopReport, seconds: float)
     }
 
 
-def _publish(output: Path, summary: dict, report: LoopReport, random: bool) -> None:
+def _publish(output: Path, summary: dict, report: LoopReport, random: bool, model_id: str) -> None:
     note = f"**WARNING: {RANDOM_WARNING}. These colours are meaningless.**" if random else ""
     create_table_artifact(key="colorize-summary", table=[summary], description=f"Colorize run into {output}")
     errors = [{"source": r["source"], "error": r["error"]} for r in report.records if r["status"] == ERROR]
     if errors:
         create_table_artifact(key="colorize-errors", table=errors, description="Photos that could not be coloured")
-    if report.gallery:
-        columns = ["before", "after"]
+    columns = ["before", "after"]
+    if report.gallery or errors:  # a run with nothing to show keeps the last sheet
+        photos = [SheetPhoto(name, thumbnails, image_size(output / name)) for name, thumbnails in report.gallery]
+        sheet = html_contact_sheet(
+            f"Colorized: {output}", columns, photos, model_id=model_id, created=datetime.now(timezone.utc),
+            errors=[(e["source"], e["error"]) for e in errors], note=note.replace("*", ""),
+            more=max(0, summary["colorized"] - len(photos)),
+        )
         try:
             with atomic_path(output / catalog.STATE_DIR / "gallery.html") as temp:
-                temp.write_text(html_contact_sheet(f"Colorized: {output}", columns, report.gallery,
-                                                   note.replace("*", "")))
+                temp.write_text(sheet, encoding="utf-8")
         except OSError as exc:
             get_run_logger().warning("contact sheet not written: %s", exc.strerror or exc)
+    if report.gallery:
         create_markdown_artifact(
             key="colorize-gallery",
             markdown=markdown_gallery("Before / after", columns, report.gallery[:4], note),

@@ -2,34 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
 import os
-from collections.abc import Callable
-from pathlib import Path
-from typing import ParamSpec, TypeVar
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any, ParamSpec, TypeVar
 
 import dask
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
+from prefect.concurrency.sync import concurrency
+from prefect.exceptions import MissingContextError, ObjectNotFound
 from prefect.settings import get_current_settings
 from prefect_dask import DaskTaskRunner
+from tqdm import tqdm
 
 from colorization.lock import LOCK_FILE, folder_lock
+from colorization.quiet import is_verbose
+from flows.paths import project_path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 GPU_LIMIT = "gpu"  # the global concurrency limit that serialises work on the accelerator
 SERVER_STARTUP_SECONDS = 120  # the temporary server's start-up time on a busy machine (Prefect's default: 20)
+# A temporary server's anonymous usage heartbeat: useless for a server that lives one command, and on a loaded
+# machine it logs "Failed to send telemetry" or a "database is locked" traceback into a run that went well.
+ANALYTICS_ENV = "PREFECT_SERVER_ANALYTICS_ENABLED"
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def project_path(path: str | Path) -> Path:
-    """An absolute path; relative ones are taken from the project root, where deployments run."""
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else PROJECT_ROOT / path
 
 
 def resolve_weights(weights: str | None) -> str | None:
@@ -75,6 +77,7 @@ def start_api(startup_seconds: int = SERVER_STARTUP_SECONDS, attempts: int = 2) 
     settings = get_current_settings()
     if settings.api.url or not settings.server.ephemeral.enabled:
         return None
+    os.environ.setdefault(ANALYTICS_ENV, "false")  # the server process inherits this environment
     timeout = max(startup_seconds, settings.server.ephemeral.startup_timeout_seconds)
     server = SubprocessASGIServer()
     for attempt in range(1, attempts + 1):
@@ -90,6 +93,87 @@ def start_api(startup_seconds: int = SERVER_STARTUP_SECONDS, attempts: int = 2) 
                                                     "again", timeout)
     raise RuntimeError(f"the temporary Prefect server did not start in {timeout} s ({attempts} tries): {failure}; "
                        "start one (make server) and set PREFECT_API_URL") from failure
+
+
+_gpu_limit_found: dict[str, bool] = {}  # per API URL: whether the server has the ``gpu`` limit (asked once)
+
+
+@contextlib.contextmanager
+def gpu_slot() -> Iterator[None]:
+    """Hold one slot of the global concurrency limit ``gpu`` while the block runs, so that runs take turns on
+    the accelerator.
+
+    Whether the server has that limit is asked once per process (one run, from the command line or a worker),
+    not at every batch. A temporary server has none and needs none: it serves this command only, so the block
+    just runs. A configured server without it (``make deploy`` creates it) gets one warning, and the block
+    runs unguarded, where Prefect itself would warn at every batch.
+    """
+    api_url = get_current_settings().api.url
+    if not api_url:
+        yield
+        return
+    if api_url not in _gpu_limit_found:
+        with get_client(sync_client=True) as client:
+            try:
+                client.read_global_concurrency_limit_by_name(GPU_LIMIT)
+                _gpu_limit_found[api_url] = True
+            except ObjectNotFound:
+                _gpu_limit_found[api_url] = False
+                _logger().warning("the server at %s has no global concurrency limit %r (make deploy creates it): "
+                                  "this run does not wait for others using the accelerator", api_url, GPU_LIMIT)
+    if _gpu_limit_found[api_url]:
+        with concurrency(GPU_LIMIT, occupy=1):
+            yield
+    else:
+        yield
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    """The run's logger inside a flow or task run, this module's outside one."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def progress_bar(**options: Any) -> Iterator[tqdm]:
+    """A tqdm bar (``options`` are tqdm's) on stderr, or ``file``, when that is a terminal; none otherwise.
+
+    While it shows, every console log handler writes its lines above the bar, which is cleared first and redrawn
+    after (tqdm's external write mode), instead of across it; the handlers keep their format, level and colours.
+    """
+    file = options.pop("file", None) or sys.stderr
+    bar = tqdm(file=file, disable=None, **options)
+    root = logging.getLogger()
+    handlers = root.handlers
+    try:
+        if not bar.disable:
+            root.handlers = [_AboveBar(h, file) if _writes_to(h, file) else h for h in handlers]
+        yield bar
+    finally:
+        root.handlers = handlers
+        bar.close()
+
+
+def _writes_to(handler: logging.Handler, file: object) -> bool:
+    return isinstance(handler, logging.StreamHandler) and handler.stream in (file, sys.stdout, sys.stderr)
+
+
+class _AboveBar(logging.Handler):
+    """A console handler whose lines go above the progress bars on the same terminal."""
+
+    def __init__(self, inner: logging.StreamHandler, file: object):
+        super().__init__(inner.level)
+        self.inner = inner
+        self.file = file
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        with tqdm.external_write_mode(file=self.file):
+            return bool(self.inner.handle(record))
+
+    def emit(self, record: logging.LogRecord) -> None:  # handle() does it all
+        self.inner.emit(record)
 
 
 def dask_runner(workers: int | None, address: str | None, tasks: int) -> DaskTaskRunner:
@@ -109,14 +193,17 @@ def dask_runner(workers: int | None, address: str | None, tasks: int) -> DaskTas
     dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
     with get_client(sync_client=True) as client:
         api_url = str(client.api_url)
+    env = {"PREFECT_API_URL": api_url}
+    if not is_verbose():  # task runs' INFO lines (each "Finished in state Completed()") stay on the dashboard
+        env["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "WARNING"
     return DaskTaskRunner(
         cluster_class="distributed.LocalCluster",
         cluster_kwargs={
             "n_workers": max(1, min(workers or os.cpu_count() or 1, tasks)),
             "threads_per_worker": 1,
             "processes": True,
-            "dashboard_address": None,
+            "dashboard_address": "127.0.0.1:0",  # None means :8787, which warns when another cluster holds it
             "silence_logs": logging.WARNING,
-            "env": {"PREFECT_API_URL": api_url},
+            "env": env,
         },
     )

@@ -7,23 +7,22 @@ from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
-from prefect.concurrency.sync import concurrency
 from pydantic import Field
-from tqdm import tqdm
 
 from colorization import device
 from colorization.embeddings import embed_dataset, write_extractor_info
 from colorization.extractor import RANDOM_WARNING, load_extractor
 from colorization.preflight import check_embed
 from colorization.shards import Dataset
-from flows.common import GPU_LIMIT, locked, project_path, resolve_weights
+from flows.common import GPU_LIMIT, gpu_slot, locked, progress_bar, resolve_weights
+from flows.paths import project_path
 
 
 @task(name="embed-shards", tags=[GPU_LIMIT])
 def embed_shards(dataset: Path, weights: str, head: str, batch_size: int) -> dict:
     """Load the extractor and embed every shard not yet embedded, holding the ``gpu`` concurrency slot."""
     logger = get_run_logger()
-    with concurrency(GPU_LIMIT, occupy=1):
+    with gpu_slot():
         extractor = load_extractor(weights, head)
         if extractor.random:
             logger.warning(RANDOM_WARNING)
@@ -32,19 +31,17 @@ def embed_shards(dataset: Path, weights: str, head: str, batch_size: int) -> dic
         data = Dataset(dataset)
         write_extractor_info(data.embeddings_dir(extractor.id), extractor.id, weights, head)
         progress = create_progress_artifact(0.0, key="embed-progress", description="Shards embedded")
+        with progress_bar(unit="shard", desc="embed") as bar:
 
-        bar = tqdm(unit="shard", desc="embed", disable=None)
+            def on_shard(done: int, total: int) -> None:
+                update_progress_artifact(progress, 100.0 * done / total)
+                bar.total = total
+                bar.update()
+                logger.info("embedded shard %d/%d", done, total)
 
-        def on_shard(done: int, total: int) -> None:
-            update_progress_artifact(progress, 100.0 * done / total)
-            bar.total = total
-            bar.update()
-            logger.info("embedded shard %d/%d", done, total)
-
-        report = embed_dataset(
-            data, extractor.id, lambda lightness: extractor.embed(lightness, batch_size), on_shard
-        )
-        bar.close()
+            report = embed_dataset(
+                data, extractor.id, lambda lightness: extractor.embed(lightness, batch_size), on_shard
+            )
     return {
         "extractor_id": extractor.id,
         "weights": "RANDOM WEIGHTS (not a real model)" if extractor.random else weights,

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Annotated
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.concurrency.sync import concurrency
 from pydantic import Field
 
 from colorization import metrics, report
@@ -24,8 +23,10 @@ from colorization.evaluation import Sample, colour_samples, load_sample
 from colorization.gallery import markdown_gallery
 from colorization.images import DEFAULT_MAX_PIXELS
 from colorization.preflight import check_evaluate
+from colorization.quiet import import_keras
 from colorization.render import Upsample
-from flows.common import GPU_LIMIT, project_path
+from flows.common import gpu_slot
+from flows.paths import project_path
 
 if TYPE_CHECKING:
     from colorization.colorizer import Colorizer
@@ -49,7 +50,8 @@ def evaluate(
     not scored. ``upsample`` is colorize's (``bicubic`` or ``guided``). ``temperature`` sets the annealed-mean
     decoding of classification models (default: each card's). Returns the content of ``metrics.json``.
     """
-    from colorization.colorizer import Colorizer  # here, not at the top: the CLI's argument checks stay light
+    import_keras()  # here, not at the top: the CLI's argument checks stay light
+    from colorization.colorizer import Colorizer
 
     logger = get_run_logger()
     source = project_path(photos)
@@ -57,7 +59,7 @@ def evaluate(
     folder = project_path(report_dir) if report_dir else model_dirs[0] / "evaluation"
     check_evaluate(source, model_dirs, folder, long_side, batch_size, temperature)
     entries = list_entries(source)
-    with concurrency(GPU_LIMIT, occupy=1):
+    with gpu_slot():
         colorizers = [Colorizer.load(d, temperature=temperature) for d in model_dirs]
     runs = [report.Scored(label, [], {"model_dir": str(d), "model_id": c.id, "size": c.size,
                                       "random_extractor": c.extractor.random, "objective": c.objective,
@@ -78,7 +80,7 @@ def evaluate(
         grey.scores += [metrics.score(s.grey, s.original) for s in samples]
         for run, colorizer in zip(runs, colorizers):
             if samples:
-                with concurrency(GPU_LIMIT, occupy=1):
+                with gpu_slot():
                     results = colour_samples(colorizer, samples, batch_size, upsample)
                 run.scores += [metrics.score(r, s.original) for r, s in zip(results, samples)]
         logger.info("scored %d of %d photos", len(names), len(entries))
@@ -133,7 +135,7 @@ def _triptychs(source: Path, run: report.Scored, colorizer: Colorizer, names: li
     but the scores was kept, so memory stays flat however many photos were scored)."""
     chosen = report.examples_of(run.scores)
     samples = _load(source, [names[i] for i in chosen.values()], long_side, max_pixels, {"grey": [], "errors": []})
-    with concurrency(GPU_LIMIT, occupy=1):
+    with gpu_slot():
         results = colour_samples(colorizer, samples, len(samples), upsample)
     return [(rank, s.name, [s.original, s.grey, r]) for rank, s, r in zip(chosen, samples, results)]
 

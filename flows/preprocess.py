@@ -10,7 +10,6 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.futures import as_completed
 from pydantic import Field
-from tqdm import tqdm
 
 from colorization import lab
 from colorization.atomic import remove_stale_temps
@@ -25,7 +24,8 @@ from colorization.preprocess import (
     remove_orphan_shards,
 )
 from colorization.shards import ERROR, GREY, ROWS_PER_SHARD, WRITTEN, Dataset, shard_index
-from flows.common import dask_runner, locked, project_path
+from flows.common import dask_runner, locked, progress_bar
+from flows.paths import project_path
 
 SHARD_RETRIES = 2
 
@@ -56,18 +56,17 @@ def preprocess_shards(
         for name, files in plan
     ]
     results = []
-    bar = tqdm(total=sum(len(files) for _, files in plan), unit="photo", desc="preprocess", disable=None)
-    for done, future in enumerate(as_completed(futures), start=1):
-        result = future.result()
-        manifest.append({record["source"]: record for record in result.records})  # this shard's rows only
-        results.append(result)
-        bar.update(len(result.records))
-        logger.info(
-            "shard %d/%d %s: %d written, %d grey, %d errors",
-            done, len(plan), result.shard or "(none)", result.count(WRITTEN), result.count(GREY),
-            result.count(ERROR),
-        )
-    bar.close()
+    with progress_bar(total=sum(len(files) for _, files in plan), unit="photo", desc="preprocess") as bar:
+        for done, future in enumerate(as_completed(futures), start=1):
+            result = future.result()
+            manifest.append({record["source"]: record for record in result.records})  # this shard's rows only
+            results.append(result)
+            bar.update(len(result.records))
+            logger.info(
+                "shard %d/%d %s: %d written, %d grey, %d errors",
+                done, len(plan), result.shard or "(none)", result.count(WRITTEN), result.count(GREY),
+                result.count(ERROR),
+            )
     manifest.compact()  # manifest.parquet alone is whole again, for readers other than the library
     return results
 

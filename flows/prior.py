@@ -13,7 +13,8 @@ from prefect import flow, get_run_logger, task
 
 from colorization import prior
 from colorization.shards import Dataset
-from flows.common import dask_runner, project_path
+from flows.common import dask_runner
+from flows.paths import project_path
 
 
 @task(name="count-ab-bins")

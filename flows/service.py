@@ -23,7 +23,8 @@ from pathlib import Path
 
 import httpx
 
-from flows.common import GPU_LIMIT, PROJECT_ROOT
+from flows.common import GPU_LIMIT
+from flows.paths import PROJECT_ROOT
 
 POOLS = {"cpu": None, "gpu": 1}  # pool name -> flow runs at a time (None: unlimited)
 

@@ -7,7 +7,6 @@ from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
-from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 from pydantic import Field
 
@@ -17,14 +16,15 @@ from colorization.metrics import DIRECTION, grey_baseline
 from colorization.preflight import check_pipeline, check_train
 from colorization.shards import Dataset
 from colorization.training import EpochResult, TrainConfig, Trainer, to_srgb
-from flows.common import GPU_LIMIT, locked, project_path, resolve_weights
+from flows.common import gpu_slot, locked, resolve_weights
 from flows.embed import embed
+from flows.paths import project_path
 from flows.preprocess import preprocess
 from flows.prior import ab_prior
 
-RANDOM_NOTE = (
-    "**WARNING: trained on embeddings of an Xception with RANDOM weights (`--weights none`). "
-    "This model is a plumbing test, not a colorizer.**"
+RANDOM_NOTE = (  # names no option: --weights none and a --weights auto that found no ImageNet weights both lead here
+    "**WARNING: trained on embeddings of an Xception with RANDOM weights. This model is a plumbing test, not a "
+    "colorizer: embed with --weights imagenet or a weights file for a real one.**"
 )
 
 
@@ -83,7 +83,7 @@ def train(
         create_table_artifact(key="train-metrics", table=rows, description=f"Epochs of {trainer.model_dir}")
         logger.info("%s", ", ".join(f"{k} {v}" for k, v in result.row().items()))
 
-    with concurrency(GPU_LIMIT, occupy=1):
+    with gpu_slot():
         card = trainer.run(on_epoch)
     _publish_samples(trainer, card)
     _publish_evaluation(card)

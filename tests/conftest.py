@@ -4,6 +4,7 @@ Plain helper functions live in :mod:`tests.helpers`."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,9 @@ def prefect_harness():
     """A temporary Prefect server and database shared by every test that runs a flow."""
     from prefect.testing.utilities import prefect_test_harness
 
+    from flows.common import ANALYTICS_ENV
+
+    os.environ.setdefault(ANALYTICS_ENV, "false")  # as for the command line's temporary server: no telemetry errors
     with prefect_test_harness(server_startup_timeout=120):
         yield
 

@@ -1,4 +1,5 @@
-"""Helpers the tests share: sample photos, generated and damaged images, the tiny training configuration."""
+"""Helpers the tests share: sample photos, generated and damaged images, the tiny training configuration, the
+command line as a process and its Dask workers, the contact sheet read as a browser would."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote, urljoin, urlparse
 
 import numpy as np
 import psutil
@@ -105,3 +109,93 @@ def kill_a_dask_worker(process: subprocess.Popen, ready: Callable[[], bool], tim
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
     return killed
+
+
+# The contact sheet (colorization.gallery.html_contact_sheet), parsed through the attributes it promises.
+
+
+@dataclass
+class Card:
+    name: str
+    width: int | None
+    height: int | None
+    links: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)  # src of each thumbnail
+    text: str = ""
+
+
+@dataclass
+class Sheet:
+    cards: list[Card] = field(default_factory=list)
+    model_ids: list[str] = field(default_factory=list)
+    times: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    style: str = ""
+    other_links: list[str] = field(default_factory=list)
+
+
+class SheetParser(HTMLParser):
+    """Collects what the page promises through its attributes: cards, model id, time, errors, links, style."""
+
+    def __init__(self):
+        super().__init__()
+        self.sheet = Sheet()
+        self.depth = 0  # nesting of <figure> inside the current card
+        self.card: Card | None = None
+        self.error: str | None = None
+        self.in_style = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "figure" and "photo" in (a.get("class") or "").split():
+            self.card = Card(a["data-name"], int(a["data-width"]) if "data-width" in a else None,
+                             int(a["data-height"]) if "data-height" in a else None)
+            self.depth = 1
+        elif tag == "figure" and self.card:
+            self.depth += 1
+        elif tag == "a" and "href" in a:
+            (self.card.links if self.card else self.sheet.other_links).append(a["href"])
+        elif tag == "img" and self.card:
+            self.card.images.append(a["src"])
+        elif "data-model-id" in a:
+            self.sheet.model_ids.append(a["data-model-id"])
+        elif tag == "time":
+            self.sheet.times.append(a["datetime"])
+        elif tag == "li" and "data-name" in a:
+            self.error = a["data-name"]
+            self.sheet.errors[self.error] = ""
+        elif tag == "style":
+            self.in_style = True
+
+    def handle_endtag(self, tag):
+        if tag == "figure" and self.card:
+            self.depth -= 1
+            if self.depth == 0:
+                self.sheet.cards.append(self.card)
+                self.card = None
+        elif tag == "li":
+            self.error = None
+        elif tag == "style":
+            self.in_style = False
+
+    def handle_data(self, data):
+        if self.card:
+            self.card.text += data
+        if self.error is not None:
+            self.sheet.errors[self.error] += data
+        if self.in_style:
+            self.sheet.style += data
+
+
+def parse_sheet(page: str) -> Sheet:
+    parser = SheetParser()
+    parser.feed(page)
+    parser.close()
+    return parser.sheet
+
+
+def resolve_link(sheet_path: Path, href: str) -> Path:
+    """Where a link of the sheet leads when the file is opened from disk."""
+    url = urlparse(urljoin(sheet_path.resolve().as_uri(), href))
+    assert url.scheme == "file", f"{href} is not a relative link to a file"
+    return Path(unquote(url.path))

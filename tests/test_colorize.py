@@ -19,7 +19,7 @@ from colorization.manifest import merge
 from flows.cli import main
 from flows.colorize import colorize
 from tests import icc
-from tests.helpers import plant_bad_files
+from tests.helpers import parse_sheet, plant_bad_files, resolve_link
 
 ARTIST = 0x013B
 PROFILE = icc.rgb_profile(icc.SRGB_PRIMARIES_D50, gamma=2.2, name="archive scanner")
@@ -88,8 +88,18 @@ def test_colorize_archive_end_to_end(prefect_harness, tiny_model, archive, tmp_p
     }
     assert "truncated" in manifest.loc["damaged/truncated.jpg", "error"]
     assert manifest.loc["1920s/harbour.png", "model_id"].startswith("xception-predictions-RANDOM")
-    gallery = (out / ".colorize" / "gallery.html").read_text()
-    assert gallery.count("data:image/jpeg;base64,") == 4 and "RANDOM WEIGHTS" in gallery
+    sheet_path = out / ".colorize" / "gallery.html"
+    gallery = sheet_path.read_text(encoding="utf-8")
+    assert "RANDOM WEIGHTS" in gallery
+    sheet = parse_sheet(gallery)
+    assert sorted(c.name for c in sheet.cards) == ["1920s/family/wedding.jpg", "1920s/harbour.png"]
+    for card in sheet.cards:
+        assert len(card.images) == 2, "before and after"
+        assert {resolve_link(sheet_path, href) for href in card.links} == {out / card.name}, "links to the full size"
+        assert (card.width, card.height) == Image.open(out / card.name).size
+    assert sheet.model_ids == [manifest.loc["1920s/harbour.png", "model_id"]]
+    assert sorted(sheet.errors) == ["damaged/empty.png", "damaged/notes.jpg", "damaged/truncated.jpg"]
+    assert "truncated" in sheet.errors["damaged/truncated.jpg"]
 
     # A re-run does nothing and touches no row; it first removes the temporary files of a killed run (ours only).
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.*") if ".colorize" not in p.parts}

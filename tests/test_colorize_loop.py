@@ -154,3 +154,25 @@ def test_gif_decodes_its_first_frame():
     frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:])
     photo = decode(buffer.getvalue(), "a.gif")
     assert np.asarray(photo.image)[0, 0].tolist() == [40, 40, 40]
+
+
+def test_progress_ends_at_every_photo_done(photos, tmp_path):
+    """Renders still running after the last batch are counted too: the bar and the dashboard end at 100%."""
+    import time
+
+    def slow_render(*args):
+        time.sleep(0.3)
+        return render_to_file(*args)
+
+    out, calls = tmp_path / "out", []
+    ledger = catalog.Ledger(out)
+    work = catalog.plan(list_entries(photos), ledger.frame(), out, "m1")
+    with ThreadPoolExecutor(2) as pool:
+        colorize_pending(
+            work.pending, ledger, "m1",
+            lambda batch: pool.submit(prepare_batch, photos, batch, SIZE, 10**8),
+            tint,
+            lambda entry, ab, thumb: pool.submit(slow_render, photos, entry, ab, out, 10**8, thumb),
+            2, records=work.records, on_progress=lambda done, total: calls.append((done, total)),
+        )
+    assert calls[-1] == (5, 5), calls
