@@ -43,7 +43,7 @@ SCHEMA = pa.schema(
 # What a manifest row's ``status`` says of its photo:
 COLORIZED = "colorized"  # coloured into OUTPUT by the row's model
 COLOUR = "colour"  # already in colour, left alone (unless --recolor)
-ERROR = "error"  # unreadable or refused; ``error`` says why, and the next run tries it again
+ERROR = "error"  # unreadable or refused; ``error`` says why; retried once the file changes (size or mtime)
 PENDING = "pending"  # claimed before rendering starts: a run killed mid-render left at most these behind
 _LEGACY_UNCHANGED = "unchanged"  # written by earlier versions over colorized rows that a run left alone
 

@@ -47,7 +47,7 @@ MANIFEST_SCHEMA = pa.schema(
 # What a manifest row's ``status`` says of its source file:
 WRITTEN = "written"  # in the row's shard
 GREY = "grey"  # grey or toned: in a shard only with keep_grey
-ERROR = "error"  # unreadable; ``error`` says why, and the next run tries it again
+ERROR = "error"  # unreadable; ``error`` says why; retried once the file changes (size or mtime)
 
 
 def manifest_record(source: str, **values) -> dict:
