@@ -172,6 +172,16 @@ def test_plan_redoes_changed_files_and_all_after_a_model_change(tmp_path):
     assert [e.name for e in catalog.plan(entries, manifest, tmp_path, "m1").pending] == ["b.jpg"]
 
 
+def test_a_failed_photo_is_retried_once_its_file_changes(tmp_path):
+    broken = Entry("scan.jpg", 10, 1)
+    manifest = merge(catalog.read_manifest(tmp_path), [catalog.record(broken, "error", "m1", error="truncated")])
+
+    assert catalog.plan([broken], manifest, tmp_path, "m1").pending == [], "the same bytes would fail the same way"
+    assert catalog.plan([broken], manifest, tmp_path, "m2").pending == [], "a new model cannot read it either"
+    repaired = Entry("scan.jpg", 12, 2)
+    assert catalog.plan([repaired], manifest, tmp_path, "m1").pending == [repaired]
+
+
 def test_outputs_of_a_killed_run_are_redone_not_mistaken_for_foreign_files(tmp_path):
     entry = Entry("a.jpg", 10, 1)
     (tmp_path / "a.jpg").write_bytes(b"rendered before the kill, never recorded as done")
