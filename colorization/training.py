@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 COSINE_FLOOR = 0.02  # the cosine schedule's last learning rate, as a share of the first
 BEST_WEIGHTS = "best.weights.h5"  # in the checkpoint: the weights of the epoch with the lowest validation loss
+FEW_TO_CHOOSE_BY = 20  # validation photos below which the best epoch is mostly chance
 # What a checkpoint written before an option existed did: its run goes on the same way when resumed.
 BEFORE_OPTIONS = {"schedule": "constant", "dropout": 0.0, "keep": "last"}
 
@@ -234,6 +235,9 @@ class Trainer:
             if removed := remove_stale_temps(folder):
                 log.info("%s: removed %d temporary files left by an interrupted run", folder, removed)
         check_model_dir(self.model_dir, resume)
+        if self.config.keep == "best" and self.val_split.size < FEW_TO_CHOOSE_BY:
+            log.warning("%d validation photos are too few to choose the best epoch by; the saved model may be an "
+                        "early, faded one (use --keep last, or a larger --validation-percent)", self.val_split.size)
         if has_checkpoint(self.model_dir):
             self._load_checkpoint()
             return

@@ -260,7 +260,7 @@ def test_dropout_drops_whole_embedding_channels_in_training_only():
         TrainConfig(dropout=1.0).check()
 
 
-def test_keep_best_saves_the_epoch_with_the_lowest_validation_loss(embedded_dataset, tmp_path, monkeypatch):
+def test_keep_best_saves_the_epoch_with_the_lowest_validation_loss(embedded_dataset, tmp_path, monkeypatch, caplog):
     import colorization.training as training
 
     losses = iter([0.5, 0.2, 0.4])  # epoch 2 is the best
@@ -273,6 +273,7 @@ def test_keep_best_saves_the_epoch_with_the_lowest_validation_loss(embedded_data
     monkeypatch.setattr(training, "validation_metrics", scripted)
     trainer = Trainer(embedded_dataset, tmp_path / "m", TrainConfig(**{**TINY.__dict__, "epochs": 3, "keep": "best"}))
     trainer.start(resume=False)
+    assert "validation photos are too few to choose the best epoch by" in caplog.text
     weights = {}
     card = trainer.run(on_epoch=lambda r: weights.__setitem__(r.epoch, trainer.model.get_weights()))
     assert card["epochs"] == 3 and card["kept_epoch"] == 2 and card["metrics"]["epoch"] == 2
