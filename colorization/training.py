@@ -45,6 +45,7 @@ FEW_TO_CHOOSE_BY = 20  # validation photos below which the best epoch is mostly 
 # What a checkpoint written before an option existed did: its run goes on the same way when resumed.
 BEFORE_OPTIONS = {"schedule": "constant", "dropout": 0.0, "keep": "last"}
 
+
 @dataclass(frozen=True)
 class TrainConfig:
     """What a training run is asked to do; stored in the checkpoint so a resume keeps the same settings."""
@@ -235,12 +236,16 @@ class Trainer:
             if removed := remove_stale_temps(folder):
                 log.info("%s: removed %d temporary files left by an interrupted run", folder, removed)
         check_model_dir(self.model_dir, resume)
-        if self.config.keep == "best" and self.val_split.size < FEW_TO_CHOOSE_BY:
-            log.warning("%d validation photos are too few to choose the best epoch by; the saved model may be an "
-                        "early, faded one (use --keep last, or a larger --validation-percent)", self.val_split.size)
         if has_checkpoint(self.model_dir):
             self._load_checkpoint()
-            return
+        else:
+            self._build()
+        if self.state.config.keep == "best" and self.val_split.size < FEW_TO_CHOOSE_BY:
+            log.warning("%d validation photos are too few to choose the best epoch by; the saved model may be an "
+                        "early, faded one (use --keep last, or a larger --validation-percent)", self.val_split.size)
+
+    def _build(self) -> None:
+        """A new model and run state from ``config``."""
         size = self.dataset.size()
         shape = embedding_shape(self.train_split.parts[0].embeddings)
         classes, loss = 0, "mse"
