@@ -213,14 +213,15 @@ def check_colorize(
 
 
 def check_evaluate(photos: Path, models: list[Path], report_dir: Path | None, long_side: int, batch_size: int,
-                   temperature: float | None = None) -> None:
+                   temperature: float | None = None) -> list[ModelCard]:
+    """The models' cards, read while checking."""
     check_temperature(temperature)
     at_least("--long-side", long_side, MIN_SIZE)
     at_least("--batch-size", batch_size)
     if not photos.exists():
         raise ConfigError(f"{photos}: no such folder or archive")
-    for model_dir in models:
-        ModelCard.read(model_dir)
+    cards = [ModelCard.read(model_dir) for model_dir in models]
     writable_folder(report_dir or models[0] / "evaluation", "--report")
     if not has_photos(photos):
         raise _no_photos(photos)
+    return cards

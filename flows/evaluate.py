@@ -57,10 +57,10 @@ def evaluate(
     source = project_path(photos)
     model_dirs = [project_path(model), *(project_path(p) for p in compare or [])]
     folder = project_path(report_dir) if report_dir else model_dirs[0] / "evaluation"
-    check_evaluate(source, model_dirs, folder, long_side, batch_size, temperature)
+    cards = check_evaluate(source, model_dirs, folder, long_side, batch_size, temperature)
     entries = list_entries(source)
     with gpu_slot():
-        colorizers = [Colorizer.load(d, temperature=temperature) for d in model_dirs]
+        colorizers = [Colorizer.load(card, temperature=temperature) for card in cards]
     runs = [report.Scored(label, [], {"model_dir": str(d), "model_id": c.id, "size": c.size,
                                       "random_extractor": c.extractor.random, "objective": c.objective,
                                       "temperature": c.temperature})
