@@ -80,16 +80,6 @@ def write(path: Path, manifest: pd.DataFrame | pa.Table, schema: pa.Schema) -> N
         part.unlink(missing_ok=True)
 
 
-def merge(manifest: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
-    """The manifest with ``records`` added, each replacing an earlier row of the same ``source``."""
-    if not records:
-        return manifest
-    new = pd.DataFrame.from_records(records, columns=list(manifest.columns))
-    kept = manifest[~manifest["source"].isin(new["source"])]
-    merged = pd.concat([kept, new], ignore_index=True) if len(kept) else new
-    return merged.sort_values("source", ignore_index=True)
-
-
 def _overlay(base: pa.Table, changes: pa.Table) -> pa.Table:
     """``base`` with ``changes`` (one row per source) over it: rows replaced, added, or removed (null status);
     sorted by source."""

@@ -214,7 +214,3 @@ class Dataset:
     def open_manifest(self) -> manifest.Manifest:
         """The manifest's writer: appends rows as shards finish, compacts now and then."""
         return manifest.Manifest(self.manifest_path, MANIFEST_SCHEMA)
-
-    def write_manifest(self, rows: pd.DataFrame) -> None:
-        """Write the whole manifest (its parts folded in and deleted)."""
-        manifest.write(self.manifest_path, rows, MANIFEST_SCHEMA)

@@ -9,13 +9,13 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 from colorization import catalog, lab, metrics
 from colorization.archive import Entry, list_entries
 from colorization.errors import ConfigError
-from colorization.manifest import merge
 from flows.cli import main
 from flows.colorize import colorize
 from tests import icc
@@ -155,13 +155,20 @@ def test_empty_inbox_is_nothing_to_do_only_when_allowed(prefect_harness, tiny_mo
                    for p in (tmp_path / "out").rglob("*"))
 
 
+def manifest_with(output: Path, records: list[dict]) -> pd.DataFrame:
+    """The manifest of ``output`` with ``records`` added, as the ledger holds it before a flush."""
+    ledger = catalog.Ledger(output)
+    ledger.add(records)
+    return ledger.frame()
+
+
 def test_plan_redoes_changed_files_and_all_after_a_model_change(tmp_path):
     entries = [Entry("a.jpg", 10, 1), Entry("b.jpg", 20, 2), Entry("c.jpg", 30, 3)]
     (tmp_path / "a.jpg").write_bytes(b"x")
     (tmp_path / "b.jpg").write_bytes(b"x")
     records = [catalog.record(entries[0], "colorized", "m1"), catalog.record(entries[1], "colorized", "m1"),
                catalog.record(entries[2], "colour", "m1")]
-    manifest = merge(catalog.read_manifest(tmp_path), records)
+    manifest = manifest_with(tmp_path, records)
 
     assert [e.name for e in catalog.plan(entries, manifest, tmp_path, "m1").pending] == []
     changed = [Entry("a.jpg", 11, 1)] + entries[1:]
@@ -174,7 +181,7 @@ def test_plan_redoes_changed_files_and_all_after_a_model_change(tmp_path):
 
 def test_a_failed_photo_is_retried_once_its_file_changes(tmp_path):
     broken = Entry("scan.jpg", 10, 1)
-    manifest = merge(catalog.read_manifest(tmp_path), [catalog.record(broken, "error", "m1", error="truncated")])
+    manifest = manifest_with(tmp_path, [catalog.record(broken, "error", "m1", error="truncated")])
 
     assert catalog.plan([broken], manifest, tmp_path, "m1").pending == [], "the same bytes would fail the same way"
     assert catalog.plan([broken], manifest, tmp_path, "m2").pending == [], "a new model cannot read it either"
@@ -185,7 +192,7 @@ def test_a_failed_photo_is_retried_once_its_file_changes(tmp_path):
 def test_outputs_of_a_killed_run_are_redone_not_mistaken_for_foreign_files(tmp_path):
     entry = Entry("a.jpg", 10, 1)
     (tmp_path / "a.jpg").write_bytes(b"rendered before the kill, never recorded as done")
-    claimed = merge(catalog.read_manifest(tmp_path), [catalog.record(entry, "pending", "m1")])
+    claimed = manifest_with(tmp_path, [catalog.record(entry, "pending", "m1")])
     work = catalog.plan([entry], claimed, tmp_path, "m1")
     assert work.pending == [entry] and work.records == []
 
