@@ -97,9 +97,7 @@ def preprocess(
     data.ensure_size(size)
     manifest = data.read_manifest()
     remove_orphan_shards(data, manifest)
-    for folder in (data.shards_dir, parts_dir(data.manifest_path)):
-        if folder.is_dir():
-            remove_stale_temps(folder)
+    _remove_temps(data, "an interrupted run")
     found = find_images(source)
     pending = pending_files(source, found, manifest)
     existing = data.shards()
@@ -110,9 +108,12 @@ def preprocess(
     results = []
     if plan:
         runner = dask_runner(workers, dask_address, len(plan))
-        results = preprocess_shards.with_options(task_runner=runner)(
-            source, root, plan, size, grey_threshold, keep_grey
-        )
+        try:
+            results = preprocess_shards.with_options(task_runner=runner)(
+                source, root, plan, size, grey_threshold, keep_grey
+            )
+        finally:
+            _remove_temps(data, "a Dask worker lost during this run")  # the lock keeps other runs' writes out
     seconds = time.perf_counter() - started
 
     summary = _summary(len(found), len(pending), results, seconds)
@@ -124,6 +125,13 @@ def preprocess(
     if pending and summary["written"] + summary["grey"] == 0:
         raise RuntimeError(f"none of the {len(pending)} new files under {source} could be read")
     return summary
+
+
+def _remove_temps(data: Dataset, left_by: str) -> None:
+    """Delete the temporary files of shard and manifest writes that never finished."""
+    for folder in (data.shards_dir, parts_dir(data.manifest_path)):
+        if folder.is_dir() and (removed := remove_stale_temps(folder)):
+            get_run_logger().info("%s: removed %d temporary files left by %s", folder, removed, left_by)
 
 
 def _summary(found: int, processed: int, results: list[ShardResult], seconds: float) -> dict:
