@@ -60,6 +60,11 @@ def manifest_path(output: Path) -> Path:
     return output / STATE_DIR / "manifest.parquet"
 
 
+def sheet_path(output: Path) -> Path:
+    """The contact sheet of ``output`` (colorization.gallery.html_contact_sheet), rewritten by every run."""
+    return output / STATE_DIR / "gallery.html"
+
+
 def read_manifest(output: Path) -> pd.DataFrame:
     """The manifest of ``output`` (empty when there is none), base and parts merged (:mod:`colorization.manifest`);
     manifests of earlier versions read as well."""

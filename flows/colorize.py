@@ -167,7 +167,7 @@ def colorize(
             logger.warning("%s", row["error"])
     _publish(output, summary, report, card.random, current_model)
     logger.info("%s; contact sheet: %s", ", ".join(f"{k}: {v}" for k, v in summary.items()),
-                output / catalog.STATE_DIR / "gallery.html")
+                catalog.sheet_path(output))
     if not work.pending and not work.records:
         logger.info("nothing to do: all %d photos are left as they are", work.kept)
     if report.stopped:
@@ -233,7 +233,8 @@ def _summary(found: int, work: catalog.Plan, report: LoopReport, seconds: float)
 
 def _publish(output: Path, summary: dict, report: LoopReport, random: bool, model_id: str) -> None:
     note = f"**WARNING: {RANDOM_WARNING}. These colours are meaningless.**" if random else ""
-    create_table_artifact(key="colorize-summary", table=[summary], description=f"Colorize run into {output}")
+    create_table_artifact(key="colorize-summary", table=[summary],
+                          description=f"Colorize run into {output}; contact sheet: {catalog.sheet_path(output)}")
     errors = [{"source": r["source"], "error": r["error"]} for r in report.records if r["status"] == ERROR]
     if errors:
         create_table_artifact(key="colorize-errors", table=errors, description="Photos that could not be coloured")
@@ -246,13 +247,15 @@ def _publish(output: Path, summary: dict, report: LoopReport, random: bool, mode
             more=max(0, summary["colorized"] - len(photos)),
         )
         try:
-            with atomic_path(output / catalog.STATE_DIR / "gallery.html") as temp:
+            with atomic_path(catalog.sheet_path(output)) as temp:
                 temp.write_text(sheet, encoding="utf-8")
         except OSError as exc:
             get_run_logger().warning("contact sheet not written: %s", exc.strerror or exc)
     if report.gallery:
+        where = (f"Coloured into `{output}`; every photo of this run is on the contact sheet "
+                 f"`{catalog.sheet_path(output)}` (open it in a browser).")
         create_markdown_artifact(
             key="colorize-gallery",
-            markdown=markdown_gallery("Before / after", columns, report.gallery[:4], note),
+            markdown=markdown_gallery("Before / after", columns, report.gallery[:4], f"{note}\n\n{where}".strip()),
             description=f"A few photos coloured into {output}",
         )

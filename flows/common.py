@@ -10,10 +10,13 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any, ParamSpec, TypeVar
+from uuid import UUID
 
 import dask
 from prefect import get_run_logger
+from prefect.artifacts import TableArtifact, create_table_artifact
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactUpdate
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import MissingContextError, ObjectNotFound
 from prefect.settings import get_current_settings
@@ -126,6 +129,24 @@ def gpu_slot() -> Iterator[None]:
             yield
     else:
         yield
+
+
+class LiveTable:
+    """A table artifact of the current run that grows in place: one card on the dashboard however often it is
+    shown, where a new ``create_table_artifact`` per update would add a card each time."""
+
+    def __init__(self, key: str, description: str):
+        self.key, self.description = key, description
+        self.artifact_id: UUID | None = None
+
+    def show(self, rows: list[dict]) -> None:
+        """Publish ``rows`` as the table's whole content."""
+        if self.artifact_id is None:
+            self.artifact_id = create_table_artifact(rows, key=self.key, description=self.description)
+            return
+        data = TableArtifact(table=rows).format(_sync=True)  # the same encoding as create_table_artifact's
+        with get_client(sync_client=True) as client:
+            client.update_artifact(self.artifact_id, ArtifactUpdate(data=data))
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from typing import Annotated
+from uuid import UUID
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.futures import as_completed
 from pydantic import Field
 
@@ -44,10 +45,12 @@ def preprocess_shard(
 
 @flow(name="preprocess-shards")
 def preprocess_shards(
-    source: Path, dataset: Path, plan: list[tuple[str, list[str]]], size: int, grey_threshold: float, keep_grey: bool
+    source: Path, dataset: Path, plan: list[tuple[str, list[str]]], size: int, grey_threshold: float,
+    keep_grey: bool, progress: UUID,
 ) -> list[ShardResult]:
     """Run one task per shard and record each in the manifest as soon as it finishes (appending its rows; the
-    manifest is compacted at the end, see :mod:`colorization.manifest`)."""
+    manifest is compacted at the end, see :mod:`colorization.manifest`). ``progress`` is the parent run's
+    progress artifact, the one its user watches."""
     logger = get_run_logger()
     data = Dataset(dataset)
     manifest = data.open_manifest()
@@ -62,6 +65,7 @@ def preprocess_shards(
             manifest.append({record["source"]: record for record in result.records})  # this shard's rows only
             results.append(result)
             bar.update(len(result.records))
+            update_progress_artifact(progress, 100.0 * done / len(plan))
             logger.info(
                 "shard %d/%d %s: %d written, %d grey, %d errors",
                 done, len(plan), result.shard or "(none)", result.count(WRITTEN), result.count(GREY),
@@ -108,9 +112,10 @@ def preprocess(
     results = []
     if plan:
         runner = dask_runner(workers, dask_address, len(plan))
+        progress = create_progress_artifact(0.0, key="preprocess-progress", description=f"Shards of {source}")
         try:
             results = preprocess_shards.with_options(task_runner=runner)(
-                source, root, plan, size, grey_threshold, keep_grey
+                source, root, plan, size, grey_threshold, keep_grey, progress
             )
         finally:
             _remove_temps(data, "a Dask worker lost during this run")  # the lock keeps other runs' writes out

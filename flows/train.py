@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 from pydantic import Field
 
@@ -16,7 +16,7 @@ from colorization.metrics import DIRECTION, grey_baseline
 from colorization.preflight import check_pipeline, check_train
 from colorization.shards import Dataset
 from colorization.training import EpochResult, TrainConfig, Trainer, to_srgb
-from flows.common import gpu_slot, locked, resolve_weights
+from flows.common import LiveTable, gpu_slot, locked, resolve_weights
 from flows.embed import embed
 from flows.paths import project_path
 from flows.preprocess import preprocess
@@ -26,6 +26,16 @@ RANDOM_NOTE = (  # names no option: --weights none and a --weights auto that fou
     "**WARNING: trained on embeddings of an Xception with RANDOM weights. This model is a plumbing test, not a "
     "colorizer: embed with --weights imagenet or a weights file for a real one.**"
 )
+
+METRIC_COLUMNS = {  # EpochResult's fields, with units, as the dashboard's train-metrics table names them
+    "epoch": "epoch",
+    "loss": "loss (training)",
+    "val_loss": "loss (validation)",
+    "psnr": "PSNR (dB)",
+    "colorfulness": "colourfulness (model)",
+    "colorfulness_true": "colourfulness (originals)",
+    "images_per_second": "photos/s (training)",
+}
 
 
 @flow(name="train")
@@ -76,20 +86,39 @@ def train(
         trainer.model_dir, trainer.state.config.objective, trainer.train_split.size, trainer.val_split.size,
         trainer.extractor_id, trainer.state.epochs_done + 1, epochs,
     )
-    rows: list[dict] = [h.row() for h in trainer.state.history]
+    rows = [_metrics_row(h) for h in trainer.state.history]
+    table = LiveTable("train-metrics", f"Epochs of {trainer.model_dir}, figures on the validation split")
 
     def on_epoch(result: EpochResult) -> None:
-        rows.append(result.row())
-        create_table_artifact(key="train-metrics", table=rows, description=f"Epochs of {trainer.model_dir}")
+        rows.append(_metrics_row(result))
+        table.show(rows)
         logger.info("%s", ", ".join(f"{k} {v}" for k, v in result.row().items()))
 
     with gpu_slot():
         card = trainer.run(on_epoch)
     _publish_samples(trainer, card)
     _publish_evaluation(card)
-    create_link_artifact(key="train-model", link=(trainer.model_dir / "model.keras").as_uri(),
-                         link_text=str(trainer.model_dir / "model.keras"), description="The trained model")
+    _publish_model(trainer.model_dir, card)
     return card
+
+
+def _metrics_row(result: EpochResult) -> dict:
+    """One epoch as the dashboard's table shows it: columns named with their units."""
+    return {METRIC_COLUMNS[name]: value for name, value in result.row().items()}
+
+
+def _publish_model(model_dir: Path, card: dict) -> None:
+    """Where the model is and what to do with it: paths as text (a browser opens no file:// link from the
+    dashboard)."""
+    lines = [
+        f"**Model**: `{model_dir / 'model.keras'}` (card: `{model_dir / 'model.json'}`), the weights of epoch "
+        f"{card['kept_epoch']} of {card['epochs']}.",
+        f"**Next**: `colorization evaluate PHOTOS --model {model_dir}` to score it on photos it never saw, "
+        f"`colorization colorize ARCHIVE --model {model_dir}` to colour an archive.",
+    ]
+    if card["random_extractor"]:
+        lines.insert(0, RANDOM_NOTE)
+    create_markdown_artifact(key="train-model", markdown="\n\n".join(lines), description="The trained model")
 
 
 def _publish_samples(trainer: Trainer, card: dict, count: int = 6) -> None:
@@ -159,6 +188,8 @@ def pipeline(
                    dropout)
     preprocess(source=source, dataset=dataset, size=size, workers=workers, wait=wait)
     summary = embed(dataset=dataset, weights=weights, head=head, wait=wait)
+    if is_random_id(summary["extractor_id"]):  # on the run the user opened, not only on its subflows
+        get_run_logger().warning(RANDOM_NOTE.replace("*", ""))
     return train(dataset=dataset, model_dir=model_dir, epochs=epochs, batch_size=batch_size, width=width,
                  resume=resume, extractor=summary["extractor_id"], validation_percent=validation_percent,
                  wait=wait, objective=objective, schedule=schedule, dropout=dropout, keep=keep)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import FAKE_EXTRACTOR, SAMPLES, copy_samples
+from tests.helpers import SAMPLES, copy_samples, fake_embedded_copy
 
 
 @pytest.fixture(scope="session")
@@ -59,16 +59,7 @@ def random_extractor():
 @pytest.fixture
 def embedded_dataset(tiny_dataset, tmp_path):
     """A private copy of the tiny dataset with cheap deterministic 16-d embeddings (no Xception)."""
-    from colorization.embeddings import write_embeddings
-    from colorization.shards import Dataset, read_shard
-
-    data = Dataset(tmp_path / "embedded")
-    shutil.copytree(tiny_dataset.root, data.root)
-    for shard in data.shards():
-        rows = read_shard(shard)
-        features = np.stack([rows.L.mean(axis=(1, 2)) / 255, rows.ab.mean(axis=(1, 2)).sum(axis=1) / 64] * 8, axis=1)
-        write_embeddings(data.embeddings_dir(FAKE_EXTRACTOR) / shard.name, rows.ids, features, FAKE_EXTRACTOR)
-    return data
+    return fake_embedded_copy(tiny_dataset, tmp_path / "embedded")
 
 
 @pytest.fixture(scope="session")

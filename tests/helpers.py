@@ -56,6 +56,21 @@ def grey_copy(source: Path, target: Path) -> Path:
     return target
 
 
+def fake_embedded_copy(dataset, folder: Path):
+    """A copy of ``dataset`` in ``folder`` with cheap deterministic 16-d embeddings (no Xception) filed under
+    FAKE_EXTRACTOR: each photo's mean L and ab, repeated."""
+    from colorization.embeddings import write_embeddings
+    from colorization.shards import Dataset, read_shard
+
+    data = Dataset(folder)
+    shutil.copytree(dataset.root, data.root)
+    for shard in data.shards():
+        rows = read_shard(shard)
+        features = np.stack([rows.L.mean(axis=(1, 2)) / 255, rows.ab.mean(axis=(1, 2)).sum(axis=1) / 64] * 8, axis=1)
+        write_embeddings(data.embeddings_dir(FAKE_EXTRACTOR) / shard.name, rows.ids, features, FAKE_EXTRACTOR)
+    return data
+
+
 def train_tiny(dataset, model_dir: Path, epochs: int = 1, resume: bool = False, **options):
     """Train (or resume) the tiny test configuration (batch 4, width 0.125, 20% validation) up to ``epochs``;
     returns the trainer and the model card."""

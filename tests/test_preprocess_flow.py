@@ -68,6 +68,8 @@ def test_preprocess_writes_shards_manifest_and_is_incremental(prefect_harness, t
 
     table = latest_artifact("preprocess-summary")
     assert '"found": 14' in str(table.data) or "'found': 14" in str(table.data)
+    progress = latest_artifact("preprocess-progress")
+    assert progress.data == 100.0 and progress.flow_run_id == table.flow_run_id, "on the run the user opened"
     errors = str(latest_artifact("preprocess-errors").data)
     assert "truncated.jpg" in errors and "empty.png" in errors
 

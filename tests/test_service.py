@@ -4,6 +4,7 @@ and the dashboard in headless Chromium. Every process a test starts is stopped b
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import shutil
@@ -24,7 +25,7 @@ from colorization import catalog
 from colorization.shards import Dataset
 from flows.preprocess import preprocess
 from flows.service import Service
-from tests.helpers import FAKE_EXTRACTOR, copy_samples, grey_copy
+from tests.helpers import FAKE_EXTRACTOR, copy_samples, fake_embedded_copy, grey_copy
 
 pytestmark = pytest.mark.service
 
@@ -55,12 +56,16 @@ def run(service: Service, name: str, parameters: dict, timeout: float = 300):
     return flow_run
 
 
-def run_artifacts(service: Service, flow_run_id) -> dict:
+def run_artifacts(service: Service, flow_run_id) -> list:
+    """Every artifact of one flow run, each version of a keyed one included."""
     with temporary_settings({PREFECT_API_URL: service.api_url}), get_client(sync_client=True) as client:
-        found = client.read_artifacts(
+        return client.read_artifacts(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), artifact_filter=ArtifactFilter()
         )
-    return {a.key: a for a in found}
+
+
+def by_key(artifacts: list) -> dict:
+    return {a.key: a for a in artifacts}
 
 
 @pytest.fixture(scope="module")
@@ -85,17 +90,34 @@ def test_colorize_deployment_through_a_worker(service, colorize_run):
     flow_run, archive, output = colorize_run
     assert sorted(p.name for p in (output / "scans").iterdir()) == sorted(p.name for p in (archive / "scans").iterdir())
     assert set(catalog.read_manifest(output)["status"]) == {"colorized"}
-    artifacts = run_artifacts(service, flow_run.id)
+    artifacts = by_key(run_artifacts(service, flow_run.id))
     assert {"colorize-summary", "colorize-gallery"} <= set(artifacts)
     assert "'colorized': 2" in str(artifacts["colorize-summary"].data) or '"colorized": 2' in str(
         artifacts["colorize-summary"].data)
 
 
-def test_train_deployment_through_a_worker(service, embedded_dataset, tmp_path):
-    flow_run = run(service, "train/train", {"dataset": str(embedded_dataset.root), "model_dir": str(tmp_path / "m"),
-                                            "epochs": 1, "batch_size": 4, "width": 0.125, "extractor": FAKE_EXTRACTOR})
-    assert (tmp_path / "m" / "model.keras").is_file() and (tmp_path / "m" / "model.json").is_file()
-    assert {"train-metrics", "train-samples", "train-model"} <= set(run_artifacts(service, flow_run.id))
+@pytest.fixture(scope="module")
+def train_run(service, tiny_dataset, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("train")
+    dataset, model_dir = fake_embedded_copy(tiny_dataset, folder / "dataset"), folder / "model"
+    flow_run = run(service, "train/train", {"dataset": str(dataset.root), "model_dir": str(model_dir), "epochs": 2,
+                                            "batch_size": 4, "width": 0.125, "extractor": FAKE_EXTRACTOR})
+    return flow_run, model_dir
+
+
+def test_train_deployment_through_a_worker(service, train_run):
+    flow_run, model_dir = train_run
+    assert (model_dir / "model.keras").is_file() and (model_dir / "model.json").is_file()
+    artifacts = run_artifacts(service, flow_run.id)
+    keys = [a.key for a in artifacts]
+    assert keys.count("train-metrics") == 1, "one table per run, grown in place at every epoch"
+    assert {"train-samples", "train-evaluation", "train-model"} <= set(keys)
+    found = by_key(artifacts)
+    epochs = json.loads(found["train-metrics"].data)
+    assert [row["epoch"] for row in epochs] == [1, 2] and all(row["PSNR (dB)"] > 0 for row in epochs)
+    model_note = found["train-model"].data
+    assert str(model_dir / "model.keras") in model_note and "file://" not in model_note
+    assert f"colorize ARCHIVE --model {model_dir}" in model_note
 
 
 def test_every_deployment_and_pool_exists(service):
@@ -118,10 +140,10 @@ def chromium() -> str | None:
 
 
 @pytest.mark.skipif(chromium() is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_dashboard_shows_summary_and_gallery(service, colorize_run, tmp_path):
+def test_dashboard_shows_summary_gallery_and_training(service, colorize_run, train_run, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    flow_run, _, _ = colorize_run
+    flow_run, _, output = colorize_run
     shots = Path(os.environ.get("TEST_OUTPUT", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     flags = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
@@ -131,31 +153,47 @@ def test_dashboard_shows_summary_and_gallery(service, colorize_run, tmp_path):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1200})
             page.set_default_timeout(60_000)
-            run_page = f"http://{service.host}:{service.port}/runs/flow-run/{flow_run.id}"
 
-            page.goto(run_page)
-            page.locator("li.p-tab#artifacts").click()
-            page.get_by_text("colorize-summary").first.click()
-            table = page.get_by_role("table").first
-            table.wait_for()
-            headers = [h.strip() for h in table.locator("th").all_inner_texts()]
-            cells = [c.strip() for c in table.locator("tbody tr").first.locator("td").all_inner_texts()]
-            summary = dict(zip(headers, cells))
+            def open_artifact(run_id, key: str) -> None:
+                page.goto(f"http://{service.host}:{service.port}/runs/flow-run/{run_id}")
+                page.locator("li.p-tab#artifacts").click()
+                page.get_by_text(key).first.click()
+
+            def table_rows() -> tuple[list[str], list[list[str]]]:
+                table = page.get_by_role("table").first
+                table.wait_for()
+                headers = [h.strip() for h in table.locator("th").all_inner_texts()]
+                return headers, [[c.strip() for c in row.locator("td").all_inner_texts()]
+                                 for row in table.locator("tbody tr").all()]
+
+            open_artifact(flow_run.id, "colorize-summary")
+            headers, rows = table_rows()
+            summary = dict(zip(headers, rows[0]))
             assert (summary["outcome"], summary["photos"], summary["colorized"]) == ("done", "2", "2"), summary
             assert float(summary["images/s"]) > 0
             page.screenshot(path=shots / "colorize-summary.png", full_page=True)
 
-            page.goto(run_page)
-            page.locator("li.p-tab#artifacts").click()
-            page.get_by_text("colorize-gallery").first.click()
+            open_artifact(flow_run.id, "colorize-gallery")
             page.get_by_text("Before / after").first.wait_for()
             thumbnails = page.locator("img[src^='data:image/jpeg']")
             assert thumbnails.count() == 4, "before and after of both photos"
             assert page.get_by_text("RANDOM WEIGHTS").count() > 0, "a random model is never shown as real"
+            assert page.get_by_text(str(output / ".colorize" / "gallery.html")).count() > 0, "where the sheet is"
             page.screenshot(path=shots / "colorize-gallery.png", full_page=True)
+
+            train_flow_run, model_dir = train_run
+            open_artifact(train_flow_run.id, "train-metrics")
+            headers, rows = table_rows()
+            assert "PSNR (dB)" in headers and [row[headers.index("epoch")] for row in rows] == ["1", "2"]
+            page.screenshot(path=shots / "train-metrics.png", full_page=True)
+
+            open_artifact(train_flow_run.id, "train-model")
+            page.get_by_text(str(model_dir / "model.keras")).first.wait_for()
+            assert page.locator("a[href^='file:']").count() == 0, "a browser opens no file:// link from the dashboard"
+            page.screenshot(path=shots / "train-model.png", full_page=True)
         finally:
             browser.close()
-    assert (shots / "colorize-gallery.png").stat().st_size > 10_000
+    assert all((shots / f"{name}.png").stat().st_size > 10_000 for name in ("colorize-gallery", "train-metrics"))
 
 
 def test_preprocess_on_a_dask_cluster_uses_both_workers(prefect_harness, sample_paths, tmp_path):
