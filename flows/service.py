@@ -7,6 +7,11 @@ starting what already runs does nothing, stopping what is not running does nothi
 Settings come from the environment: ``PREFECT_SERVER_DATABASE_CONNECTION_URL`` for PostgreSQL instead of the
 embedded SQLite database, ``COLORIZATION_GPUS`` (e.g. ``0 1``) for one GPU worker pinned to each device through
 ``CUDA_VISIBLE_DEVICES``, ``COLORIZATION_DASK_ADDRESS`` for an existing Dask cluster.
+
+Prefect's own ``prefect server start --background`` would do for the server, but it sends the server's output to
+a pipe that nobody reads, so there would be no log to look at when something goes wrong: processes are started
+here, each with its log file. Pools and the concurrency limit are made through Prefect's client, the same API
+calls as ``prefect work-pool create --overwrite`` and ``prefect gcl create``, without three more CLI start-ups.
 """
 
 from __future__ import annotations
@@ -18,13 +23,18 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from flows.common import GPU_LIMIT
 from flows.paths import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
 
 POOLS = {"cpu": None, "gpu": 1}  # pool name -> flow runs at a time (None: unlimited)
 
@@ -100,12 +110,10 @@ class Service:
 
     def create_pools(self) -> None:
         """The process work pools and the global concurrency limit that serialises accelerator work."""
-        from prefect.client.orchestration import get_client
         from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, WorkPoolCreate
         from prefect.exceptions import ObjectAlreadyExists
-        from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        with temporary_settings({PREFECT_API_URL: self.api_url}), get_client(sync_client=True) as client:
+        with self._client() as client:
             for name, limit in POOLS.items():
                 client.create_work_pool(WorkPoolCreate(name=name, type="process", concurrency_limit=limit),
                                         overwrite=True)
@@ -115,17 +123,78 @@ class Service:
                 pass
 
     def deploy(self) -> None:
-        """Create the pools and every deployment of ``prefect.yaml``."""
-        self.create_pools()
-        subprocess.run([_prefect(), "--no-prompt", "deploy", "--all"], cwd=PROJECT_ROOT, env=self.env(), check=True)
+        """Create the pools and every deployment of ``prefect.yaml``, then print one summary of what exists.
 
-    def start_workers(self, gpus: list[str] | None = None) -> None:
-        """One ``cpu`` worker, and one ``gpu`` worker per listed device (pinned to it), or one unpinned."""
-        self._start("worker-cpu", [_prefect(), "worker", "start", "--pool", "cpu", "--name", "cpu"])
-        for device in gpus or [None]:
-            name = "worker-gpu" if device is None else f"worker-gpu{device}"
-            pin = {} if device is None else {"CUDA_VISIBLE_DEVICES": device}
-            self._start(name, [_prefect(), "worker", "start", "--pool", "gpu", "--name", name], **pin)
+        ``prefect deploy``'s own output (a worker hint per deployment) goes to ``deploy.log``; on failure its
+        end is printed.
+        """
+        self.create_pools()
+        self.state.mkdir(parents=True, exist_ok=True)
+        log = self.log_file("deploy")
+        with open(log, "wb") as out:
+            done = subprocess.run([_prefect(), "--no-prompt", "deploy", "--all"], cwd=PROJECT_ROOT, env=self.env(),
+                                  stdout=out, stderr=subprocess.STDOUT)
+        if done.returncode:
+            print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
+            raise RuntimeError(f"prefect deploy failed (exit status {done.returncode}); its log: {log}")
+        print(self.summary())
+
+    def summary(self) -> str:
+        """Pools, the concurrency limit and the deployments on the server, and what to do next."""
+        with self._client() as client:
+            pools = {p.name: p.concurrency_limit for p in client.read_work_pools()}
+            limits = {c.name: c.limit for c in client.read_global_concurrency_limits()}
+            flows = {f.id: f.name for f in client.read_flows()}
+            deployments = sorted((f"{flows[d.flow_id]}/{d.name}", d) for d in client.read_deployments())
+        lines = ["work pools: " + ", ".join(f"{name} ({'unlimited' if limit is None else f'{limit} run at a time'})"
+                                            for name, limit in sorted(pools.items()))]
+        lines += [f"global concurrency limit {GPU_LIMIT}: {limits.get(GPU_LIMIT, 'missing')}",
+                  f"deployments ({len(deployments)}; prefect deploy's log: {self.log_file('deploy')}):"]
+        width = max((len(name) for name, _ in deployments), default=0)
+        for name, deployment in deployments:
+            crons = [s.schedule.cron for s in deployment.schedules if getattr(s.schedule, "cron", None)]
+            lines.append(f"  {name:<{width}}  pool {deployment.work_pool_name}"
+                         + "".join(f", cron {cron}" for cron in crons))
+        lines.append("next: make worker, then e.g. prefect deployment run train/train "
+                     f"(with PREFECT_API_URL={self.api_url})")
+        return "\n".join(lines)
+
+    def start_workers(self, gpus: list[str] | None = None, timeout: float = 120) -> None:
+        """One ``cpu`` worker, and one ``gpu`` worker per listed device (pinned to it), or one unpinned.
+
+        Each is started once the previous one has registered with the server: workers starting together
+        write to an SQLite database at once and log "database is locked".
+        """
+        workers = [("worker-cpu", "cpu", {})] + [
+            ("worker-gpu" if device is None else f"worker-gpu{device}", "gpu",
+             {} if device is None else {"CUDA_VISIBLE_DEVICES": device})
+            for device in gpus or [None]
+        ]
+        for name, pool, pin in workers:
+            self._start(name, [_prefect(), "worker", "start", "--pool", pool, "--name", name], **pin)
+            self._wait_for_worker(name, pool, timeout)
+
+    def _wait_for_worker(self, name: str, pool: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._client() as client:
+                if any(w.name == name for w in client.read_workers_for_work_pool(pool)):
+                    return
+            if self.running(name) is None:
+                raise RuntimeError(f"{name} stopped at start; see {self.log_file(name)}")
+            if time.monotonic() > deadline:
+                print(f"{name}: not registered after {timeout:.0f} s; starting the next one anyway")
+                return
+            time.sleep(0.5)
+
+    @contextlib.contextmanager
+    def _client(self) -> Iterator[SyncPrefectClient]:
+        """A Prefect client of this installation's server."""
+        from prefect.client.orchestration import get_client
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings({PREFECT_API_URL: self.api_url}), get_client(sync_client=True) as client:
+            yield client
 
     def stop(self, timeout: float = 20) -> None:
         """Stop every process this state folder started (workers first), waiting for each to end."""

@@ -133,6 +133,12 @@ def test_every_deployment_and_pool_exists(service):
     assert {names[n].work_pool_name for n in names if n != "preprocess/default"} == {"gpu"}
     assert pools["gpu"].concurrency_limit == 1 and pools["gpu"].type == "process"
     assert limits["gpu"] == 1, "the global limit that serialises accelerator work"
+    summary = service.summary()  # what make deploy prints, once, instead of prefect deploy's hint per deployment
+    assert "work pools: cpu (unlimited), gpu (1 run at a time)" in summary and "concurrency limit gpu: 1" in summary
+    assert all(name in summary for name in names) and "pool gpu, cron 0 2 * * *" in summary
+    assert summary.splitlines()[-1].startswith("next: make worker")
+    for log in service.state.glob("worker-*.log"):  # started one after another: no two write SQLite at once
+        assert "database is locked" not in log.read_text(), log
 
 
 def chromium() -> str | None:
