@@ -22,3 +22,5 @@ def test_license_is_an_spdx_expression_and_the_backend_can_read_it():
     [setuptools] = [r for r in config["build-system"]["requires"] if r.startswith("setuptools")]
     minimum = re.fullmatch(r"setuptools>=(\d+)(?:\.\d+)*", setuptools)
     assert minimum and int(minimum.group(1)) >= 77, setuptools
+    assert all((PYPROJECT.parent / name).is_file() for name in config["project"]["license-files"]), \
+        "the licence text ships with the package"
