@@ -16,7 +16,10 @@ paper's model (width 1.0 at 256x256) and random weights (speed does not depend o
 (d) peak memory (RSS of the flow process and its Dask workers, sampled every 0.2 s) of the flow on
     ``--small`` and ``--large`` archives, each in a fresh process;
 (e) render with ``upsample="guided"`` against ``"bicubic"`` on the same photos and a,b, alternating photo by
-    photo so that both see the same load: the whole render and its pixel work alone (``colorize_pixels``).
+    photo so that both see the same load: the whole render and its pixel work alone (``colorize_pixels``);
+(f) render against its I/O floor, alternating photo by photo: the floor is Pillow's full decode of the photo
+    and a JPEG encode of it at the output's settings (``images.SAVE_OPTIONS``); the grey photos' lookup table
+    (``lab.grey_to_srgb``) is built before, its one-off cost per process printed beside.
 
 Run as ``.venv/bin/python benchmarks/colorize.py [--images 24] [--small 20] [--large 200] [--workers 2]``;
 ``--split-only`` prints (a) and (e) alone and needs no Prefect or Dask (``benchmarks/gpu.sh`` runs it on a GPU machine).
@@ -104,6 +107,57 @@ def print_upsampling(times: dict) -> None:
         bicubic, guided = times["bicubic", part], times["guided", part]
         print(f"    {label:<40} bicubic {bicubic:6.3f} s, guided {guided:6.3f} s: guided/bicubic = "
               f"{guided / bicubic:.2f} (+{guided - bicubic:.3f} s)")
+
+
+def floor_and_render(paths: list[Path], out: Path) -> dict:
+    """Seconds per photo of the I/O floor (full decode + JPEG encode at the output's settings) and of render,
+    alternating photo by photo, and of render's colour conversion by table lookup and band by band."""
+    import io
+
+    from PIL import Image
+
+    from colorization import images, lab
+    from colorization.render import render, upsample_ab
+
+    ab = np.random.default_rng(0).normal(0, 20, (SIZE, SIZE, 2)).astype(np.float32)  # speed ignores values
+    times = {"floor": 0.0, "render": 0.0, "table lookup": 0.0, "band by band": 0.0}
+    for path in paths:
+        began = time.perf_counter()
+        with Image.open(path) as photo:
+            photo.load()
+            photo.save(io.BytesIO(), "JPEG", **images.SAVE_OPTIONS["JPEG"])
+            grey = np.asarray(photo)
+        times["floor"] += time.perf_counter() - began
+        began = time.perf_counter()
+        render(path.read_bytes(), path.name, ab, out / f"floor-{path.name}", 10**9)
+        times["render"] += time.perf_counter() - began
+        a, b = upsample_ab(ab, grey.shape[::-1])
+        conversions = {"table lookup": lambda: lab.grey_to_srgb(grey, a, b),
+                       "band by band": lambda: lab.lab_to_srgb_fast(grey, a, b, ab_offset=lab.AB_OFFSET)}
+        for name, convert in conversions.items():
+            began = time.perf_counter()
+            convert()
+            times[name] += time.perf_counter() - began
+    return {step: seconds / len(paths) for step, seconds in times.items()}
+
+
+def build_grey_table() -> float:
+    """Seconds to build the grey photos' lookup table, as a Dask worker's first photo does; every later step
+    of this process finds it built."""
+    from colorization import lab
+
+    began = time.perf_counter()
+    lab.grey_to_srgb(*np.zeros((3, 1, 1), np.uint8))
+    return time.perf_counter() - began
+
+
+def print_floor(times: dict, table: float) -> None:
+    ratio = times["render"] / times["floor"]
+    print(f"(f) per photo: I/O floor (full decode + JPEG encode) {times['floor']:.3f} s, render "
+          f"{times['render']:.3f} s: render/floor = {ratio:.2f} (aim <= 2: {'met' if ratio <= 2 else 'missed'})")
+    print(f"    its colour conversion: table lookup {times['table lookup']:.3f} s, band by band (before) "
+          f"{times['band by band']:.3f} s: {times['band by band'] / times['table lookup']:.2f}x; the table is built "
+          f"once per process in {table:.2f} s")
 
 
 def seed_style(paths: list[Path], model_dir: Path, out: Path) -> float:
@@ -197,15 +251,18 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="colorize-bench-") as tmp:
         work = Path(tmp)
+        table = build_grey_table()
         model_dir = make_model(work / "model")
         photos = build_source(work / "photos", args.images, grey=True)
         for folder in ("split", "seed", "flow"):
             (work / folder).mkdir()
         steps = split(photos, model_dir, work / "split")
         upsample_times = upsampling(photos, work / "split")
+        floor = floor_and_render(photos, work / "split")
         if args.split_only:
             print_split(args, steps)
             print_upsampling(upsample_times)
+            print_floor(floor, table)
             return 0
         seed = seed_style(photos[: args.seed_images], model_dir, work / "seed")
         flow = run_flow(work / "photos", model_dir, work / "flow", args.workers)
@@ -214,6 +271,7 @@ def main() -> int:
 
     print_split(args, steps)
     print_upsampling(upsample_times)
+    print_floor(floor, table)
     stage_speed = flow["images/s"]
     print(f"(b) seed-style full-resolution path: {seed:.3f} images/s ({args.seed_images} photos)")
     print(f"(c) colorize flow, {args.workers} workers: {stage_speed:.3f} images/s; (c)/(b) = {stage_speed / seed:.2f} "

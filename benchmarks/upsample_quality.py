@@ -22,14 +22,14 @@ from scipy import ndimage
 from colorization import lab
 from colorization.discover import find_images
 from colorization.guided import guided_upsample
-from colorization.render import AB_OFFSET, upsample_ab
+from colorization.render import upsample_ab
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "photos"
 
 
 def errors(planes: list[np.ndarray], true_ab: np.ndarray, near_edges: np.ndarray) -> tuple[float, float]:
     """Mean |Δa| + |Δb| of 8-bit a,b planes against the true a,b: everywhere, and near edges."""
-    difference = np.abs(np.stack(planes, axis=-1).astype(np.float32) - AB_OFFSET - true_ab).sum(axis=-1)
+    difference = np.abs(np.stack(planes, axis=-1).astype(np.float32) - lab.AB_OFFSET - true_ab).sum(axis=-1)
     return float(difference.mean()), float(difference[near_edges].mean())
 
 

@@ -50,14 +50,11 @@ def prepare_image(image: Image.Image, name: str, size: int, grey_threshold: floa
     return Prepared(name, lightness, not lab.is_monochrome(lightness, ab, grey_threshold))
 
 
-AB_OFFSET = 128
-
-
 def upsample_ab(ab: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Predicted a,b (h, w, 2) resized bicubically to ``size`` = (width, height), as two uint8 planes holding
     ``a + 128`` and ``b + 128``: whole ab units, the precision of the shards the model learnt from, and
     Pillow's fastest resampling path (float planes cost four times as much to resize and copy at 12 MP)."""
-    planes = np.clip(np.rint(ab) + AB_OFFSET, 0, 255).astype(np.uint8)
+    planes = np.clip(np.rint(ab) + lab.AB_OFFSET, 0, 255).astype(np.uint8)
     return tuple(np.asarray(Image.fromarray(np.ascontiguousarray(planes[..., c]), "L").resize(
         size, Image.Resampling.BICUBIC)) for c in range(2))
 
@@ -72,11 +69,13 @@ def colorize_pixels(pixels: np.ndarray, ab_small: np.ndarray, upsample: Upsample
     height, width = pixels.shape[:2]
     if upsample == "guided":
         lightness = pixels if pixels.dtype != np.uint8 else lab.lightness(pixels)
-        a, b = guided.guided_upsample(lightness, ab_small, offset=AB_OFFSET)
+        a, b = guided.guided_upsample(lightness, ab_small, offset=lab.AB_OFFSET)
     else:
         lightness = pixels if pixels.ndim == 2 else lab.lightness(pixels)
         a, b = upsample_ab(ab_small, (width, height))
-    return lab.lab_to_srgb_fast(lightness, a, b, ab_offset=AB_OFFSET)
+    if pixels.ndim == 2 and pixels.dtype == np.uint8 and a.dtype == np.uint8:  # a grey photo: the lookup table
+        return lab.grey_to_srgb(pixels, a, b)
+    return lab.lab_to_srgb_fast(lightness, a, b, ab_offset=lab.AB_OFFSET)
 
 
 def render(data: bytes, name: str, ab_small: np.ndarray, target: Path, max_pixels: int,

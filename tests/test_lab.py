@@ -102,3 +102,13 @@ def test_lightness_of_one_channel_grey_equals_three_channel_grey():
     a, b = np.full((32, 48), 140, np.uint8), np.full((32, 48), 100, np.uint8)
     from_pixels = lab.lab_to_srgb_fast(grey, a, b, ab_offset=128)
     assert np.array_equal(from_pixels, lab.lab_to_srgb_fast(lab.lightness(grey), a, b, ab_offset=128))
+
+
+def test_grey_photo_lookup_table_gives_the_conversion_exactly():
+    """Every (grey, a, b) in uint8 has its entry: random triples, the extremes and out-of-gamut corners."""
+    rng = np.random.default_rng(2)
+    grey, a, b = (rng.integers(0, 256, (64, 96), dtype=np.uint8) for _ in range(3))
+    grey[0, :4], a[0, :4], b[0, :4] = [0, 255, 255, 0], [0, 255, 0, 255], [255, 0, 0, 255]
+    expected = lab.lab_to_srgb_fast(grey, a, b, ab_offset=lab.AB_OFFSET)
+    assert np.array_equal(lab.grey_to_srgb(grey, a, b), expected)
+    assert lab.grey_to_srgb(grey, a, b).shape == (64, 96, 3) and lab.grey_to_srgb(grey, a, b).flags.c_contiguous
