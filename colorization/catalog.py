@@ -1,6 +1,6 @@
 """What colorize has done to an archive: ``OUTPUT/.colorize/manifest.parquet``, and what a re-run must redo.
 
-One row per input photo, its history: source, bytes, mtime_ns, hash, status (colorized | colour | error),
+One row per input photo, its history: source, bytes, modified, hash, status (colorized | colour | error),
 output, model_id, error, and ``time``, when that outcome was recorded (UTC). A photo a run leaves as it is
 keeps its row untouched. A re-run redoes a photo when it is new or changed (size or modification time), when
 the model changed, or when its output has gone missing; ``colour`` photos are redone only with ``recolor``.
@@ -31,7 +31,7 @@ SCHEMA = pa.schema(
     [
         ("source", pa.string()),
         ("bytes", pa.int64()),
-        ("mtime_ns", pa.int64()),
+        (manifest.MODIFIED, manifest.MODIFIED_TYPE),
         ("hash", pa.string()),
         ("status", pa.string()),
         ("output", pa.string()),
@@ -141,7 +141,7 @@ class Plan:
     kept: int
 
 
-_PLAN_COLUMNS = ("status", "bytes", "mtime_ns", "model_id")  # what plan needs of a row
+_PLAN_COLUMNS = ("status", "bytes", manifest.MODIFIED, "model_id")  # what plan needs of a row
 
 
 def plan(entries: list[Entry], rows: pd.DataFrame, output: Path, model_id: str, recolor: bool = False,
@@ -171,7 +171,7 @@ def plan(entries: list[Entry], rows: pd.DataFrame, output: Path, model_id: str, 
 def _redo(entry: Entry, row: dict | None, output: Path, model_id: str, recolor: bool, overwrite: bool) -> bool:
     if overwrite or row is None or row["status"] == PENDING:
         return True
-    if (row["bytes"], row["mtime_ns"]) != (entry.size, entry.mtime_ns):
+    if (row["bytes"], manifest.nanoseconds(row[manifest.MODIFIED])) != (entry.size, entry.mtime_ns):
         return True
     if row["status"] == COLORIZED:
         return row["model_id"] != model_id or not (output / entry.name).exists()
@@ -183,7 +183,7 @@ def record(entry: Entry, status: str, model_id: str, digest: str | None = None, 
     return {
         "source": entry.name,
         "bytes": entry.size,
-        "mtime_ns": entry.mtime_ns,
+        manifest.MODIFIED: entry.mtime_ns,
         "hash": digest,
         "status": status,
         "output": entry.name if status in (COLORIZED, PENDING) else None,

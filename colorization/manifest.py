@@ -32,6 +32,8 @@ import pyarrow.parquet as pq
 
 from colorization.atomic import atomic_path
 
+MODIFIED = "modified"  # the column of the source file's modification time, exact to the nanosecond
+MODIFIED_TYPE = pa.timestamp("ns", tz="UTC")
 COMPACT_FRACTION = 0.25  # compact when the parts hold more rows than this fraction of the base ...
 COMPACT_MIN_ROWS = 2048  # ... and at least this many rows (a new archive's first batches)
 _PART_NAME = re.compile(r"part-(\d{6,})\.parquet")
@@ -59,15 +61,29 @@ def read(path: Path, schema: pa.Schema) -> pd.DataFrame:
 
 def read_table(path: Path, schema: pa.Schema) -> pa.Table:
     """:func:`read` as an Arrow table."""
-    base = pq.read_table(path, schema=schema) if path.exists() else schema.empty_table()
+    base = _read_file(path, schema) if path.exists() else schema.empty_table()
     parts = part_paths(path)
     if not parts:
         return base
-    rows = pa.concat_tables([base, *(pq.read_table(p, schema=schema) for p in parts)])
+    rows = pa.concat_tables([base, *(_read_file(p, schema) for p in parts)])
     order = pa.array(np.arange(len(rows)))
     last = rows.append_column("_order", order).group_by("source").aggregate([("_order", "max")])["_order_max"]
     rows = rows.take(last)
     return rows.filter(pc.is_valid(rows["status"])).sort_by("source")
+
+
+def _read_file(path: Path, schema: pa.Schema) -> pa.Table:
+    """One file of a manifest, in ``schema``. Files of earlier versions held the source file's modification
+    time as integer nanoseconds (``mtime_ns``); they are read as today's timestamp column ``modified``."""
+    table = pq.read_table(path)
+    if "mtime_ns" in table.column_names:
+        table = table.rename_columns([MODIFIED if n == "mtime_ns" else n for n in table.column_names])
+    return table.select(schema.names).cast(schema)
+
+
+def nanoseconds(modified: pd.Timestamp | None) -> int | None:
+    """A manifest's ``modified`` time as the integer nanoseconds ``os.stat`` gives, to compare exactly."""
+    return None if modified is None or pd.isna(modified) else pd.Timestamp(modified).value
 
 
 def write(path: Path, manifest: pd.DataFrame | pa.Table, schema: pa.Schema) -> None:

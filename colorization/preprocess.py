@@ -13,6 +13,7 @@ import pandas as pd
 
 from colorization import images, lab, metrics
 from colorization.errors import ImageError
+from colorization.manifest import MODIFIED, nanoseconds
 from colorization.shards import ERROR, GREY, WRITTEN, Dataset, ShardRows, manifest_record, shard_name, write_shard
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def pending_files(source: Path, paths: list[Path], manifest: pd.DataFrame) -> li
             pending.append(relative)
         elif previous.status == ERROR:
             stat = path.stat()
-            if (stat.st_size, stat.st_mtime_ns) != (previous.bytes, previous.mtime_ns):
+            if (stat.st_size, stat.st_mtime_ns) != (previous.bytes, nanoseconds(previous.modified)):
                 pending.append(relative)
     return pending
 
@@ -85,7 +86,7 @@ def process_files(
         record = manifest_record(relative)
         try:
             stat = path.stat()
-            record.update(bytes=stat.st_size, mtime_ns=stat.st_mtime_ns)
+            record.update({"bytes": stat.st_size, MODIFIED: stat.st_mtime_ns})
             data = images.read_bytes(path)
             record["id"] = content_id(relative, data)
             photo = images.decode(data, path, min_side=size)

@@ -41,7 +41,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("shard", pa.string()),
         ("error", pa.string()),
         ("bytes", pa.int64()),
-        ("mtime_ns", pa.int64()),
+        (manifest.MODIFIED, manifest.MODIFIED_TYPE),
     ]
 )
 # What a manifest row's ``status`` says of its source file:

@@ -46,11 +46,11 @@ def preprocess_shard(
 @flow(name="preprocess-shards")
 def preprocess_shards(
     source: Path, dataset: Path, plan: list[tuple[str, list[str]]], size: int, grey_threshold: float,
-    keep_grey: bool, progress: UUID,
+    keep_grey: bool, progress: UUID | None = None,
 ) -> list[ShardResult]:
     """Run one task per shard and record each in the manifest as soon as it finishes (appending its rows; the
     manifest is compacted at the end, see :mod:`colorization.manifest`). ``progress`` is the parent run's
-    progress artifact, the one its user watches."""
+    progress artifact (the one its user watches) to advance."""
     logger = get_run_logger()
     data = Dataset(dataset)
     manifest = data.open_manifest()
@@ -65,7 +65,8 @@ def preprocess_shards(
             manifest.append({record["source"]: record for record in result.records})  # this shard's rows only
             results.append(result)
             bar.update(len(result.records))
-            update_progress_artifact(progress, 100.0 * done / len(plan))
+            if progress is not None:
+                update_progress_artifact(progress, 100.0 * done / len(plan))
             logger.info(
                 "shard %d/%d %s: %d written, %d grey, %d errors",
                 done, len(plan), result.shard or "(none)", result.count(WRITTEN), result.count(GREY),

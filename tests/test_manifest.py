@@ -39,6 +39,10 @@ def statuses(frame: pd.DataFrame) -> dict[str, str]:
     return dict(zip(frame["source"], frame["status"]))
 
 
+def modified_ns(frame: pd.DataFrame) -> list[int]:
+    return [manifest.nanoseconds(t) for t in frame["modified"]]
+
+
 def test_each_flush_appends_a_part_and_reads_merge_them(tmp_path):
     ledger = catalog.Ledger(tmp_path)
     path = catalog.manifest_path(tmp_path)
@@ -54,12 +58,14 @@ def test_each_flush_appends_a_part_and_reads_merge_them(tmp_path):
     want = expected({i: "pending" for i in range(8)}, {i: "colorized" for i in range(4)}, {4: None})
     read = catalog.read_manifest(tmp_path)
     assert statuses(read) == want and list(read["source"]) == sorted(want)
-    assert read["mtime_ns"].tolist() == [entry(int(s[-8:-4])).mtime_ns for s in read["source"]]
+    assert str(read["modified"].dtype) == "datetime64[ns, UTC]", "a time, for pandas and DuckDB readers"
+    assert modified_ns(read) == [entry(int(s[-8:-4])).mtime_ns for s in read["source"]], "exact to the ns"
     assert statuses(ledger.frame()) == want and len(ledger) == 7
     assert ledger.get(entry(0).name)["status"] == "colorized" and ledger.get(entry(4).name) is None
 
     again = catalog.Ledger(tmp_path)  # a new run (or a run after a kill) sees the same rows
-    assert statuses(again.frame()) == want and again.get(entry(5).name)["mtime_ns"] == entry(5).mtime_ns
+    assert statuses(again.frame()) == want
+    assert manifest.nanoseconds(again.get(entry(5).name)["modified"]) == entry(5).mtime_ns
     assert again.frame().equals(read)
     again.add(rows({9: "colour"}))
     again.flush()
@@ -83,7 +89,7 @@ def test_compaction_keeps_exactly_the_latest_row_of_each_source(tmp_path, monkey
     base = pq.read_table(path).to_pandas()
     assert statuses(base) == expected(*steps), "the base alone holds the latest row of each source, once"
     assert base["source"].is_unique and base.equals(catalog.read_manifest(tmp_path))
-    assert base["mtime_ns"].tolist() == [entry(int(s[-8:-4])).mtime_ns for s in base["source"]], "no precision lost"
+    assert modified_ns(base) == [entry(int(s[-8:-4])).mtime_ns for s in base["source"]], "no precision lost"
     written = path.stat().st_mtime_ns
     ledger.compact()
     assert path.stat().st_mtime_ns == written, "nothing to fold in: nothing written"
@@ -180,16 +186,38 @@ def test_the_dataset_manifest_appends_a_part_per_shard(tmp_path):
         (data.shards_dir / name).write_bytes(b"")
     writer = data.open_manifest()
     first = [manifest_record("a.jpg", id="a@1", status="written", shard="part-00000.parquet", bytes=1,
-                             mtime_ns=1_700_000_000_123_456_789),
+                             modified=1_700_000_000_123_456_789),
              manifest_record("bad.jpg", error="bad.jpg: cannot read")]  # no size: the file could not be read
-    second = [manifest_record("b.jpg", id="b@2", status="grey", bytes=2, mtime_ns=2),
-              manifest_record("c.jpg", id="c@3", status="written", shard="part-00001.parquet", bytes=3, mtime_ns=3)]
+    second = [manifest_record("b.jpg", id="b@2", status="grey", bytes=2, modified=2),
+              manifest_record("c.jpg", id="c@3", status="written", shard="part-00001.parquet", bytes=3, modified=3)]
     for records in (first, second):
         writer.append({r["source"]: r for r in records})
     assert len(manifest.part_paths(data.manifest_path)) == 2 and not data.manifest_path.exists()
     read = data.read_manifest()
     assert list(read["source"]) == ["a.jpg", "b.jpg", "bad.jpg", "c.jpg"]
-    assert read.loc[0, "mtime_ns"] == 1_700_000_000_123_456_789 and pd.isna(read.loc[2, "bytes"])
+    assert read.loc[0, "modified"].value == 1_700_000_000_123_456_789 and pd.isna(read.loc[2, "bytes"])
     assert [p.name for p in remove_orphan_shards(data, read)] == ["part-00002.parquet"], "shards in parts are known"
     writer.compact()
     assert manifest.part_paths(data.manifest_path) == [] and data.read_manifest().equals(read)
+
+
+def test_a_manifest_of_an_earlier_version_reads_as_today_and_plans_nothing_anew(tmp_path):
+    """Earlier versions held the modification time as integer ``mtime_ns``: the same photos are not redone."""
+    output = tmp_path / "out"
+    current = catalog.Ledger(output)
+    current.add(rows({i: "colorized" for i in range(3)}))
+    current.flush()
+    current.compact()
+    for i in range(3):
+        (output / entry(i).name).parent.mkdir(parents=True, exist_ok=True)
+        (output / entry(i).name).write_bytes(b"jpeg")
+    path = catalog.manifest_path(output)
+    today = pq.read_table(path)
+    old_columns = ["mtime_ns" if n == "modified" else n for n in today.column_names]
+    old = today.rename_columns(old_columns).set_column(
+        old_columns.index("mtime_ns"), "mtime_ns", today["modified"].cast(pa.int64()))
+    pq.write_table(old, path)
+
+    read = catalog.read_manifest(output)
+    assert modified_ns(read) == [entry(i).mtime_ns for i in range(3)]
+    assert catalog.plan([entry(i) for i in range(3)], catalog.Ledger(output).frame(), output, "m1").kept == 3
