@@ -32,7 +32,7 @@ demo: $(STAMP)
 	@echo "Model and card:   $(DEMO_DATA)/models/samples/model.keras, $(DEMO_DATA)/models/samples/model.json"
 
 test: $(STAMP)
-	$(BIN)/pytest
+	TEST_OUTPUT=$${TEST_OUTPUT:-data/test-output} $(BIN)/pytest
 
 # Run it as a service (README): server, workers and deployments in the background, state under .state/.
 server worker deploy stop status: $(STAMP)
