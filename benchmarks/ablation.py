@@ -29,12 +29,13 @@ from pathlib import Path
 
 from colorization import device
 from colorization.shards import Dataset
-from colorization.training import TrainConfig, Trainer
+from colorization.training import BEFORE_OPTIONS, TrainConfig, Trainer
 
 FIGURES = ("psnr", "ssim", "auc", "delta_e", "colorfulness_ratio")
-PLAIN = {"schedule": "constant", "dropout": 0.0, "keep": "last"}  # training as the paper's (before the defaults)
+PLAIN = BEFORE_OPTIONS  # training as the paper's: constant rate, no dropout, last epoch, MSE
 VARIANTS: dict[str, dict] = {
-    "regression": {"objective": "regression"},  # today's defaults: cosine, dropout 0.5, best epoch
+    "regression": {"objective": "regression"},  # today's defaults: Huber, cosine, dropout 0.5, best epoch
+    "regression-mse": {"objective": "regression", "loss": "mse"},
     "regression-plain": {"objective": "regression", **PLAIN},
     "regression-cosine": {"objective": "regression", **PLAIN, "schedule": "cosine"},
     "regression-wide": {"objective": "regression", "width": 1.0},

@@ -32,6 +32,7 @@ HEADS = ("predictions", "avg_pool", "spatial")  # what the Xception extractor ca
 OBJECTIVES = ("regression", "classification")  # what the model can learn
 SCHEDULES = ("cosine", "constant")  # how the learning rate moves over a run's epochs
 KEEPS = ("best", "last")  # which epoch's weights a run saves as its model
+LOSSES = ("huber", "mse")  # what a regression model minimises
 
 
 def at_least(option: str, value: int | None, minimum: int = 1) -> None:
@@ -75,6 +76,11 @@ def check_dropout(dropout: float) -> None:
 def check_keep(keep: str) -> None:
     if keep not in KEEPS:
         raise ConfigError(f"--keep must be {' or '.join(KEEPS)}, got {keep!r}")
+
+
+def check_loss(loss: str) -> None:
+    if loss not in LOSSES:
+        raise ConfigError(f"--loss must be {' or '.join(LOSSES)}, got {loss!r}")
 
 
 def check_schedule(schedule: str) -> None:

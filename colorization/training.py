@@ -31,6 +31,7 @@ from colorization.preflight import (
     check_dropout,
     check_hyperparameters,
     check_keep,
+    check_loss,
     check_model_dir,
     check_objective,
     check_schedule,
@@ -39,11 +40,12 @@ from colorization.shards import Dataset
 
 log = logging.getLogger(__name__)
 
+HUBER_DELTA = 0.03  # in a,b / 128: where the Huber loss turns from squared to absolute (3.84 a,b units)
 COSINE_FLOOR = 0.02  # the cosine schedule's last learning rate, as a share of the first
 BEST_WEIGHTS = "best.weights.h5"  # in the checkpoint: the weights of the epoch with the lowest validation loss
 FEW_TO_CHOOSE_BY = 20  # validation photos below which the best epoch is mostly chance
 # What a checkpoint written before an option existed did: its run goes on the same way when resumed.
-BEFORE_OPTIONS = {"schedule": "constant", "dropout": 0.0, "keep": "last"}
+BEFORE_OPTIONS = {"schedule": "constant", "dropout": 0.0, "keep": "last", "loss": "mse"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class TrainConfig:
     schedule: str = "cosine"
     dropout: float = 0.5
     keep: str = "best"
+    loss: str = "huber"
 
     def check(self) -> None:
         check_hyperparameters(self.epochs, self.batch_size, self.learning_rate, self.width, self.validation_percent)
@@ -68,6 +71,7 @@ class TrainConfig:
         check_schedule(self.schedule)
         check_dropout(self.dropout)
         check_keep(self.keep)
+        check_loss(self.loss)
 
     def learning_rate_at(self, epoch: int) -> float:
         """The learning rate of ``epoch`` (1-based): constant, or a half cosine from ``learning_rate`` down to
@@ -108,6 +112,14 @@ class State:
     @property
     def epochs_done(self) -> int:
         return len(self.history)
+
+
+def regression_loss(name: str) -> keras.losses.Loss:
+    """The regression loss on a,b / 128: ``mse``, the paper's; or ``huber``, squared below HUBER_DELTA (about 4
+    a,b units) and absolute above, so that pixels whose colour cannot be told from the grey photo (a shirt of
+    any colour) weigh linearly, not quadratically, in the fit. Huber colours unseen photos more faithfully
+    (QUALITY.md, "Loss")."""
+    return keras.losses.Huber(delta=HUBER_DELTA) if name == "huber" else keras.losses.MeanSquaredError()
 
 
 def compile_model(model: keras.Model, learning_rate: float, loss: str | keras.losses.Loss = "mse") -> None:
@@ -248,7 +260,7 @@ class Trainer:
         """A new model and run state from ``config``."""
         size = self.dataset.size()
         shape = embedding_shape(self.train_split.parts[0].embeddings)
-        classes, loss = 0, "mse"
+        classes, loss = 0, regression_loss(self.config.loss)
         if self.config.objective == "classification":
             weights = prior.dataset_weights(self.dataset, self.config.validation_percent)
             classes, loss = len(weights), classification.RebalancedCrossEntropy(weights.tolist())

@@ -20,7 +20,7 @@ from colorization import preflight, quiet
 from colorization.errors import ConfigError
 from colorization.images import DEFAULT_MAX_PIXELS
 from colorization.lock import LOCK_FILE, ensure_free
-from colorization.preflight import HEADS, KEEPS, OBJECTIVES, SCHEDULES
+from colorization.preflight import HEADS, KEEPS, LOSSES, OBJECTIVES, SCHEDULES
 from colorization.shards import ROWS_PER_SHARD
 from flows.paths import project_path
 
@@ -29,6 +29,8 @@ OBJECTIVE_HELP = ("what the decoder learns: regression (MSE on a,b, the paper's)
 SCHEDULE_HELP = "learning rate over the epochs: a half cosine down to 2%% of the initial rate, or constant"
 DROPOUT_HELP = "share of the embedding's channels dropped at each training step (0 drops none; QUALITY.md)"
 KEEP_HELP = "which epoch's weights to save: the one with the lowest validation loss (best), or the last"
+LOSS_HELP = ("a regression model's loss on a,b: huber (squared for small errors, absolute for large; colours unseen "
+             "photos more faithfully, QUALITY.md) or mse, the paper's")
 TEMPERATURE_HELP = "annealed-mean temperature of a classification model (default: its card's, 0.38)"
 
 HEAD_HELP = ("what Xception gives the model: spatial, its 10x10x2048 feature map fused spatially (colours best, "
@@ -92,7 +94,7 @@ def _train(args: argparse.Namespace) -> None:
     train(dataset=args.dataset, model_dir=args.model_dir, epochs=args.epochs, batch_size=args.batch_size,
           learning_rate=args.learning_rate, width=args.width, resume=args.resume, extractor=args.extractor,
           validation_percent=args.validation_percent, objective=args.objective, schedule=args.schedule,
-          dropout=args.dropout, keep=args.keep, wait=args.wait)
+          dropout=args.dropout, keep=args.keep, loss=args.loss, wait=args.wait)
 
 
 def _pipeline(args: argparse.Namespace) -> None:
@@ -113,7 +115,7 @@ def _pipeline(args: argparse.Namespace) -> None:
     pipeline(source=args.source, dataset=args.dataset, model_dir=args.model_dir, size=args.size, weights=weights,
              head=args.head, epochs=args.epochs, batch_size=args.batch_size, width=args.width, workers=args.workers,
              resume=args.resume, validation_percent=args.validation_percent, objective=args.objective,
-             schedule=args.schedule, dropout=args.dropout, keep=args.keep, wait=args.wait)
+             schedule=args.schedule, dropout=args.dropout, keep=args.keep, loss=args.loss, wait=args.wait)
 
 
 def _colorize(args: argparse.Namespace) -> None:
@@ -358,6 +360,7 @@ def _add_training(command: argparse.ArgumentParser, learning_rate: bool) -> None
     command.add_argument("--schedule", choices=SCHEDULES, default="cosine", help=SCHEDULE_HELP)
     command.add_argument("--dropout", type=float, default=0.5, help=DROPOUT_HELP)
     command.add_argument("--keep", choices=KEEPS, default="best", help=KEEP_HELP)
+    command.add_argument("--loss", choices=LOSSES, default="huber", help=LOSS_HELP)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,6 +55,7 @@ def train(
     schedule: Literal["cosine", "constant"] = "cosine",
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.5,
     keep: Literal["best", "last"] = "best",
+    loss: Literal["huber", "mse"] = "huber",
     wait: bool = False,
 ) -> dict:
     """Train the fusion model on ``dataset``'s shards and embeddings into ``model_dir``.
@@ -65,8 +66,8 @@ def train(
     classification over a,b bins; the bin counts are taken first, one Dask task per shard not counted yet).
     ``schedule``: the learning rate falls along a half cosine over the epochs (default), or stays constant.
     ``dropout`` drops that share of the embedding's channels while training; ``keep`` saves the weights of the
-    epoch with the lowest validation loss (``best``) or of the last epoch. The defaults colour unseen photos
-    best of what was measured (QUALITY.md).
+    epoch with the lowest validation loss (``best``) or of the last epoch. ``loss`` is a regression model's:
+    ``huber`` or the paper's ``mse``. The defaults colour unseen photos best of what was measured (QUALITY.md).
     The run holds ``model_dir``'s lock; ``wait`` waits for another run that holds it instead of failing.
     """
     logger = get_run_logger()
@@ -74,7 +75,7 @@ def train(
     check_train(dataset, model_dir, epochs, batch_size, learning_rate, width, resume, extractor, validation_percent,
                 dropout)
     config = TrainConfig(epochs, batch_size, learning_rate, width, validation_percent, seed, objective=objective,
-                         schedule=schedule, dropout=dropout, keep=keep)
+                         schedule=schedule, dropout=dropout, keep=keep, loss=loss)
     trainer = Trainer(Dataset(dataset), model_dir, config, extractor)
     if objective == "classification":
         ab_prior(dataset=dataset, validation_percent=validation_percent)
@@ -177,6 +178,7 @@ def pipeline(
     schedule: Literal["cosine", "constant"] = "cosine",
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.5,
     keep: Literal["best", "last"] = "best",
+    loss: Literal["huber", "mse"] = "huber",
     wait: bool = False,
 ) -> dict:
     """preprocess -> embed -> train from one photo folder, each stage a subflow (and each incremental).
@@ -192,4 +194,4 @@ def pipeline(
         get_run_logger().warning(RANDOM_NOTE.replace("*", ""))
     return train(dataset=dataset, model_dir=model_dir, epochs=epochs, batch_size=batch_size, width=width,
                  resume=resume, extractor=summary["extractor_id"], validation_percent=validation_percent,
-                 wait=wait, objective=objective, schedule=schedule, dropout=dropout, keep=keep)
+                 wait=wait, objective=objective, schedule=schedule, dropout=dropout, keep=keep, loss=loss)

@@ -235,19 +235,39 @@ def test_cosine_schedule_lowers_the_rate_each_epoch_and_constant_keeps_it(embedd
         Trainer(embedded_dataset, tmp_path / "x", TrainConfig(**{**TINY.__dict__, "schedule": "step"}))
 
 
-def test_checkpoint_from_before_schedules_resumes_at_a_constant_rate(embedded_dataset, tmp_path):
+def test_checkpoint_from_before_schedules_resumes_at_a_constant_rate_with_mse(embedded_dataset, tmp_path):
     model_dir = tmp_path / "model"
-    first = Trainer(embedded_dataset, model_dir, TrainConfig(**{**TINY.__dict__, "epochs": 1}))
+    first = Trainer(embedded_dataset, model_dir, TrainConfig(**{**TINY.__dict__, "epochs": 1, "loss": "mse"}))
     first.start(resume=False)
     first.run()
     state_file = model_dir / "checkpoint" / "state.json"
     state = json.loads(state_file.read_text())
-    del state["config"]["schedule"]
+    del state["config"]["schedule"], state["config"]["loss"]
     state_file.write_text(json.dumps(state))
     second = Trainer(embedded_dataset, model_dir, TINY)
     second.start(resume=True)
-    assert second.state.config.schedule == "constant"
-    assert second.run()["config"]["schedule"] == "constant"
+    assert (second.state.config.schedule, second.state.config.loss) == ("constant", "mse")
+    assert isinstance(second.model.loss, keras.losses.MeanSquaredError)
+    card = second.run()
+    assert (card["config"]["schedule"], card["config"]["loss"]) == ("constant", "mse")
+
+
+def test_regression_loss_is_huber_by_default_and_mse_on_request(embedded_dataset, tmp_path):
+    from colorization.training import HUBER_DELTA
+
+    huber = Trainer(embedded_dataset, tmp_path / "huber", TINY)
+    huber.start(resume=False)
+    assert isinstance(huber.model.loss, keras.losses.Huber) and huber.config.loss == "huber"
+    target, near, far = np.zeros((1, 4, 4, 2)), np.full((1, 4, 4, 2), HUBER_DELTA / 2), np.full((1, 4, 4, 2), 0.5)
+    assert float(huber.model.loss(target, near)) == pytest.approx(0.5 * (HUBER_DELTA / 2) ** 2, rel=1e-5)
+    assert float(huber.model.loss(target, far)) == pytest.approx(HUBER_DELTA * (0.5 - HUBER_DELTA / 2), rel=1e-5), \
+        "large errors weigh linearly"
+    assert huber.run()["config"]["loss"] == "huber"
+    mse = Trainer(embedded_dataset, tmp_path / "mse", TrainConfig(**{**TINY.__dict__, "loss": "mse"}))
+    mse.start(resume=False)
+    assert isinstance(mse.model.loss, keras.losses.MeanSquaredError)
+    with pytest.raises(ConfigError, match="--loss must be huber or mse, got 'l1'"):
+        Trainer(embedded_dataset, tmp_path / "x", TrainConfig(**{**TINY.__dict__, "loss": "l1"}))
 
 
 def test_dropout_drops_whole_embedding_channels_in_training_only():
