@@ -137,8 +137,6 @@ def test_every_deployment_and_pool_exists(service):
     assert "work pools: cpu (unlimited), gpu (1 run at a time)" in summary and "concurrency limit gpu: 1" in summary
     assert all(name in summary for name in names) and "pool gpu, cron 0 2 * * *" in summary
     assert summary.splitlines()[-1].startswith("next: make worker")
-    for log in service.state.glob("worker-*.log"):  # started one after another: no two write SQLite at once
-        assert "database is locked" not in log.read_text(), log
 
 
 def chromium() -> str | None:
@@ -197,9 +195,23 @@ def test_dashboard_shows_summary_gallery_and_training(service, colorize_run, tra
             page.get_by_text(str(model_dir / "model.keras")).first.wait_for()
             assert page.locator("a[href^='file:']").count() == 0, "a browser opens no file:// link from the dashboard"
             page.screenshot(path=shots / "train-model.png", full_page=True)
+
+            page.goto((output / ".colorize" / "gallery.html").as_uri())  # the contact sheet, opened from disk
+            assert page.locator("img").count() == 4 and "RANDOM WEIGHTS" in page.content()
+            page.screenshot(path=shots / "contact-sheet.png", full_page=True)
         finally:
             browser.close()
-    assert all((shots / f"{name}.png").stat().st_size > 10_000 for name in ("colorize-gallery", "train-metrics"))
+    assert all((shots / f"{name}.png").stat().st_size > 10_000
+               for name in ("colorize-gallery", "train-metrics", "contact-sheet"))
+
+
+def test_worker_logs_read_cleanly(service, colorize_run, train_run):
+    """A deployment run that went well leaves no error, traceback or locked database in the workers' logs."""
+    logs = {path.name: path.read_text() for path in service.state.glob("worker-*.log")}
+    assert {"worker-cpu.log", "worker-gpu.log"} <= set(logs)
+    for name, text in logs.items():
+        for sign in ("Traceback", "| ERROR", "database is locked"):
+            assert sign not in text, f"{name}: {sign}\n{text[-3000:]}"
 
 
 def test_preprocess_on_a_dask_cluster_uses_both_workers(prefect_harness, sample_paths, tmp_path):

@@ -74,7 +74,8 @@ def test_split_is_stable_disjoint_and_batches_cover_it(embedded_dataset):
 
 def test_resume_continues_epoch_numbering_and_optimizer_state(embedded_dataset, tmp_path):
     model_dir = tmp_path / "model"
-    first = Trainer(embedded_dataset, model_dir, TINY)
+    last = TrainConfig(**{**TINY.__dict__, "keep": "last"})  # so the model in memory is the last epoch's
+    first = Trainer(embedded_dataset, model_dir, last)
     first.start(resume=False)
     first.run()
     steps = first.train_split.steps(TINY.batch_size)
@@ -83,7 +84,7 @@ def test_resume_continues_epoch_numbering_and_optimizer_state(embedded_dataset, 
     with pytest.raises(ConfigError, match="already holds a training run; pass --resume"):
         Trainer(embedded_dataset, model_dir, TINY).start(resume=False)
 
-    second = Trainer(embedded_dataset, model_dir, TrainConfig(**{**TINY.__dict__, "epochs": 3}))
+    second = Trainer(embedded_dataset, model_dir, TrainConfig(**{**last.__dict__, "epochs": 3}))
     second.start(resume=True)
     assert int(second.model.optimizer.iterations) == 2 * steps
     for saved, loaded in zip(saved_moments, second.model.optimizer.variables):
