@@ -24,8 +24,8 @@ from colorization.preflight import HEADS, KEEPS, LOSSES, OBJECTIVES, SCHEDULES
 from colorization.shards import ROWS_PER_SHARD
 from flows.paths import project_path
 
-OBJECTIVE_HELP = ("what the decoder learns: regression (MSE on a,b, the paper's) or classification (Zhang et al. "
-                  "2016: rebalanced cross-entropy over a,b bins)")
+OBJECTIVE_HELP = ("what the decoder learns: regression (a,b directly, the paper's; see --loss) or classification "
+                  "(Zhang et al. 2016: rebalanced cross-entropy over a,b bins)")
 SCHEDULE_HELP = "learning rate over the epochs: a half cosine down to 2%% of the initial rate, or constant"
 DROPOUT_HELP = "share of the embedding's channels dropped at each training step (0 drops none; QUALITY.md)"
 KEEP_HELP = "which epoch's weights to save: the one with the lowest validation loss (best), or the last"

@@ -29,7 +29,7 @@ from pydantic import Field
 
 from colorization import catalog
 from colorization.archive import Entry, list_entries
-from colorization.atomic import atomic_path, remove_stale_temps
+from colorization.atomic import atomic_path
 from colorization.card import RANDOM_WARNING, ModelCard
 from colorization.catalog import COLORIZED, COLOUR, ERROR
 from colorization.colorize_loop import (
@@ -46,7 +46,7 @@ from colorization.images import DEFAULT_MAX_PIXELS
 from colorization.preflight import check_colorize
 from colorization.quiet import import_keras
 from colorization.render import Upsample
-from flows.common import dask_runner, gpu_slot, locked, progress_bar, resolve_weights
+from flows.common import dask_runner, gpu_slot, locked, progress_bar, remove_temps, resolve_weights
 from flows.paths import project_path
 
 LOST_WORKER = (KilledWorker, CommClosedError)
@@ -129,7 +129,7 @@ def colorize(
     source, output, model_dir = project_path(input), project_path(output), project_path(model)
     card = check_colorize(source, output, model_dir, resolve_weights(weights), batch_size, workers, max_pixels,
                           temperature, allow_empty)
-    _remove_temps(output, "an interrupted run")
+    remove_temps(output, "an interrupted run", recursive=True)
     entries = list_entries(source)
     ledger = catalog.Ledger(output)
     current_model = card.model_id(temperature)
@@ -160,7 +160,7 @@ def colorize(
             work.pending, ledger, current_model, submit_prepare, predict, submit_render, batch_size, recolor,
             records=work.records, transient=LOST_WORKER, on_progress=on_progress,
         )
-    _remove_temps(output, "a Dask worker lost during this run")  # the lock keeps other runs' writes out
+    remove_temps(output, "a Dask worker lost during this run", recursive=True)  # the lock keeps others out
     summary = {**_summary(len(entries), work, report, time.perf_counter() - started), "upsample": upsample}
     for row in report.records:
         if row["status"] == ERROR:
@@ -174,12 +174,6 @@ def colorize(
         logger.error("colorize stopped: %s", report.stopped)
         return Failed(message=report.stopped)
     return summary
-
-
-def _remove_temps(output: Path, left_by: str) -> None:
-    """Delete the temporary files of atomic writes that never finished under ``output``."""
-    if output.is_dir() and (removed := remove_stale_temps(output, recursive=True)):
-        get_run_logger().info("%s: removed %d temporary files left by %s", output, removed, left_by)
 
 
 def _predictor(card: ModelCard, weights: str | None, temperature: float | None, batch_size: int

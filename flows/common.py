@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
@@ -23,6 +24,7 @@ from prefect.settings import get_current_settings
 from prefect_dask import DaskTaskRunner
 from tqdm import tqdm
 
+from colorization.atomic import remove_stale_temps
 from colorization.lock import LOCK_FILE, folder_lock
 from colorization.quiet import is_verbose
 from flows.paths import project_path
@@ -147,6 +149,13 @@ class LiveTable:
         data = TableArtifact(table=rows).format(_sync=True)  # the same encoding as create_table_artifact's
         with get_client(sync_client=True) as client:
             client.update_artifact(self.artifact_id, ArtifactUpdate(data=data))
+
+
+def remove_temps(folder: Path, left_by: str, recursive: bool = False) -> None:
+    """Delete the temporary files of atomic writes that never finished in ``folder`` (and its subfolders if
+    ``recursive``), saying in the run's log how many ``left_by`` left."""
+    if removed := remove_stale_temps(folder, recursive):
+        _logger().info("%s: removed %d temporary files left by %s", folder, removed, left_by)
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter:

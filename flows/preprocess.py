@@ -13,7 +13,6 @@ from prefect.futures import as_completed
 from pydantic import Field
 
 from colorization import lab
-from colorization.atomic import remove_stale_temps
 from colorization.discover import find_images
 from colorization.manifest import parts_dir
 from colorization.preflight import MIN_SIZE, check_preprocess
@@ -25,7 +24,7 @@ from colorization.preprocess import (
     remove_orphan_shards,
 )
 from colorization.shards import ERROR, GREY, ROWS_PER_SHARD, WRITTEN, Dataset, shard_index
-from flows.common import dask_runner, locked, progress_bar
+from flows.common import dask_runner, locked, progress_bar, remove_temps
 from flows.paths import project_path
 
 SHARD_RETRIES = 2
@@ -136,8 +135,7 @@ def preprocess(
 def _remove_temps(data: Dataset, left_by: str) -> None:
     """Delete the temporary files of shard and manifest writes that never finished."""
     for folder in (data.shards_dir, parts_dir(data.manifest_path)):
-        if folder.is_dir() and (removed := remove_stale_temps(folder)):
-            get_run_logger().info("%s: removed %d temporary files left by %s", folder, removed, left_by)
+        remove_temps(folder, left_by)
 
 
 def _summary(found: int, processed: int, results: list[ShardResult], seconds: float) -> dict:

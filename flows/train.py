@@ -62,8 +62,9 @@ def train(
 
     ``epochs`` is the total: ``resume`` continues a run's checkpoint up to it, with its optimizer state. A retry
     of a crashed flow run resumes by itself. ``extractor`` picks the embedding set when there are several.
-    ``objective``: ``regression`` (the paper's MSE on a,b) or ``classification`` (Zhang et al.'s rebalanced
-    classification over a,b bins; the bin counts are taken first, one Dask task per shard not counted yet).
+    ``objective``: ``regression`` (a,b directly, the paper's; ``loss`` below) or ``classification`` (Zhang et
+    al.'s rebalanced classification over a,b bins; the bin counts are taken first, one Dask task per shard not
+    counted yet).
     ``schedule``: the learning rate falls along a half cosine over the epochs (default), or stays constant.
     ``dropout`` drops that share of the embedding's channels while training; ``keep`` saves the weights of the
     epoch with the lowest validation loss (``best``) or of the last epoch. ``loss`` is a regression model's:
