@@ -1,7 +1,7 @@
 """Train the colour-quality ablation's models from one dataset, with the library alone (no Prefect, any backend).
 
 QUALITY.md compares model variants on photos they never saw. Training them is the slow part on a CPU, so this
-script trains every variant from one dataset (shards + stored embeddings) with ``colorization.training.Trainer``
+script trains every variant from one dataset (shards + stored embeddings) with ``colorization.network.training.Trainer``
 and nothing else: it runs where only Keras and a backend are installed, e.g. under ``KERAS_BACKEND=jax`` on a
 GPU machine. Each variant is written to ``OUT/NAME/`` (``model.keras`` and its card), ready for
 
@@ -27,9 +27,9 @@ import time
 import traceback
 from pathlib import Path
 
-from colorization import device
-from colorization.shards import Dataset
-from colorization.training import BEFORE_OPTIONS, TrainConfig, Trainer
+from colorization.dataset.shards import Dataset
+from colorization.network import device
+from colorization.network.training import BEFORE_OPTIONS, TrainConfig, Trainer
 
 FIGURES = ("psnr", "ssim", "auc", "delta_e", "colorfulness_ratio")
 PLAIN = BEFORE_OPTIONS  # training as the paper's: constant rate, no dropout, last epoch, MSE

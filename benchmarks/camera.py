@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 from colorization.atomic import atomic_path
-from colorization.discover import find_images
+from colorization.photos.discover import find_images
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

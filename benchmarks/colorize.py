@@ -48,8 +48,8 @@ BATCH = 8
 
 def make_model(folder: Path) -> Path:
     """The paper-size fusion model with random weights, carded for the seeded random Xception."""
-    from colorization.extractor import load_extractor
-    from colorization.model import build_model, save_trained
+    from colorization.network.extractor import load_extractor
+    from colorization.network.model import build_model, save_trained
 
     extractor = load_extractor("none")
     save_trained(build_model(SIZE, extractor.dim, 1.0), folder, {"extractor_id": extractor.id, "size": SIZE,
@@ -60,8 +60,8 @@ def make_model(folder: Path) -> Path:
 
 def split(paths: list[Path], model_dir: Path, out: Path) -> dict:
     """Seconds per photo of each library step, run one after the other."""
-    from colorization.colorizer import Colorizer
-    from colorization.render import prepare, render
+    from colorization.colorize.render import prepare, render
+    from colorization.network.colorizer import Colorizer
 
     colorizer = Colorizer.load(model_dir)
     colorizer.predict_ab(np.zeros((BATCH, SIZE, SIZE), np.uint8), BATCH)  # compile once, outside the timing
@@ -85,7 +85,7 @@ def upsampling(paths: list[Path], out: Path) -> dict:
     """Seconds per photo of render and of its pixel work, for each upsampling, alternating photo by photo."""
     from PIL import Image
 
-    from colorization.render import colorize_pixels, render
+    from colorization.colorize.render import colorize_pixels, render
 
     ab = np.random.default_rng(0).normal(0, 20, (SIZE, SIZE, 2)).astype(np.float32)  # speed ignores values
     times = {(mode, part): 0.0 for mode in ("bicubic", "guided") for part in ("render", "pixels")}
@@ -116,8 +116,8 @@ def floor_and_render(paths: list[Path], out: Path) -> dict:
 
     from PIL import Image
 
-    from colorization import images, lab
-    from colorization.render import render, upsample_ab
+    from colorization.colorize.render import render, upsample_ab
+    from colorization.photos import images, lab
 
     ab = np.random.default_rng(0).normal(0, 20, (SIZE, SIZE, 2)).astype(np.float32)  # speed ignores values
     times = {"floor": 0.0, "render": 0.0, "table lookup": 0.0, "band by band": 0.0}
@@ -144,7 +144,7 @@ def floor_and_render(paths: list[Path], out: Path) -> dict:
 def build_grey_table() -> float:
     """Seconds to build the grey photos' lookup table, as a Dask worker's first photo does; every later step
     of this process finds it built."""
-    from colorization import lab
+    from colorization.photos import lab
 
     began = time.perf_counter()
     lab.grey_to_srgb(*np.zeros((3, 1, 1), np.uint8))
@@ -165,8 +165,8 @@ def seed_style(paths: list[Path], model_dir: Path, out: Path) -> float:
     from PIL import Image
     from skimage import color, transform
 
-    from colorization.colorizer import Colorizer
-    from colorization.extractor import grey_input
+    from colorization.network.colorizer import Colorizer
+    from colorization.network.extractor import grey_input
 
     colorizer = Colorizer.load(model_dir)
 
@@ -218,7 +218,7 @@ def peak_memory(count: int, model_dir: Path, work: Path, workers: int) -> tuple[
 
 def print_split(args: argparse.Namespace, steps: dict) -> None:
     """The setup and figure (a): seconds per photo of each step and the share of everything but the network."""
-    from colorization import device
+    from colorization.network import device
 
     total = sum(steps.values())
     rest = steps["prepare"] + steps["render"]

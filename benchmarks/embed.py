@@ -2,13 +2,13 @@
 
 The issue asks the ``embed`` stage, end to end from shards, to reach at least 90% of the throughput of bare
 batched inference on the same photos. This script measures images per second of the Xception embedder from
-``colorization.extractor.load_extractor(weights, head)``, for each ``--heads`` (default ``predictions``), on the
+``colorization.network.extractor.load_extractor(weights, head)``, for each ``--heads`` (default ``predictions``), on the
 bundled photos in
 ``data/samples/photos`` (repeated when N is larger), preprocessed into a temporary dataset of several shards:
 
 (a) the seed's way: one ``model.predict`` call per photo (a batch of 1), on the first ``--seed-images`` photos;
 (b) one bare batched ``model.predict(grey_input(L), batch_size=B)`` on all N photos' L arrays, already in memory;
-(c) the stage end to end: ``colorization.embeddings.embed_dataset`` over the dataset's shards, timed around the
+(c) the stage end to end: ``colorization.dataset.embeddings.embed_dataset`` over the dataset's shards, timed around the
     whole call, so reading shards and writing the embedding files are included.
 
 (b) and (c) run ``--repeats`` times, alternating, and the fastest run of each counts, since other processes
@@ -49,11 +49,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from colorization import device  # noqa: E402
-from colorization.discover import find_images  # noqa: E402
-from colorization.embeddings import embed_dataset  # noqa: E402
-from colorization.extractor import HEADS, Extractor, grey_input, load_extractor  # noqa: E402
-from colorization.preprocess import plan_shards, process_files  # noqa: E402
-from colorization.shards import ERROR, Dataset, read_shard  # noqa: E402
+from colorization.dataset.embeddings import embed_dataset  # noqa: E402
+from colorization.dataset.preprocess import plan_shards, process_files  # noqa: E402
+from colorization.dataset.shards import ERROR, Dataset, read_shard  # noqa: E402
+from colorization.network.extractor import HEADS, Extractor, grey_input, load_extractor  # noqa: E402
+from colorization.photos.discover import find_images  # noqa: E402
 
 SAMPLES = PROJECT_ROOT / "data" / "samples" / "photos"
 AIM = 0.90  # (c) / (b)

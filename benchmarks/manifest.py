@@ -5,9 +5,9 @@ Issue 14 asks that the cost per photo of planning and bookkeeping not grow with 
 written N times under nested folders, in ``data/benchmarks/manifest/``, built once), each case in a fresh
 process:
 
-- **plan, first run**: ``list_entries`` + opening the :class:`~colorization.catalog.Ledger` + ``catalog.plan``
+- **plan, first run**: ``list_entries`` + opening the :class:`~colorization.colorize.catalog.Ledger` + ``catalog.plan``
   with no manifest yet;
-- **bookkeeping, full run**: :func:`~colorization.colorize_loop.colorize_pending` over all N photos in batches of
+- **bookkeeping, full run**: :func:`~colorization.colorize.loop.colorize_pending` over all N photos in batches of
   8, with prepare, predict and render replaced by no-ops (futures already done), so that what is left is the
   loop, the claims and outcomes recorded, the flushes and the final compaction;
 - **plan, re-run**: the same planning once every photo has its row and output (hard links), nothing to do;
@@ -72,7 +72,7 @@ def build_archive(n: int) -> Path:
 
 class OldLedger:
     def __init__(self, output: Path):
-        from colorization import catalog
+        from colorization.colorize import catalog
 
         self.output = output
         self.rows = {row["source"]: row for row in catalog.read_manifest(output).to_dict("records")}
@@ -81,7 +81,7 @@ class OldLedger:
     def frame(self):
         import pandas as pd
 
-        from colorization.catalog import SCHEMA
+        from colorization.colorize.catalog import SCHEMA
 
         rows = {**self.rows, **self._unsaved}
         records = [rows[source] for source in sorted(rows) if rows[source] is not None]
@@ -97,7 +97,8 @@ class OldLedger:
         self._unsaved[source] = row
 
     def flush(self):
-        from colorization import catalog, manifest
+        from colorization import manifest
+        from colorization.colorize import catalog
 
         if not self._unsaved:
             return
@@ -110,8 +111,8 @@ class OldLedger:
 
 
 def old_plan(entries, rows, output, model_id, recolor=False, overwrite=False):
-    from colorization import catalog
-    from colorization.catalog import COLORIZED, ERROR, PENDING, Plan, _redo, record
+    from colorization.colorize import catalog
+    from colorization.colorize.catalog import COLORIZED, ERROR, PENDING, Plan, _redo, record
 
     previous = {row["source"]: row for row in rows.to_dict("records")}
     pending, records, kept = [], [], 0
@@ -137,11 +138,11 @@ def child(n: int, mode: str) -> dict:
 
     import numpy as np
 
-    from colorization import catalog
-    from colorization.archive import list_entries
-    from colorization.catalog import COLORIZED
-    from colorization.colorize_loop import PrepareResult, RenderResult, colorize_pending
-    from colorization.render import Prepared
+    from colorization.colorize import catalog
+    from colorization.colorize.catalog import COLORIZED
+    from colorization.colorize.loop import PrepareResult, RenderResult, colorize_pending
+    from colorization.colorize.render import Prepared
+    from colorization.photos.archive import list_entries
 
     after_imports = rss_mb()
     source = build_archive(n)

@@ -18,9 +18,10 @@ import time
 import keras
 import numpy as np
 
-from colorization import classification, colour_classes, device, lab
-from colorization.model import build_model
-from colorization.training import compile_model
+from colorization.network import classification, colour_classes, device
+from colorization.network.model import build_model
+from colorization.network.training import compile_model
+from colorization.photos import lab
 
 
 def timed(run, repeats: int) -> float:

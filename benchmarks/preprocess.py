@@ -37,7 +37,7 @@ from camera import CAMERA_PIXELS, JPEG_QUALITY, build_source  # benchmarks/ is o
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
-from colorization.discover import find_images
+from colorization.photos.discover import find_images
 from flows.preprocess import preprocess
 
 SHARDS = 4

@@ -34,14 +34,14 @@ from pathlib import Path
 
 import numpy as np
 
-from colorization import device
-from colorization.batches import Batch, Split, prefetch
-from colorization.embeddings import embed_dataset
-from colorization.extractor import HEADS, grey_input, load_extractor
-from colorization.model import build_model
-from colorization.preprocess import plan_shards, process_files
-from colorization.shards import Dataset
-from colorization.training import compile_model
+from colorization.dataset.batches import Batch, Split, prefetch
+from colorization.dataset.embeddings import embed_dataset
+from colorization.dataset.preprocess import plan_shards, process_files
+from colorization.dataset.shards import Dataset
+from colorization.network import device
+from colorization.network.extractor import HEADS, grey_input, load_extractor
+from colorization.network.model import build_model
+from colorization.network.training import compile_model
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "photos"
 

@@ -4,7 +4,7 @@ Without a good trained model, a perfect one stands in: each bundled colour photo
 (LANCZOS, as ``render.prepare`` makes the model's input) are brought back to full size, bicubically or guided
 by the photo's full-size L for several radii and ε, and compared with the true a,b: mean |Δa| + |Δb| over the
 whole photo and within 4 px of an L edge (gradient above 4 L units per pixel), where bleeding shows. This is
-how ``colorization.guided``'s defaults were chosen.
+how ``colorization.colorize.guided``'s defaults were chosen.
 
 Run as ``.venv/bin/python benchmarks/upsample_quality.py [--grid 64]``.
 """
@@ -19,10 +19,10 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from colorization import lab
-from colorization.discover import find_images
-from colorization.guided import guided_upsample
-from colorization.render import upsample_ab
+from colorization.colorize.guided import guided_upsample
+from colorization.colorize.render import upsample_ab
+from colorization.photos import lab
+from colorization.photos.discover import find_images
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "photos"
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from colorization.archive import list_entries
-from colorization.card import (
+from colorization.colorize.catalog import check_paths
+from colorization.dataset.embeddings import pick_extractor
+from colorization.dataset.shards import Dataset
+from colorization.errors import ConfigError
+from colorization.network.card import (
     CHECKPOINT_DIR,
     DOWNSAMPLING,
     MODEL_FILE,
@@ -20,11 +23,8 @@ from colorization.card import (
     check_keras_file,
     has_checkpoint,
 )
-from colorization.catalog import check_paths
-from colorization.discover import IMAGE_SUFFIXES, iter_images
-from colorization.embeddings import pick_extractor
-from colorization.errors import ConfigError
-from colorization.shards import Dataset
+from colorization.photos.archive import list_entries
+from colorization.photos.discover import IMAGE_SUFFIXES, iter_images
 
 MIN_SIZE = 32
 WEIGHT_KEYWORDS = ("imagenet", "none")

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import NoReturn
 
 from colorization import preflight, quiet
+from colorization.dataset.shards import ROWS_PER_SHARD
 from colorization.errors import ConfigError
-from colorization.images import DEFAULT_MAX_PIXELS
 from colorization.lock import LOCK_FILE, ensure_free
+from colorization.photos.images import DEFAULT_MAX_PIXELS
 from colorization.preflight import HEADS, KEEPS, LOSSES, OBJECTIVES, SCHEDULES
-from colorization.shards import ROWS_PER_SHARD
 from flows.paths import project_path
 
 OBJECTIVE_HELP = ("what the decoder learns: regression (a,b directly, the paper's; see --loss) or classification "
@@ -102,7 +102,7 @@ def _pipeline(args: argparse.Namespace) -> None:
                              "imagenet" if args.weights == "auto" else args.weights, args.epochs, args.batch_size,
                              args.width, args.workers, args.resume, args.validation_percent, args.dropout)
     _start(args, args.dataset, args.model_dir, keras=True)
-    from colorization.extractor import RANDOM_WARNING, imagenet_available
+    from colorization.network.extractor import RANDOM_WARNING, imagenet_available
     from flows.train import pipeline
 
     weights = args.weights
@@ -119,7 +119,7 @@ def _pipeline(args: argparse.Namespace) -> None:
 
 
 def _colorize(args: argparse.Namespace) -> None:
-    from colorization.catalog import LOCK_NAME
+    from colorization.colorize.catalog import LOCK_NAME
 
     preflight.check_colorize(args.input, args.output, args.model, args.weights, args.batch_size, args.workers,
                              args.max_pixels, args.temperature, args.allow_empty)

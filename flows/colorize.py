@@ -1,6 +1,6 @@
 """The ``colorize`` flow: every black-and-white photo of an archive back in colour, at full resolution.
 
-The loop itself is the library's (:func:`colorization.colorize_loop.colorize_pending`); this flow wires it to
+The loop itself is the library's (:func:`colorization.colorize.loop.colorize_pending`); this flow wires it to
 Prefect tasks on Dask workers (decoding and encoding), the network in this process holding the ``gpu``
 slot, artifacts and a progress bar. The Dask cluster and the model are started only when there is work.
 """
@@ -27,12 +27,11 @@ from prefect.states import Failed
 from prefect_dask.task_runners import PrefectDaskFuture
 from pydantic import Field
 
-from colorization import catalog
-from colorization.archive import Entry, list_entries
 from colorization.atomic import atomic_path
-from colorization.card import RANDOM_WARNING, ModelCard
-from colorization.catalog import COLORIZED, COLOUR, ERROR
-from colorization.colorize_loop import (
+from colorization.colorize import catalog
+from colorization.colorize.catalog import COLORIZED, COLOUR, ERROR
+from colorization.colorize.gallery import SheetPhoto, html_contact_sheet, image_size, markdown_gallery
+from colorization.colorize.loop import (
     LoopReport,
     PrepareResult,
     RenderResult,
@@ -40,12 +39,13 @@ from colorization.colorize_loop import (
     prepare_batch,
     render_to_file,
 )
+from colorization.colorize.render import Upsample
 from colorization.errors import TransientError
-from colorization.gallery import SheetPhoto, html_contact_sheet, image_size, markdown_gallery
-from colorization.images import DEFAULT_MAX_PIXELS
+from colorization.network.card import RANDOM_WARNING, ModelCard
+from colorization.photos.archive import Entry, list_entries
+from colorization.photos.images import DEFAULT_MAX_PIXELS
 from colorization.preflight import check_colorize
 from colorization.quiet import import_keras
-from colorization.render import Upsample
 from flows.common import dask_runner, gpu_slot, locked, progress_bar, remove_temps, resolve_weights
 from flows.paths import project_path
 
@@ -184,7 +184,7 @@ def _predictor(card: ModelCard, weights: str | None, temperature: float | None, 
     from Python's global random generator, which the threads of a running Dask client would disturb.
     """
     import_keras()  # here, not at the top: Dask workers never import Keras
-    from colorization.colorizer import Colorizer
+    from colorization.network.colorizer import Colorizer
 
     with gpu_slot():
         colorizer = Colorizer.load(card, resolve_weights(weights), temperature)

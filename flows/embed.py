@@ -9,11 +9,11 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from pydantic import Field
 
-from colorization import device
-from colorization.embeddings import embed_dataset, write_extractor_info
-from colorization.extractor import RANDOM_WARNING, load_extractor
+from colorization.dataset.embeddings import embed_dataset, write_extractor_info
+from colorization.dataset.shards import Dataset
+from colorization.network import device
+from colorization.network.extractor import RANDOM_WARNING, load_extractor
 from colorization.preflight import check_embed
-from colorization.shards import Dataset
 from flows.common import GPU_LIMIT, gpu_slot, locked, progress_bar, resolve_weights
 from flows.paths import project_path
 

@@ -15,21 +15,21 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import Field
 
-from colorization import metrics, report
-from colorization.archive import list_entries, read_entry
-from colorization.card import RANDOM_WARNING
+from colorization.colorize.gallery import markdown_gallery
+from colorization.colorize.render import Upsample
 from colorization.errors import ConfigError, ImageError
-from colorization.evaluation import Sample, colour_samples, load_sample
-from colorization.gallery import markdown_gallery
-from colorization.images import DEFAULT_MAX_PIXELS
+from colorization.evaluation import metrics, report
+from colorization.evaluation.samples import Sample, colour_samples, load_sample
+from colorization.network.card import RANDOM_WARNING
+from colorization.photos.archive import list_entries, read_entry
+from colorization.photos.images import DEFAULT_MAX_PIXELS
 from colorization.preflight import check_evaluate
 from colorization.quiet import import_keras
-from colorization.render import Upsample
 from flows.common import gpu_slot
 from flows.paths import project_path
 
 if TYPE_CHECKING:
-    from colorization.colorizer import Colorizer
+    from colorization.network.colorizer import Colorizer
 
 
 @flow(name="evaluate")
@@ -51,7 +51,7 @@ def evaluate(
     decoding of classification models (default: each card's). Returns the content of ``metrics.json``.
     """
     import_keras()  # here, not at the top: the CLI's argument checks stay light
-    from colorization.colorizer import Colorizer
+    from colorization.network.colorizer import Colorizer
 
     logger = get_run_logger()
     source = project_path(photos)

@@ -12,18 +12,18 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 from prefect.futures import as_completed
 from pydantic import Field
 
-from colorization import lab
-from colorization.discover import find_images
-from colorization.manifest import parts_dir
-from colorization.preflight import MIN_SIZE, check_preprocess
-from colorization.preprocess import (
+from colorization.dataset.preprocess import (
     ShardResult,
     pending_files,
     plan_shards,
     process_files,
     remove_orphan_shards,
 )
-from colorization.shards import ERROR, GREY, ROWS_PER_SHARD, WRITTEN, Dataset, shard_index
+from colorization.dataset.shards import ERROR, GREY, ROWS_PER_SHARD, WRITTEN, Dataset, shard_index
+from colorization.manifest import parts_dir
+from colorization.photos import lab
+from colorization.photos.discover import find_images
+from colorization.preflight import MIN_SIZE, check_preprocess
 from flows.common import dask_runner, locked, progress_bar, remove_temps
 from flows.paths import project_path
 

@@ -1,6 +1,6 @@
 """The ``ab-prior`` flow: the a,b bin counts of a dataset's training pixels, one Dask task per new shard.
 
-The class-rebalancing weights of the classification objective come from them (``colorization.prior``); they
+The class-rebalancing weights of the classification objective come from them (``colorization.dataset.prior``); they
 are stored beside the shards, so each shard is counted once, whatever the number of training runs.
 """
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from prefect import flow, get_run_logger, task
 
-from colorization import prior
-from colorization.shards import Dataset
+from colorization.dataset import prior
+from colorization.dataset.shards import Dataset
 from flows.common import dask_runner
 from flows.paths import project_path
 

@@ -10,12 +10,12 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from colorization.card import is_random_id
-from colorization.gallery import markdown_gallery
-from colorization.metrics import DIRECTION, grey_baseline
+from colorization.colorize.gallery import markdown_gallery
+from colorization.dataset.shards import Dataset
+from colorization.evaluation.metrics import DIRECTION, grey_baseline
+from colorization.network.card import is_random_id
+from colorization.network.training import EpochResult, TrainConfig, Trainer, to_srgb
 from colorization.preflight import check_pipeline, check_train
-from colorization.shards import Dataset
-from colorization.training import EpochResult, TrainConfig, Trainer, to_srgb
 from flows.common import LiveTable, gpu_slot, locked, resolve_weights
 from flows.embed import embed
 from flows.paths import project_path

@@ -36,8 +36,8 @@ def sample_paths() -> list[Path]:
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory, sample_paths):
     """A dataset of 3 shards (4 + 4 + 2 photos at 32x32), built with the library, no Prefect involved."""
-    from colorization.preprocess import plan_shards, process_files
-    from colorization.shards import Dataset
+    from colorization.dataset.preprocess import plan_shards, process_files
+    from colorization.dataset.shards import Dataset
 
     source = tmp_path_factory.mktemp("tiny-photos")
     copy_samples(sample_paths[:10], source)
@@ -51,7 +51,7 @@ def tiny_dataset(tmp_path_factory, sample_paths):
 @pytest.fixture(scope="session")
 def random_extractor():
     """Xception with random (seeded) weights: shapes and plumbing only, never quality."""
-    from colorization.extractor import load_extractor
+    from colorization.network.extractor import load_extractor
 
     return load_extractor("none", "predictions")
 
@@ -65,7 +65,7 @@ def embedded_dataset(tiny_dataset, tmp_path):
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, random_extractor):
     """A fusion model with random weights at 32x32, carded as trained on the random extractor's embeddings."""
-    from colorization.model import build_model, save_trained
+    from colorization.network.model import build_model, save_trained
 
     model_dir = tmp_path_factory.mktemp("model")
     card = {"extractor_id": random_extractor.id, "size": 32, "width": 0.125, "random_extractor": True,
@@ -79,7 +79,7 @@ def tiny_model(tmp_path_factory, random_extractor):
 @pytest.fixture(scope="session")
 def spatial_extractor():
     """Xception's ``spatial`` head with random (seeded) weights: 10x10x2048 maps, plumbing only."""
-    from colorization.extractor import load_extractor
+    from colorization.network.extractor import load_extractor
 
     return load_extractor("none", "spatial")
 
@@ -91,8 +91,8 @@ def spatial_dataset(tiny_dataset, spatial_extractor, tmp_path):
 
     Each map is the photo's L and ab sampled on a 10x10 grid, tiled over the channels: it varies over the photo.
     """
-    from colorization.embeddings import write_embeddings
-    from colorization.shards import Dataset, read_shard
+    from colorization.dataset.embeddings import write_embeddings
+    from colorization.dataset.shards import Dataset, read_shard
 
     data = Dataset(tmp_path / "spatial")
     shutil.copytree(tiny_dataset.root, data.root)

@@ -59,8 +59,8 @@ def grey_copy(source: Path, target: Path) -> Path:
 def fake_embedded_copy(dataset, folder: Path):
     """A copy of ``dataset`` in ``folder`` with cheap deterministic 16-d embeddings (no Xception) filed under
     FAKE_EXTRACTOR: each photo's mean L and ab, repeated."""
-    from colorization.embeddings import write_embeddings
-    from colorization.shards import Dataset, read_shard
+    from colorization.dataset.embeddings import write_embeddings
+    from colorization.dataset.shards import Dataset, read_shard
 
     data = Dataset(folder)
     shutil.copytree(dataset.root, data.root)
@@ -74,7 +74,7 @@ def fake_embedded_copy(dataset, folder: Path):
 def train_tiny(dataset, model_dir: Path, epochs: int = 1, resume: bool = False, **options):
     """Train (or resume) the tiny test configuration (batch 4, width 0.125, 20% validation) up to ``epochs``;
     returns the trainer and the model card."""
-    from colorization.training import TrainConfig, Trainer
+    from colorization.network.training import TrainConfig, Trainer
 
     config = TrainConfig(epochs=epochs, batch_size=4, learning_rate=2e-3, width=0.125, validation_percent=20.0,
                          **options)
@@ -126,7 +126,7 @@ def kill_a_dask_worker(process: subprocess.Popen, ready: Callable[[], bool], tim
     return killed
 
 
-# The contact sheet (colorization.gallery.html_contact_sheet), parsed through the attributes it promises.
+# The contact sheet (colorization.colorize.gallery.html_contact_sheet), parsed through the attributes it promises.
 
 
 @dataclass

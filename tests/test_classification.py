@@ -12,12 +12,14 @@ import pytest
 from PIL import Image
 from skimage import color
 
-from colorization import classification, colour_classes, lab, prior
-from colorization.batches import Split
-from colorization.card import ModelCard
+from colorization.dataset import prior
+from colorization.dataset.batches import Split
 from colorization.errors import ConfigError
-from colorization.model import build_model, save_trained
-from colorization.training import TrainConfig, Trainer
+from colorization.network import classification, colour_classes
+from colorization.network.card import ModelCard
+from colorization.network.model import build_model, save_trained
+from colorization.network.training import TrainConfig, Trainer
+from colorization.photos import lab
 from flows.cli import main
 from tests.helpers import FAKE_EXTRACTOR
 
@@ -174,7 +176,7 @@ def classification_model(tmp_path_factory, random_extractor):
 
 
 def test_colorizer_decodes_classification_models_in_lab_units(classification_model):
-    from colorization.colorizer import Colorizer
+    from colorization.network.colorizer import Colorizer
 
     colorizer = Colorizer.load(classification_model)
     lightness = np.random.default_rng(0).integers(0, 256, (3, 32, 32), dtype=np.uint8)

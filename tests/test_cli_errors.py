@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from colorization import preflight
-from colorization.shards import Dataset
+from colorization.dataset.shards import Dataset
 from flows.cli import main
 from tests.test_lock import hold
 

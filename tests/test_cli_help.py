@@ -89,7 +89,7 @@ def test_colorize_default_model_is_the_projects_wherever_the_command_runs(tmp_pa
 
 
 def test_auto_weights_that_fall_back_to_random_say_which_option_did_it(tmp_path, sample_paths, monkeypatch, capsys):
-    import colorization.extractor
+    import colorization.network.extractor
     import flows.cli
     import flows.train
 
@@ -97,7 +97,7 @@ def test_auto_weights_that_fall_back_to_random_say_which_option_did_it(tmp_path,
     shutil.copy2(sample_paths[0], tmp_path / "photos")
     calls = []
     monkeypatch.setattr(flows.cli, "_start", lambda *args, **kwargs: None)
-    monkeypatch.setattr(colorization.extractor, "imagenet_available", lambda head: False)
+    monkeypatch.setattr(colorization.network.extractor, "imagenet_available", lambda head: False)
     monkeypatch.setattr(flows.train, "pipeline", lambda **kwargs: calls.append(kwargs))
     code = main(["pipeline", str(tmp_path / "photos"), "--dataset", str(tmp_path / "ds"), "--model-dir",
                  str(tmp_path / "m"), "--weights", "auto"])

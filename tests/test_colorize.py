@@ -13,9 +13,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from colorization import catalog, lab, metrics
-from colorization.archive import Entry, list_entries
+from colorization.colorize import catalog
 from colorization.errors import ConfigError
+from colorization.evaluation import metrics
+from colorization.photos import lab
+from colorization.photos.archive import Entry, list_entries
 from flows.cli import main
 from flows.colorize import colorize
 from tests import icc

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorization import catalog
 from colorization.atomic import TEMP_NAME
+from colorization.colorize import catalog
 from flows.cli import main
 from flows.colorize import colorize
 from tests.helpers import kill_a_dask_worker, start_cli

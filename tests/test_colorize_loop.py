@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorization import catalog, metrics
-from colorization.archive import list_entries
 from colorization.atomic import atomic_path, remove_stale_temps
-from colorization.colorize_loop import colorize_pending, prepare_batch, render_to_file
-from colorization.preprocess import process_files
+from colorization.colorize import catalog
+from colorization.colorize.loop import colorize_pending, prepare_batch, render_to_file
+from colorization.dataset.preprocess import process_files
+from colorization.evaluation import metrics
+from colorization.photos.archive import list_entries
 
 SIZE = 32
 
@@ -70,7 +71,7 @@ def test_loop_colours_records_and_keeps_history(photos, tmp_path):
 
 
 def test_transient_failure_stops_and_leaves_photos_for_the_next_run(photos, tmp_path, monkeypatch):
-    import colorization.colorize_loop as loop
+    import colorization.colorize.loop as loop
 
     out = tmp_path / "out"
     written = []
@@ -147,7 +148,7 @@ def test_gif_first_frame_is_coloured_and_preprocessed(tmp_path, sample_paths):
 
 
 def test_gif_decodes_its_first_frame():
-    from colorization.images import decode
+    from colorization.photos.images import decode
 
     frames = [Image.new("L", (8, 8), 40), Image.new("L", (8, 8), 200)]
     buffer = io.BytesIO()

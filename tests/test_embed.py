@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from colorization.embeddings import (
+from colorization.dataset.embeddings import (
     EXTRACTOR_KEY,
     embed_dataset,
     embedding_shape,
@@ -20,9 +20,9 @@ from colorization.embeddings import (
     read_embeddings,
     write_embeddings,
 )
+from colorization.dataset.shards import Dataset, read_shard
 from colorization.errors import ConfigError
-from colorization.extractor import XceptionInput, grey_input, load_extractor
-from colorization.shards import Dataset, read_shard
+from colorization.network.extractor import XceptionInput, grey_input, load_extractor
 from flows.cli import main
 from flows.embed import embed
 

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from colorization import metrics, render
-from colorization.card import RANDOM_WARNING
-from colorization.evaluation import load_sample
+from colorization.colorize import render
+from colorization.evaluation import metrics
+from colorization.evaluation.samples import load_sample
+from colorization.network.card import RANDOM_WARNING
 from flows.cli import main
 from tests.helpers import copy_samples, grey_copy, plant_bad_files
 

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 from PIL import Image
 
-from colorization.gallery import SheetPhoto, html_contact_sheet, image_size
+from colorization.colorize.gallery import SheetPhoto, html_contact_sheet, image_size
 from tests.helpers import gradient_rgb, parse_sheet, resolve_link
 
 

@@ -6,7 +6,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from colorization import guided, lab, render
+from colorization.colorize import guided, render
+from colorization.photos import lab
 
 
 def test_shape_dtype_and_constant_colour_stays_constant():

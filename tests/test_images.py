@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from colorization import images
-from colorization.discover import find_images
 from colorization.errors import ImageError
+from colorization.photos import images
+from colorization.photos.discover import find_images
 from tests import icc
 from tests.helpers import gradient_rgb, plant_bad_files
 

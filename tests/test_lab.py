@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from colorization import images, lab, metrics
+from colorization.evaluation import metrics
+from colorization.photos import images, lab
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from colorization import catalog, manifest
-from colorization.archive import Entry
+from colorization import manifest
+from colorization.colorize import catalog
 from colorization.errors import TransientError
+from colorization.photos.archive import Entry
 
 
 def entry(i: int, size: int = 100) -> Entry:
@@ -177,8 +178,8 @@ def test_plan_on_a_merged_manifest(tmp_path):
 
 
 def test_the_dataset_manifest_appends_a_part_per_shard(tmp_path):
-    from colorization.preprocess import remove_orphan_shards
-    from colorization.shards import Dataset, manifest_record
+    from colorization.dataset.preprocess import remove_orphan_shards
+    from colorization.dataset.shards import Dataset, manifest_record
 
     data = Dataset(tmp_path)
     data.shards_dir.mkdir(parents=True)

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from colorization import metrics, render
+from colorization.colorize import render
+from colorization.evaluation import metrics
 from tests.helpers import gradient_rgb
 
 

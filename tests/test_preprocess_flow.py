@@ -12,8 +12,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 import flows.preprocess
-from colorization.preprocess import plan_shards
-from colorization.shards import GREY, WRITTEN, Dataset, read_shard, shard_schema
+from colorization.dataset.preprocess import plan_shards
+from colorization.dataset.shards import GREY, WRITTEN, Dataset, read_shard, shard_schema
 from flows.cli import main
 from flows.preprocess import preprocess, preprocess_shard, preprocess_shards
 from tests.helpers import copy_samples, grey_copy, kill_a_dask_worker, plant_bad_files, start_cli

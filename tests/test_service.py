@@ -21,8 +21,8 @@ from prefect.client.schemas.filters import ArtifactFilter, FlowRunFilter, FlowRu
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from colorization import catalog
-from colorization.shards import Dataset
+from colorization.colorize import catalog
+from colorization.dataset.shards import Dataset
 from flows.preprocess import preprocess
 from flows.service import Service
 from tests.helpers import FAKE_EXTRACTOR, copy_samples, fake_embedded_copy, grey_copy

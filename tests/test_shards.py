@@ -7,8 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from colorization.atomic import atomic_path
+from colorization.dataset.shards import Dataset, ShardRows, read_shard, shard_index, shard_name, write_shard
 from colorization.errors import ConfigError
-from colorization.shards import Dataset, ShardRows, read_shard, shard_index, shard_name, write_shard
 
 
 def make_rows(n: int = 5, size: int = 8, seed: int = 0) -> ShardRows:

@@ -8,14 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from colorization.batches import Rows, Split, to_batch
-from colorization.colorizer import Colorizer
-from colorization.embeddings import embedding_shape
+from colorization.dataset.batches import Rows, Split, to_batch
+from colorization.dataset.embeddings import embedding_shape
+from colorization.dataset.shards import Dataset
 from colorization.errors import ConfigError
-from colorization.evaluation import colour_samples, load_sample
-from colorization.model import build_model, fusion_kind
-from colorization.shards import Dataset
-from colorization.training import STATE_FILE, TrainConfig, Trainer
+from colorization.evaluation.samples import colour_samples, load_sample
+from colorization.network.colorizer import Colorizer
+from colorization.network.model import build_model, fusion_kind
+from colorization.network.training import STATE_FILE, TrainConfig, Trainer
 from flows.cli import main
 from flows.colorize import colorize
 from tests.helpers import copy_samples, grey_copy, train_tiny

@@ -12,12 +12,12 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-from colorization.batches import Split, is_validation
-from colorization.card import ModelCard
+from colorization.dataset.batches import Split, is_validation
+from colorization.dataset.shards import read_shard
 from colorization.errors import ConfigError
-from colorization.model import build_model, load_trained, save_trained
-from colorization.shards import read_shard
-from colorization.training import TrainConfig, Trainer, compile_model
+from colorization.network.card import ModelCard
+from colorization.network.model import build_model, load_trained, save_trained
+from colorization.network.training import TrainConfig, Trainer, compile_model
 from flows.cli import main
 from flows.train import pipeline, train
 from tests.helpers import FAKE_EXTRACTOR, SAMPLES, copy_samples, train_tiny
@@ -132,7 +132,7 @@ def test_train_flow_publishes_metrics_samples_and_model(prefect_harness, embedde
 
 
 def test_demo_validation_split_holds_at_least_four_photos(sample_paths):
-    from colorization.preprocess import content_id
+    from colorization.dataset.preprocess import content_id
 
     percent = float(re.search(r"--validation-percent (\S+)", (SAMPLES.parents[2] / "Makefile").read_text())[1])
     held_out = [p for p in sample_paths if is_validation(content_id(p.name, p.read_bytes()), percent)]
@@ -254,7 +254,7 @@ def test_checkpoint_from_before_schedules_resumes_at_a_constant_rate_with_mse(em
 
 
 def test_regression_loss_is_huber_by_default_and_mse_on_request(embedded_dataset, tmp_path):
-    from colorization.training import HUBER_DELTA
+    from colorization.network.training import HUBER_DELTA
 
     huber = Trainer(embedded_dataset, tmp_path / "huber", TINY)
     huber.start(resume=False)
@@ -286,7 +286,7 @@ def test_dropout_drops_whole_embedding_channels_in_training_only():
 
 
 def test_keep_best_saves_the_epoch_with_the_lowest_validation_loss(embedded_dataset, tmp_path, monkeypatch, caplog):
-    import colorization.training as training
+    import colorization.network.training as training
 
     losses = iter([0.5, 0.2, 0.4])  # epoch 2 is the best
     real = training.validation_metrics

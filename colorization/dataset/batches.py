@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from colorization.embeddings import read_aligned
+from colorization.dataset.embeddings import read_aligned
+from colorization.dataset.shards import Dataset, read_shard
 from colorization.errors import ConfigError
-from colorization.lab import model_inputs, model_target
-from colorization.shards import Dataset, read_shard
+from colorization.photos.lab import model_inputs, model_target
 
 Batch = tuple[dict[str, np.ndarray], np.ndarray]
 

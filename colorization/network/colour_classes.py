@@ -24,7 +24,7 @@ from functools import cache
 
 import numpy as np
 
-from colorization import lab
+from colorization.photos import lab
 
 GRID = 10
 AB_LIMIT = 110

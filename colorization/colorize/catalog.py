@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from colorization import manifest
-from colorization.archive import Entry
 from colorization.errors import ConfigError, as_transient
+from colorization.photos.archive import Entry
 
 STATE_DIR = ".colorize"
 LOCK_NAME = f"{STATE_DIR}/lock"  # held by the run colouring into the folder (colorization.lock)
@@ -61,7 +61,7 @@ def manifest_path(output: Path) -> Path:
 
 
 def sheet_path(output: Path) -> Path:
-    """The contact sheet of ``output`` (colorization.gallery.html_contact_sheet), rewritten by every run."""
+    """The contact sheet of ``output`` (colorization.colorize.gallery.html_contact_sheet), rewritten by every run."""
     return output / STATE_DIR / "gallery.html"
 
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from colorization import colour_classes
 from colorization.atomic import atomic_path
-from colorization.batches import is_validation
-from colorization.shards import Dataset, read_shard
+from colorization.dataset.batches import is_validation
+from colorization.dataset.shards import Dataset, read_shard
+from colorization.network import colour_classes
 
 PRIOR_FILE = "ab_prior.json"
 SMOOTHING = 5.0
@@ -33,7 +33,7 @@ VERSION = 1
 
 def shard_bin_counts(shard: Path, validation_percent: float) -> np.ndarray:
     """How many pixels of the shard's training rows fall nearest each bin: (Q,) int64. Validation rows (by
-    :func:`colorization.batches.is_validation`) are left out, so the held-out photos do not shape the loss."""
+    :func:`colorization.dataset.batches.is_validation`) are left out, so the held-out photos do not shape the loss."""
     rows = read_shard(shard, ["id", "ab"])
     train = np.array([not is_validation(i, validation_percent) for i in rows.ids], bool)
     nearest = colour_classes.nearest_bin(rows.ab[train]) if train.any() else np.zeros(0, np.int32)

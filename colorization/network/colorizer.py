@@ -8,11 +8,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from colorization import classification, lab
-from colorization.card import RANDOM_WARNING, ModelCard
 from colorization.errors import ConfigError
-from colorization.extractor import Extractor, load_extractor
-from colorization.model import load_trained
+from colorization.network import classification
+from colorization.network.card import RANDOM_WARNING, ModelCard
+from colorization.network.extractor import Extractor, load_extractor
+from colorization.network.model import load_trained
+from colorization.photos import lab
 
 log = logging.getLogger(__name__)
 

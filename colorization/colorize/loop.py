@@ -8,7 +8,7 @@ futures (anything with ``result()`` and ``done()``, such as :class:`concurrent.f
 
 Memory stays bounded whatever the archive's size: ``PREPARE_AHEAD`` batches are being prepared ahead, and at
 most ``RENDER_BATCHES × batch_size`` renders are in flight. Photos are claimed in the manifest before their render
-is submitted (see :mod:`colorization.catalog`); each flush appends only its own rows to the manifest, which is
+is submitted (see :mod:`colorization.colorize.catalog`); each flush appends only its own rows to the manifest, which is
 compacted at the end. A transient failure (disk full, permissions, I/O, a lost worker) stops the loop: nothing
 more is submitted, renders in flight are waited for and recorded, and photos not done keep the row they had, so
 that the next run retries them; bad photos are recorded as errors and the loop goes on.
@@ -25,11 +25,11 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
-from colorization import catalog
-from colorization.archive import Entry, read_entry
-from colorization.catalog import COLORIZED, COLOUR, ERROR, PENDING
+from colorization.colorize import catalog
+from colorization.colorize.catalog import COLORIZED, COLOUR, ERROR, PENDING
+from colorization.colorize.render import Prepared, Upsample, file_hash, prepare, render
 from colorization.errors import ImageError, TransientError, as_transient
-from colorization.render import Prepared, Upsample, file_hash, prepare, render
+from colorization.photos.archive import Entry, read_entry
 
 log = logging.getLogger(__name__)
 

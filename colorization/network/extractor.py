@@ -21,9 +21,10 @@ import h5py
 import keras
 import numpy as np
 
-from colorization import device, lab
-from colorization.card import RANDOM_WARNING, make_extractor_id
 from colorization.errors import ConfigError
+from colorization.network import device
+from colorization.network.card import RANDOM_WARNING, make_extractor_id
+from colorization.photos import lab
 from colorization.preflight import HEADS, check_weights
 
 log = logging.getLogger(__name__)

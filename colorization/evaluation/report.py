@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from colorization import metrics
 from colorization.atomic import atomic_path
-from colorization.card import RANDOM_WARNING
+from colorization.evaluation import metrics
+from colorization.network.card import RANDOM_WARNING
 
 GREY = "grey"
 COLUMNS = ("original", GREY, "result")

@@ -11,10 +11,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from colorization import images, lab, metrics
+from colorization.dataset.shards import (
+    ERROR,
+    GREY,
+    WRITTEN,
+    Dataset,
+    ShardRows,
+    manifest_record,
+    shard_name,
+    write_shard,
+)
 from colorization.errors import ImageError
+from colorization.evaluation import metrics
 from colorization.manifest import MODIFIED, nanoseconds
-from colorization.shards import ERROR, GREY, WRITTEN, Dataset, ShardRows, manifest_record, shard_name, write_shard
+from colorization.photos import images, lab
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from colorization.discover import find_images, is_image_name
 from colorization.errors import ConfigError, ImageError, as_transient
+from colorization.photos.discover import find_images, is_image_name
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from colorization import lab
+from colorization.photos import lab
 
 RADIUS = 1
 """Window radius in cells of the model's grid (1: 3x3 cells, about 3/256 of the frame), wide enough to span the
@@ -42,7 +42,7 @@ def guided_upsample(guide: np.ndarray, low: np.ndarray, radius: int = RADIUS, ep
                     offset: float = 128) -> list[np.ndarray]:
     """``low`` (h, w, C), on a grid covering the same frame as ``guide`` (H, W) float L, upsampled to (H, W)
     along the guide's edges; returns C uint8 planes holding ``round(q) + offset``, clipped to 0..255 (the
-    8-bit form :func:`colorization.lab.lab_to_srgb_fast` reads).
+    8-bit form :func:`colorization.photos.lab.lab_to_srgb_fast` reads).
 
     Coefficients are fitted on the low grid, interpolated bilinearly along columns once (h x W), then along
     rows and applied band by band: besides the guide and the two uint8 outputs, a 12 MP photo needs the

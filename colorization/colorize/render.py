@@ -4,9 +4,9 @@ A photo goes through three steps so that only small arrays ever travel between p
 
 1. :func:`prepare` decodes it at a reduced scale (DCT scaling for JPEGs) into the model's small L, and tells
    whether it is already in colour;
-2. :class:`colorization.colorizer.Colorizer` predicts a,b for a batch of small L;
+2. :class:`colorization.network.colorizer.Colorizer` predicts a,b for a batch of small L;
 3. :func:`render` decodes the original at full size, takes its exact L, upsamples the predicted a,b
-   (bicubic, or guided by the full-size L: :mod:`colorization.guided`), converts L+ab to sRGB and encodes the
+   (bicubic, or guided by the full-size L: :mod:`colorization.colorize.guided`), converts L+ab to sRGB and encodes the
    result like the original (format, EXIF, ICC, DPI).
 """
 
@@ -20,8 +20,9 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from colorization import guided, images, lab
 from colorization.atomic import atomic_path
+from colorization.colorize import guided
+from colorization.photos import images, lab
 
 Upsample = Literal["guided", "bicubic"]
 """How predicted a,b reach full size: ``bicubic`` resizing, or ``guided`` by the photo's L (edge-aware)."""

@@ -14,7 +14,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from colorization import colour_classes, lab
+from colorization.network import colour_classes
+from colorization.photos import lab
 
 PACKAGE = "colorization"
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import keras
 
 from colorization.atomic import atomic_path
-from colorization.card import CARD_FILE, DOWNSAMPLING, MODEL_FILE, ModelCard
 from colorization.errors import ConfigError
+from colorization.network.card import CARD_FILE, DOWNSAMPLING, MODEL_FILE, ModelCard
 
 # The paper's layers (Baldassarre et al. 2017, tables 1 and 2) at width 1.0; sizes for a 256x256 input.
 ENCODER = [  # (filters, stride) of each 3x3 ReLU conv
@@ -88,7 +88,7 @@ def build_model(size: int = 256, embedding_shape: int | tuple[int, ...] = 1000, 
     decoder otherwise learns to recognise training photos by their embedding instead of colouring them.
 
     ``classes`` > 0 swaps the regression head for Zhang et al.'s classification head: logits over that many
-    a,b bins at half the input size (:mod:`colorization.classification` decodes them).
+    a,b bins at half the input size (:mod:`colorization.network.classification` decodes them).
     """
     if size % DOWNSAMPLING:
         raise ConfigError(f"the model size must be a multiple of {DOWNSAMPLING}, got {size}")

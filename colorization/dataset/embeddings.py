@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from colorization.atomic import atomic_path, remove_stale_temps
+from colorization.dataset.shards import Dataset, read_shard
 from colorization.errors import ConfigError
-from colorization.shards import Dataset, read_shard
 
 EXTRACTOR_KEY = b"colorization.extractor_id"
 SHAPE_KEY = b"colorization.embedding_shape"

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from colorization import images, lab, metrics, render
+from colorization.colorize import render
+from colorization.evaluation import metrics
+from colorization.photos import images, lab
 
 if TYPE_CHECKING:
-    from colorization.colorizer import Colorizer
+    from colorization.network.colorizer import Colorizer
 
 
 @dataclass

@@ -20,13 +20,26 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from colorization import classification, colour_classes, device, lab, metrics, prior, render
 from colorization.atomic import atomic_path, remove_stale_temps
-from colorization.batches import Split, prefetch
-from colorization.card import CARD_FILE, CHECKPOINT_DIR, MODEL_FILE, STATE_FILE, has_checkpoint, is_random_id, read_card
-from colorization.embeddings import embedding_shape, pick_extractor, read_extractor_info
+from colorization.colorize import render
+from colorization.dataset import prior
+from colorization.dataset.batches import Split, prefetch
+from colorization.dataset.embeddings import embedding_shape, pick_extractor, read_extractor_info
+from colorization.dataset.shards import Dataset
 from colorization.errors import ConfigError
-from colorization.model import build_model, fusion_kind, save_trained
+from colorization.evaluation import metrics
+from colorization.network import classification, colour_classes, device
+from colorization.network.card import (
+    CARD_FILE,
+    CHECKPOINT_DIR,
+    MODEL_FILE,
+    STATE_FILE,
+    has_checkpoint,
+    is_random_id,
+    read_card,
+)
+from colorization.network.model import build_model, fusion_kind, save_trained
+from colorization.photos import lab
 from colorization.preflight import (
     check_dropout,
     check_hyperparameters,
@@ -36,7 +49,6 @@ from colorization.preflight import (
     check_objective,
     check_schedule,
 )
-from colorization.shards import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +202,7 @@ def validation_metrics(
 def score_validation(
     model: keras.Model, batches: Iterator, max_images: int = 1000, decode: Decode | None = None
 ) -> dict:
-    """Every figure of :mod:`colorization.metrics` on the first ``max_images`` validation rows at model size,
+    """Every figure of :mod:`colorization.evaluation.metrics` on the first ``max_images`` validation rows at model size,
     for the model (its predictions ``decode``d) and for the grey baseline: the card's ``evaluation``."""
     scores: dict[str, list[metrics.Score]] = {"model": [], "grey": []}
     for inputs, target, _, predicted in predictions(model, batches, decode):

@@ -27,7 +27,7 @@ import numpy as np
 from skimage import color
 from skimage import metrics as skmetrics
 
-from colorization import lab
+from colorization.photos import lab
 
 PSNR_CAP = 100.0
 AUC_MAX_THRESHOLD = 150
