@@ -28,7 +28,7 @@ from prefect_dask.task_runners import PrefectDaskFuture
 from pydantic import Field
 
 from colorization.atomic import atomic_path
-from colorization.colorize import catalog
+from colorization.colorize import catalog, shares
 from colorization.colorize.catalog import COLORIZED, COLOUR, ERROR
 from colorization.colorize.gallery import SheetPhoto, html_contact_sheet, image_size, markdown_gallery
 from colorization.colorize.loop import (
@@ -46,7 +46,15 @@ from colorization.photos.archive import Entry, list_entries
 from colorization.photos.images import DEFAULT_MAX_PIXELS
 from colorization.preflight import check_colorize
 from colorization.quiet import import_keras
-from flows.common import dask_runner, gpu_slot, locked, progress_bar, remove_temps, resolve_weights
+from flows.common import (
+    dask_runner,
+    gpu_slot,
+    locked,
+    pinned_device,
+    progress_bar,
+    remove_temps,
+    resolve_weights,
+)
 from flows.paths import project_path
 
 LOST_WORKER = (KilledWorker, CommClosedError)
@@ -130,12 +138,68 @@ def colorize(
     card = check_colorize(source, output, model_dir, resolve_weights(weights), batch_size, workers, max_pixels,
                           temperature, allow_empty)
     remove_temps(output, "an interrupted run", recursive=True)
-    entries = list_entries(source)
     ledger = catalog.Ledger(output)
+    merge_shares(output, ledger, wait)
+    entries = list_entries(source)
     current_model = card.model_id(temperature)
     work = catalog.plan(entries, ledger.frame(), output, current_model, recolor, overwrite)
     logger.info("%s: %d photos, %d to process, %d left as they are", source, len(entries), len(work.pending),
                 work.kept)
+    report, seconds = _colour(source, output, card, work, ledger, weights, temperature, batch_size, recolor,
+                              workers, dask_address, max_pixels, upsample)
+    remove_temps(output, "a Dask worker lost during this run", recursive=True)  # the lock keeps others out
+    return _close(output, len(entries), work, report, seconds, card, current_model, upsample,
+                  catalog.sheet_path(output))
+
+
+@flow(name="colorize-share")
+@locked("share")
+def colorize_share(
+    input: Path,
+    output: Path,
+    share: Path,
+    model: Path,
+    weights: str | None = None,
+    batch_size: Annotated[int, Field(ge=1)] = 8,
+    recolor: bool = False,
+    workers: Annotated[int | None, Field(ge=1)] = None,
+    dask_address: str | None = None,
+    max_pixels: Annotated[int, Field(ge=1)] = DEFAULT_MAX_PIXELS,
+    upsample: Upsample = "bicubic",
+    temperature: Annotated[float | None, Field(gt=0)] = None,
+    wait: bool = False,
+) -> dict:
+    """Colour one share of a split run (``colorize-split``) into ``output``, on the accelerator of the worker
+    that runs it; outcomes go to the share's own manifest, which the parent merges into ``output``'s.
+
+    The parent planned the photos and holds ``output``'s lock; this run holds the share's. It leaves other
+    runs' temporary files alone: the parent removes what lost workers left once every share has ended.
+    """
+    source, output, share_dir = project_path(input), project_path(output), project_path(share)
+    card = ModelCard.read(project_path(model))
+    pending = shares.entries(share_dir)
+    work = catalog.Plan(pending, [], 0)
+    get_run_logger().info("%s: share %s, %d photos, on device %s", source, share_dir.name, len(pending),
+                          pinned_device())
+    report, seconds = _colour(source, output, card, work, shares.ledger(output, share_dir), weights, temperature,
+                              batch_size, recolor, workers, dask_address, max_pixels, upsample)
+    return _close(output, len(pending), work, report, seconds, card, card.model_id(temperature), upsample,
+                  shares.sheet_path(output, share_dir), **{"pinned device": pinned_device()})
+
+
+def merge_shares(output: Path, ledger: catalog.Ledger, wait: bool) -> list[dict]:
+    """Fold shares left in ``output`` (a split run's, :mod:`colorization.colorize.shares`) into its manifest."""
+    merged = shares.merge(output, ledger, wait)
+    if merged:
+        get_run_logger().info("%s: %d rows of a split run merged into its manifest", output, len(merged))
+    return merged
+
+
+def _colour(source: Path, output: Path, card: ModelCard, work: catalog.Plan, ledger: catalog.Ledger,
+            weights: str | None, temperature: float | None, batch_size: int, recolor: bool, workers: int | None,
+            dask_address: str | None, max_pixels: int, upsample: Upsample) -> tuple[LoopReport, float]:
+    """Run the library's loop over ``work`` with renders on Dask and the network here; returns its report and
+    the seconds it took."""
     started = time.perf_counter()
     predict = _predictor(card, weights, temperature, batch_size) if work.pending else _nothing_to_predict
     with (dask_runner(workers, dask_address, max(1, len(work.pending))) as runner,
@@ -157,17 +221,22 @@ def colorize(
             update_progress_artifact(progress, 100.0 * done / total)
 
         report = colorize_pending(
-            work.pending, ledger, current_model, submit_prepare, predict, submit_render, batch_size, recolor,
-            records=work.records, transient=LOST_WORKER, on_progress=on_progress,
+            work.pending, ledger, card.model_id(temperature), submit_prepare, predict, submit_render, batch_size,
+            recolor, records=work.records, transient=LOST_WORKER, on_progress=on_progress,
         )
-    remove_temps(output, "a Dask worker lost during this run", recursive=True)  # the lock keeps others out
-    summary = {**_summary(len(entries), work, report, time.perf_counter() - started), "upsample": upsample}
+    return report, time.perf_counter() - started
+
+
+def _close(output: Path, found: int, work: catalog.Plan, report: LoopReport, seconds: float, card: ModelCard,
+           model_id: str, upsample: Upsample, sheet: Path, **extra: str) -> dict:
+    """Log and publish what a run did; its summary, or a Failed state when a transient failure stopped it."""
+    logger = get_run_logger()
+    summary = {**_summary(found, work, report, seconds), "upsample": upsample, **extra}
     for row in report.records:
         if row["status"] == ERROR:
             logger.warning("%s", row["error"])
-    _publish(output, summary, report, card.random, current_model)
-    logger.info("%s; contact sheet: %s", ", ".join(f"{k}: {v}" for k, v in summary.items()),
-                catalog.sheet_path(output))
+    _publish(output, summary, report, card.random, model_id, sheet)
+    logger.info("%s; contact sheet: %s", ", ".join(f"{k}: {v}" for k, v in summary.items()), sheet)
     if not work.pending and not work.records:
         logger.info("nothing to do: all %d photos are left as they are", work.kept)
     if report.stopped:
@@ -225,10 +294,11 @@ def _summary(found: int, work: catalog.Plan, report: LoopReport, seconds: float)
     }
 
 
-def _publish(output: Path, summary: dict, report: LoopReport, random: bool, model_id: str) -> None:
+def _publish(output: Path, summary: dict, report: LoopReport, random: bool, model_id: str, sheet_path: Path
+             ) -> None:
     note = f"**WARNING: {RANDOM_WARNING}. These colours are meaningless.**" if random else ""
     create_table_artifact(key="colorize-summary", table=[summary],
-                          description=f"Colorize run into {output}; contact sheet: {catalog.sheet_path(output)}")
+                          description=f"Colorize run into {output}; contact sheet: {sheet_path}")
     errors = [{"source": r["source"], "error": r["error"]} for r in report.records if r["status"] == ERROR]
     if errors:
         create_table_artifact(key="colorize-errors", table=errors, description="Photos that could not be coloured")
@@ -241,13 +311,13 @@ def _publish(output: Path, summary: dict, report: LoopReport, random: bool, mode
             more=max(0, summary["colorized"] - len(photos)),
         )
         try:
-            with atomic_path(catalog.sheet_path(output)) as temp:
+            with atomic_path(sheet_path) as temp:
                 temp.write_text(sheet, encoding="utf-8")
         except OSError as exc:
             get_run_logger().warning("contact sheet not written: %s", exc.strerror or exc)
     if report.gallery:
         where = (f"Coloured into `{output}`; every photo of this run is on the contact sheet "
-                 f"`{catalog.sheet_path(output)}` (open it in a browser).")
+                 f"`{sheet_path}` (open it in a browser).")
         create_markdown_artifact(
             key="colorize-gallery",
             markdown=markdown_gallery("Before / after", columns, report.gallery[:4], f"{note}\n\n{where}".strip()),

@@ -19,7 +19,7 @@ from prefect.artifacts import TableArtifact, create_table_artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactUpdate
 from prefect.concurrency.sync import concurrency
-from prefect.exceptions import MissingContextError, ObjectNotFound
+from prefect.exceptions import MissingContextError
 from prefect.settings import get_current_settings
 from prefect_dask import DaskTaskRunner
 from tqdm import tqdm
@@ -100,17 +100,30 @@ def start_api(startup_seconds: int = SERVER_STARTUP_SECONDS, attempts: int = 2) 
                        "start one (make server) and set PREFECT_API_URL") from failure
 
 
-_gpu_limit_found: dict[str, bool] = {}  # per API URL: whether the server has the ``gpu`` limit (asked once)
+_gpu_limit_found: dict[str, str | None] = {}  # per API URL: the accelerator's limit found there (asked once)
+
+
+def pinned_device() -> str:
+    """The device this process is pinned to (``CUDA_VISIBLE_DEVICES``, as a ``gpu`` worker of
+    ``COLORIZATION_GPUS`` is), or ``any``."""
+    return os.environ.get("CUDA_VISIBLE_DEVICES") or "any"
+
+
+def device_limit(device: str) -> str:
+    """The global concurrency limit of one pinned device (``gpu-0``), which ``make deploy`` creates for each
+    device of ``COLORIZATION_GPUS``."""
+    return f"{GPU_LIMIT}-{device}"
 
 
 @contextlib.contextmanager
 def gpu_slot() -> Iterator[None]:
-    """Hold one slot of the global concurrency limit ``gpu`` while the block runs, so that runs take turns on
-    the accelerator.
+    """Hold one slot of the accelerator's global concurrency limit while the block runs, so that runs take
+    turns on it: ``gpu-N`` in a process pinned to device N (``CUDA_VISIBLE_DEVICES``), when the server has
+    it, else ``gpu``.
 
-    Whether the server has that limit is asked once per process (one run, from the command line or a worker),
-    not at every batch. A temporary server has none and needs none: it serves this command only, so the block
-    just runs. A configured server without it (``make deploy`` creates it) gets one warning, and the block
+    Which limit the server has is asked once per process (one run, from the command line or a worker), not at
+    every batch. A temporary server has none and needs none: it serves this command only, so the block just
+    runs. A configured server without either (``make deploy`` creates them) gets one warning, and the block
     runs unguarded, where Prefect itself would warn at every batch.
     """
     api_url = get_current_settings().api.url
@@ -118,16 +131,16 @@ def gpu_slot() -> Iterator[None]:
         yield
         return
     if api_url not in _gpu_limit_found:
+        pinned = os.environ.get("CUDA_VISIBLE_DEVICES")
+        candidates = [device_limit(pinned), GPU_LIMIT] if pinned else [GPU_LIMIT]
         with get_client(sync_client=True) as client:
-            try:
-                client.read_global_concurrency_limit_by_name(GPU_LIMIT)
-                _gpu_limit_found[api_url] = True
-            except ObjectNotFound:
-                _gpu_limit_found[api_url] = False
-                _logger().warning("the server at %s has no global concurrency limit %r (make deploy creates it): "
-                                  "this run does not wait for others using the accelerator", api_url, GPU_LIMIT)
+            found = {c.name for c in client.read_global_concurrency_limits()}
+        _gpu_limit_found[api_url] = next((name for name in candidates if name in found), None)
+        if _gpu_limit_found[api_url] is None:
+            _logger().warning("the server at %s has no global concurrency limit %r (make deploy creates it): "
+                              "this run does not wait for others using the accelerator", api_url, GPU_LIMIT)
     if _gpu_limit_found[api_url]:
-        with concurrency(GPU_LIMIT, occupy=1):
+        with concurrency(_gpu_limit_found[api_url], occupy=1):
             yield
     else:
         yield

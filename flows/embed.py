@@ -14,13 +14,14 @@ from colorization.dataset.shards import Dataset
 from colorization.network import device
 from colorization.network.extractor import RANDOM_WARNING, load_extractor
 from colorization.preflight import check_embed
-from flows.common import GPU_LIMIT, gpu_slot, locked, progress_bar, resolve_weights
+from flows.common import GPU_LIMIT, gpu_slot, locked, pinned_device, progress_bar, resolve_weights
 from flows.paths import project_path
 
 
 @task(name="embed-shards", tags=[GPU_LIMIT])
-def embed_shards(dataset: Path, weights: str, head: str, batch_size: int) -> dict:
-    """Load the extractor and embed every shard not yet embedded, holding the ``gpu`` concurrency slot."""
+def embed_shards(dataset: Path, weights: str, head: str, batch_size: int, only: list[str] | None = None) -> dict:
+    """Load the extractor and embed every shard not yet embedded (of ``only``, when given), holding the
+    accelerator's concurrency slot."""
     logger = get_run_logger()
     with gpu_slot():
         extractor = load_extractor(weights, head)
@@ -40,7 +41,7 @@ def embed_shards(dataset: Path, weights: str, head: str, batch_size: int) -> dic
                 logger.info("embedded shard %d/%d", done, total)
 
             report = embed_dataset(
-                data, extractor.id, lambda lightness: extractor.embed(lightness, batch_size), on_shard
+                data, extractor.id, lambda lightness: extractor.embed(lightness, batch_size), on_shard, only
             )
     return {
         "extractor_id": extractor.id,
@@ -76,4 +77,22 @@ def embed(
     summary = embed_shards(data.root, weights, head, batch_size)
     create_table_artifact(key="embed-summary", table=[summary], description="Embed run summary")
     logger.info("%s", ", ".join(f"{k}: {v}" for k, v in summary.items()))
+    return summary
+
+
+@flow(name="embed-share")
+def embed_share(
+    dataset: Path,
+    shards: list[str],
+    weights: str = "imagenet",
+    head: Literal["predictions", "avg_pool", "spatial"] = "spatial",
+    batch_size: Annotated[int, Field(ge=1)] = 64,
+) -> dict:
+    """Embed the named ``shards`` of ``dataset`` (one share of an ``embed-split`` run) on the accelerator of the
+    worker that runs it. It takes no lock: the split run holds the dataset's, and shares never overlap."""
+    root = project_path(dataset)
+    summary = {**embed_shards(root, resolve_weights(weights), head, batch_size, only=shards),
+               "pinned device": pinned_device()}
+    create_table_artifact(key="embed-summary", table=[summary], description=f"Embed run summary ({len(shards)} shards)")
+    get_run_logger().info("%s", ", ".join(f"{k}: {v}" for k, v in summary.items()))
     return summary

@@ -30,13 +30,15 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from flows.common import GPU_LIMIT
+from flows.common import GPU_LIMIT, device_limit
 from flows.paths import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
 
-POOLS = {"cpu": None, "gpu": 1}  # pool name -> flow runs at a time (None: unlimited)
+
+def _runs_at_a_time(limit: int | None) -> str:
+    return "unlimited" if limit is None else f"{limit} run{'s' if limit > 1 else ''} at a time"
 
 
 def _prefect() -> str:
@@ -51,6 +53,17 @@ class Service:
     host: str = "127.0.0.1"
     port: int = 4200
     extra_env: dict[str, str] = field(default_factory=dict)
+    gpus: list[str] = field(default_factory=list)  # devices with a pinned gpu worker each (COLORIZATION_GPUS)
+
+    @property
+    def pools(self) -> dict[str, int | None]:
+        """Pool name -> flow runs at a time (None: unlimited): ``gpu`` runs one flow per device."""
+        return {"cpu": None, "gpu": max(1, len(self.gpus))}
+
+    @property
+    def limits(self) -> list[str]:
+        """The global concurrency limits of the accelerators, one slot each: ``gpu``, and ``gpu-N`` per device."""
+        return [GPU_LIMIT, *(device_limit(device) for device in self.gpus)]
 
     @property
     def api_url(self) -> str:
@@ -109,18 +122,17 @@ class Service:
         print(f"server: {self.api_url} (dashboard http://{self.host}:{self.port})")
 
     def create_pools(self) -> None:
-        """The process work pools and the global concurrency limit that serialises accelerator work."""
+        """The process work pools and the global concurrency limits that serialise work on each accelerator."""
         from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, WorkPoolCreate
         from prefect.exceptions import ObjectAlreadyExists
 
         with self._client() as client:
-            for name, limit in POOLS.items():
+            for name, limit in self.pools.items():
                 client.create_work_pool(WorkPoolCreate(name=name, type="process", concurrency_limit=limit),
                                         overwrite=True)
-            try:
-                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=GPU_LIMIT, limit=1))
-            except ObjectAlreadyExists:
-                pass
+            for name in self.limits:
+                with contextlib.suppress(ObjectAlreadyExists):
+                    client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
 
     def deploy(self) -> None:
         """Create the pools and every deployment of ``prefect.yaml``, then print one summary of what exists.
@@ -146,9 +158,10 @@ class Service:
             limits = {c.name: c.limit for c in client.read_global_concurrency_limits()}
             flows = {f.id: f.name for f in client.read_flows()}
             deployments = sorted((f"{flows[d.flow_id]}/{d.name}", d) for d in client.read_deployments())
-        lines = ["work pools: " + ", ".join(f"{name} ({'unlimited' if limit is None else f'{limit} run at a time'})"
+        lines = ["work pools: " + ", ".join(f"{name} ({_runs_at_a_time(limit)})"
                                             for name, limit in sorted(pools.items()))]
-        lines += [f"global concurrency limit {GPU_LIMIT}: {limits.get(GPU_LIMIT, 'missing')}",
+        lines += ["global concurrency limits: " + ", ".join(f"{name} ({limits.get(name, 'missing')})"
+                                                           for name in self.limits),
                   f"deployments ({len(deployments)}; prefect deploy's log: {self.log_file('deploy')}):"]
         width = max((len(name) for name, _ in deployments), default=0)
         for name, deployment in deployments:
@@ -159,19 +172,20 @@ class Service:
                      f"(with PREFECT_API_URL={self.api_url})")
         return "\n".join(lines)
 
-    def start_workers(self, gpus: list[str] | None = None, timeout: float = 120) -> None:
-        """One ``cpu`` worker, and one ``gpu`` worker per listed device (pinned to it), or one unpinned.
+    def start_workers(self, timeout: float = 120) -> None:
+        """One ``cpu`` worker, and one ``gpu`` worker per device of :attr:`gpus` (pinned to it), or one unpinned.
 
-        Each is started once the previous one has registered with the server: workers starting together
-        write to an SQLite database at once and log "database is locked".
+        A ``gpu`` worker runs one flow at a time, so runs spread over the devices, one each. Each worker is
+        started once the previous one has registered with the server: workers starting together write to an
+        SQLite database at once and log "database is locked".
         """
-        workers = [("worker-cpu", "cpu", {})] + [
-            ("worker-gpu" if device is None else f"worker-gpu{device}", "gpu",
+        workers = [("worker-cpu", "cpu", [], {})] + [
+            ("worker-gpu" if device is None else f"worker-gpu{device}", "gpu", ["--limit", "1"],
              {} if device is None else {"CUDA_VISIBLE_DEVICES": device})
-            for device in gpus or [None]
+            for device in self.gpus or [None]
         ]
-        for name, pool, pin in workers:
-            self._start(name, [_prefect(), "worker", "start", "--pool", pool, "--name", name], **pin)
+        for name, pool, options, pin in workers:
+            self._start(name, [_prefect(), "worker", "start", "--pool", pool, "--name", name, *options], **pin)
             self._wait_for_worker(name, pool, timeout)
 
     def _wait_for_worker(self, name: str, pool: str, timeout: float) -> None:
@@ -218,11 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", type=Path, default=PROJECT_ROOT / ".state")
     parser.add_argument("--port", type=int, default=int(os.environ.get("COLORIZATION_PORT", 4200)))
     args = parser.parse_args(argv)
-    service = Service(args.state, port=args.port)
+    service = Service(args.state, port=args.port, gpus=os.environ.get("COLORIZATION_GPUS", "").split())
     if args.command == "server":
         service.start_server()
     elif args.command == "worker":
-        service.start_workers(os.environ.get("COLORIZATION_GPUS", "").split() or None)
+        service.start_workers()
     elif args.command == "deploy":
         service.deploy()
     elif args.command == "stop":

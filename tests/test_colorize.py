@@ -239,3 +239,44 @@ def test_guided_upsampling_keeps_lightness(prefect_harness, tiny_model, tmp_path
     difference = np.abs(lab.lightness(result) - lab.lightness(grey))
     assert result.shape == grey.shape and difference.mean() < 1.0 and np.percentile(difference, 99) < 3.0
     assert metrics.colorfulness(result) > metrics.colorfulness(grey), "colour was added"
+
+
+def test_a_share_run_colours_only_its_photos_and_the_next_run_merges_them(prefect_harness, tiny_model, tmp_path,
+                                                                         sample_paths):
+    """What a colorize-split child does on its GPU worker, without the worker: colour one share of the archive
+    into OUTPUT and record it in the share's manifest; any later run on OUTPUT folds that into the manifest."""
+    from colorization.colorize import shares
+    from flows.colorize import colorize_share
+
+    archive, out = tmp_path / "archive", tmp_path / "coloured"
+    archive.mkdir()
+    for path in sample_paths[:3]:
+        grey_from(path).save(archive / f"{path.stem}.png")
+    entries = list_entries(archive)
+    share = shares.write(out, 0, entries[:2])
+
+    summary = colorize_share(input=archive, output=out, share=share, model=tiny_model, batch_size=2, workers=1)
+
+    assert (summary["photos"], summary["colorized"]) == (2, 2)
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(e.name for e in entries[:2])
+    assert catalog.read_manifest(out).empty, "the archive's manifest is the parent's to write"
+    assert shares.sheet_path(out, share).is_file() and not catalog.sheet_path(out).exists()
+
+    again = colorize(input=archive, output=out, model=tiny_model, batch_size=2, workers=1)
+
+    assert again["colorized"] == 1 and again["left as they are"] == 2, "the share's photos are not coloured twice"
+    assert set(catalog.read_manifest(out)["status"]) == {"colorized"} and len(catalog.read_manifest(out)) == 3
+    assert shares.pending(out) == []
+
+
+def test_split_run_without_its_share_deployment_stops_before_writing_shares(prefect_harness, tiny_model, tmp_path,
+                                                                           sample_paths):
+    from colorization.colorize import shares
+    from flows.split import colorize_split
+
+    archive, out = tmp_path / "archive", tmp_path / "coloured"
+    archive.mkdir()
+    grey_from(sample_paths[0]).save(archive / "one.png")
+    with pytest.raises(ConfigError, match="no deployment colorize-share/gpu .*make deploy"):
+        colorize_split(input=archive, output=out, model=tiny_model, gpus=2)
+    assert shares.pending(out) == [] and catalog.read_manifest(out).empty

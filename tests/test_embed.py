@@ -14,6 +14,7 @@ import pytest
 
 from colorization.dataset.embeddings import (
     EXTRACTOR_KEY,
+    deal,
     embed_dataset,
     embedding_shape,
     read_aligned,
@@ -96,6 +97,25 @@ def test_embed_dataset_reads_and_writes_in_order(tiny_dataset, tmp_path):
         rows = read_shard(shard)
         ids, values = read_embeddings(data.embeddings_dir("fake") / shard.name, "fake")
         assert ids == rows.ids and np.array_equal(values, rows.L.reshape(len(rows), -1)[:, :3])
+
+
+def test_shares_of_a_split_run_embed_only_their_shards_and_leave_others_temp_files(tiny_dataset, tmp_path):
+    data = Dataset(tmp_path / "ds")
+    shutil.copytree(tiny_dataset.root, data.root)
+    shards = data.shards()
+    assert deal(shards, 2) == [[shards[0].name, shards[2].name], [shards[1].name]]
+    assert deal(shards, 5) == [[s.name] for s in shards], "never an empty share"
+    folder = data.embeddings_dir("fake")
+    folder.mkdir(parents=True)
+    in_flight = folder / f".tmp-0123abcd-{shards[1].name}"  # the other share's write, not finished yet
+    in_flight.write_bytes(b"partial")
+
+    report = embed_dataset(data, "fake", lambda lightness: lightness.reshape(len(lightness), -1)[:, :3],
+                           only=deal(shards, 2)[0])
+
+    assert report.shards == 2 and sorted(p.name for p in folder.glob("part-*.parquet")) == [shards[0].name,
+                                                                                       shards[2].name]
+    assert in_flight.exists()
 
 
 def test_feature_maps_are_stored_with_their_shape_and_old_vector_files_still_read(tiny_dataset, tmp_path):

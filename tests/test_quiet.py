@@ -168,6 +168,29 @@ def test_gpu_slot_warns_once_without_the_limit_and_holds_it_when_there_is_one(pr
             common._gpu_limit_found.clear()
 
 
+def test_gpu_slot_of_a_pinned_process_is_its_device_s_limit(prefect_harness, monkeypatch):
+    """A worker pinned to device 1 takes turns with other users of device 1 only, not with every GPU's."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    from flows import common
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    names = [common.GPU_LIMIT, common.device_limit("1")]
+    common._gpu_limit_found.clear()
+    with get_client(sync_client=True) as client:
+        for name in names:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+        try:
+            with common.gpu_slot():
+                held = {n: client.read_global_concurrency_limit_by_name(n).active_slots for n in names}
+            assert held == {"gpu": 0, "gpu-1": 1}
+        finally:
+            for name in names:
+                client.delete_global_concurrency_limit_by_name(name)
+            common._gpu_limit_found.clear()
+
+
 @contextlib.contextmanager
 def dask_default_port_taken():
     """Hold Dask's default dashboard port, as another cluster on the machine would (if it is free)."""

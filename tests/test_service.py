@@ -17,11 +17,17 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from colorization.colorize import catalog
+from colorization.colorize import catalog, shares
 from colorization.dataset.shards import Dataset
 from flows.preprocess import preprocess
 from flows.service import Service
@@ -37,9 +43,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_service(state: Path, **env: str) -> Iterator[Service]:
-    """Server + pools + every deployment of prefect.yaml + workers, stopped whatever happens."""
-    service = Service(state, port=free_port(), extra_env={"PREFECT_WORKER_QUERY_SECONDS": "1", **env})
+def running_service(state: Path, gpus: tuple[str, ...] = (), **env: str) -> Iterator[Service]:
+    """Server + pools + every deployment of prefect.yaml + workers (a ``gpu`` one per device of ``gpus``, as
+    ``COLORIZATION_GPUS`` gives them), stopped whatever happens."""
+    service = Service(state, port=free_port(), extra_env={"PREFECT_WORKER_QUERY_SECONDS": "1", **env},
+                      gpus=list(gpus))
     try:
         service.start_server()
         service.deploy()
@@ -70,7 +78,8 @@ def by_key(artifacts: list) -> dict:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    with running_service(tmp_path_factory.mktemp("service")) as started:
+    """Two ``gpu`` workers pinned to devices 0 and 1, as on a two-GPU machine (here both run on the CPU)."""
+    with running_service(tmp_path_factory.mktemp("service"), gpus=("0", "1")) as started:
         yield started
 
 
@@ -92,8 +101,8 @@ def test_colorize_deployment_through_a_worker(service, colorize_run):
     assert set(catalog.read_manifest(output)["status"]) == {"colorized"}
     artifacts = by_key(run_artifacts(service, flow_run.id))
     assert {"colorize-summary", "colorize-gallery"} <= set(artifacts)
-    assert "'colorized': 2" in str(artifacts["colorize-summary"].data) or '"colorized": 2' in str(
-        artifacts["colorize-summary"].data)
+    [summary] = json.loads(artifacts["colorize-summary"].data)
+    assert summary["colorized"] == 2
 
 
 @pytest.fixture(scope="module")
@@ -124,19 +133,65 @@ def test_every_deployment_and_pool_exists(service):
     with temporary_settings({PREFECT_API_URL: service.api_url}), get_client(sync_client=True) as client:
         names = {f"{client.read_flow(d.flow_id).name}/{d.name}": d for d in client.read_deployments()}
         pools = {p.name: p for p in client.read_work_pools()}
-        limits = {c.name: c.limit for c in client.read_global_concurrency_limits()}
+        limits = {c.name: c.limit for c in client.read_global_concurrency_limits() if c.name.startswith("gpu")}
     assert set(names) == {"preprocess/default", "embed/default", "train/train", "pipeline/default",
-                          "colorize/nightly", "colorize/default", "evaluate/default"}
+                          "colorize/nightly", "colorize/default", "evaluate/default", "colorize-split/default",
+                          "colorize-share/gpu", "embed-split/default", "embed-share/gpu"}
     assert names["colorize/nightly"].schedules[0].schedule.cron == "0 2 * * *"
     assert names["colorize/nightly"].parameters["allow_empty"] is True, "a quiet night is not a failure"
-    assert {n: d.work_pool_name for n, d in names.items()}["preprocess/default"] == "cpu"
-    assert {names[n].work_pool_name for n in names if n != "preprocess/default"} == {"gpu"}
-    assert pools["gpu"].concurrency_limit == 1 and pools["gpu"].type == "process"
-    assert limits["gpu"] == 1, "the global limit that serialises accelerator work"
+    on_cpu = {"preprocess/default", "colorize-split/default", "embed-split/default"}  # split runs only plan
+    assert {names[n].work_pool_name for n in on_cpu} == {"cpu"}
+    assert {names[n].work_pool_name for n in names if n not in on_cpu} == {"gpu"}
+    assert pools["gpu"].concurrency_limit == 2 and pools["gpu"].type == "process", "one flow per device"
+    assert limits == {"gpu": 1, "gpu-0": 1, "gpu-1": 1}, "the global limits that serialise each accelerator's work"
     summary = service.summary()  # what make deploy prints, once, instead of prefect deploy's hint per deployment
-    assert "work pools: cpu (unlimited), gpu (1 run at a time)" in summary and "concurrency limit gpu: 1" in summary
+    assert "work pools: cpu (unlimited), gpu (2 runs at a time)" in summary
+    assert "global concurrency limits: gpu (1), gpu-0 (1), gpu-1 (1)" in summary
     assert all(name in summary for name in names) and "pool gpu, cron 0 2 * * *" in summary
     assert summary.splitlines()[-1].startswith("next: make worker")
+
+
+def test_split_colorize_spreads_one_archive_over_both_gpu_workers(service, tiny_model, sample_paths, tmp_path):
+    archive, output = tmp_path / "archive", tmp_path / "colorized"
+    for i, path in enumerate(sample_paths[:4]):
+        (archive / f"roll{i % 2}").mkdir(parents=True, exist_ok=True)
+        grey_copy(path, archive / f"roll{i % 2}" / path.name)
+    flow_run = run(service, "colorize-split/default", {"input": str(archive), "output": str(output),
+                                                       "model": str(tiny_model), "gpus": 2, "workers": 1,
+                                                       "poll_seconds": 1}, timeout=600)
+
+    rows = catalog.read_manifest(output)
+    assert len(rows) == 4 and set(rows["status"]) == {"colorized"}, "one manifest holds every share's photos"
+    assert all((output / name).is_file() for name in rows["source"])
+    assert shares.pending(output) == [] and len(shares.sheets(output)) == 2
+    found = by_key(run_artifacts(service, flow_run.id))
+    [summary] = json.loads(found["colorize-split-summary"].data)
+    assert (summary["photos"], summary["colorized"], summary["left to do"]) == (4, 4, 0)
+    children = json.loads(found["colorize-split-shares"].data)
+    assert [(c["state"], c["photos"]) for c in children] == [("Completed", 2), ("Completed", 2)]
+    assert pinned_devices(service, "colorize-share", "colorize-summary") == {"0", "1"}, \
+        "each share ran on its own GPU worker"
+
+
+def pinned_devices(service: Service, flow_name: str, artifact: str) -> set[str]:
+    """The devices that the runs of ``flow_name`` were pinned to, from their summary artifacts."""
+    with temporary_settings({PREFECT_API_URL: service.api_url}), get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])))
+    return {json.loads(by_key(run_artifacts(service, r.id))[artifact].data)[0]["pinned device"] for r in runs}
+
+
+def test_split_embed_deals_the_shards_to_both_gpu_workers(service, tiny_dataset, tmp_path):
+    data = Dataset(tmp_path / "dataset")
+    shutil.copytree(tiny_dataset.root, data.root)
+    flow_run = run(service, "embed-split/default", {"dataset": str(data.root), "weights": "none",
+                                                    "head": "predictions", "batch_size": 4, "gpus": 2,
+                                                    "poll_seconds": 1}, timeout=600)
+
+    [folder] = (data.root / "embeddings").iterdir()
+    assert sorted(p.name for p in folder.glob("part-*.parquet")) == [s.name for s in data.shards()]
+    table = json.loads(by_key(run_artifacts(service, flow_run.id))["embed-split-shares"].data)
+    assert [(row["state"], row["shards"]) for row in table] == [("Completed", 2), ("Completed", 1)]
+    assert pinned_devices(service, "embed-share", "embed-summary") == {"0", "1"}
 
 
 def chromium() -> str | None:
@@ -208,7 +263,7 @@ def test_dashboard_shows_summary_gallery_and_training(service, colorize_run, tra
 def test_worker_logs_read_cleanly(service, colorize_run, train_run):
     """A deployment run that went well leaves no error, traceback or locked database in the workers' logs."""
     logs = {path.name: path.read_text() for path in service.state.glob("worker-*.log")}
-    assert {"worker-cpu.log", "worker-gpu.log"} <= set(logs)
+    assert {"worker-cpu.log", "worker-gpu0.log", "worker-gpu1.log"} <= set(logs)
     for name, text in logs.items():
         for sign in ("Traceback", "| ERROR", "database is locked"):
             assert sign not in text, f"{name}: {sign}\n{text[-3000:]}"

@@ -87,11 +87,13 @@ class Ledger:
     grow large). A write that fails for a transient reason (disk full, permissions) raises
     :class:`TransientError`; the rows stay unsaved and the manifest on disk stays as the last flush left it.
     ``full_rewrite`` rewrites the whole manifest at every flush, as earlier versions did (for benchmarks).
+    ``path`` puts the manifest elsewhere than ``OUTPUT/.colorize`` (a share's own, :mod:`colorization.colorize.shares`).
     """
 
-    def __init__(self, output: Path, full_rewrite: bool = False):
+    def __init__(self, output: Path, full_rewrite: bool = False, path: Path | None = None):
         self.output = output
-        self._manifest = manifest.Manifest(manifest_path(output), SCHEMA, _normalize, full_rewrite)
+        self.path = path or manifest_path(output)
+        self._manifest = manifest.Manifest(self.path, SCHEMA, _normalize, full_rewrite)
         self._unsaved: dict[str, dict | None] = {}
 
     def __len__(self) -> int:
@@ -101,6 +103,10 @@ class Ledger:
     def frame(self) -> pd.DataFrame:
         """The rows, unsaved ones included, as a table sorted by source."""
         return self._manifest.frame(self._unsaved)
+
+    def rows(self) -> list[dict]:
+        """Every row, unsaved ones included, as :meth:`get` gives them (ready for :meth:`add` to another ledger)."""
+        return self._manifest.table(self._unsaved).to_pylist()
 
     def get(self, source: str) -> dict | None:
         return self._unsaved[source] if source in self._unsaved else self._manifest.get(source)
@@ -120,7 +126,7 @@ class Ledger:
         try:
             self._manifest.append(self._unsaved)
         except OSError as exc:
-            raise as_transient(exc, f"writing {STATE_DIR}/manifest.parquet") or exc
+            raise as_transient(exc, f"writing {self.path}") or exc
         self._unsaved = {}
 
     def compact(self) -> None:
@@ -129,7 +135,7 @@ class Ledger:
         try:
             self._manifest.compact()
         except OSError as exc:
-            raise as_transient(exc, f"writing {STATE_DIR}/manifest.parquet") or exc
+            raise as_transient(exc, f"writing {self.path}") or exc
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,18 +113,21 @@ def embed_dataset(
     extractor_id: str,
     embed: Callable[[np.ndarray], np.ndarray],
     on_shard: Callable[[int, int], None] | None = None,
+    only: Collection[str] | None = None,
 ) -> EmbedReport:
     """Embed every shard that has no embedding file yet, in shard order.
 
     The next shard is read and the previous result written on background threads while ``embed`` runs, so
     the network never waits on disk. Each file is written atomically: a killed run resumes where it stopped.
     ``on_shard(done, total)`` is called, on the calling thread, as each shard's embeddings are handed to the
-    writer.
+    writer. ``only`` limits the run to the shards of those names (one share of a split run, :func:`deal`); such a
+    run leaves temporary files alone, since other runs write beside it.
     """
     folder = dataset.embeddings_dir(extractor_id)
     folder.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(folder)
-    shards = dataset.shards()
+    if only is None:
+        remove_stale_temps(folder)
+    shards = [s for s in dataset.shards() if only is None or s.name in only]
     pending = [s for s in shards if not (folder / s.name).exists()]
     report = EmbedReport(skipped=len(shards) - len(pending))
     if not pending:
@@ -150,6 +153,14 @@ def embed_dataset(
             write.result()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def deal(shards: Sequence[Path], parts: int) -> list[list[str]]:
+    """Shard names dealt round-robin into at most ``parts`` shares, none empty: shards added by later
+    preprocess runs (the ones not embedded yet) are spread over every share, not left to the last one."""
+    if parts < 1:
+        raise ValueError(f"parts must be at least 1, got {parts}")
+    return [[s.name for s in shards[i::parts]] for i in range(min(parts, len(shards)))]
 
 
 def pick_extractor(dataset: Dataset, extractor_id: str | None) -> str:
