@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal, get_args
 
 from colorization.colorize.catalog import check_paths
 from colorization.dataset.embeddings import pick_extractor
@@ -28,11 +29,16 @@ from colorization.photos.discover import IMAGE_SUFFIXES, iter_images
 
 MIN_SIZE = 32
 WEIGHT_KEYWORDS = ("imagenet", "none")
-HEADS = ("predictions", "avg_pool", "spatial")  # what the Xception extractor can give the model
-OBJECTIVES = ("regression", "classification")  # what the model can learn
-SCHEDULES = ("cosine", "constant")  # how the learning rate moves over a run's epochs
-KEEPS = ("best", "last")  # which epoch's weights a run saves as its model
-LOSSES = ("huber", "mse")  # what a regression model minimises
+Head = Literal["predictions", "avg_pool", "spatial"]  # what the Xception extractor can give the model
+HEADS: tuple[str, ...] = get_args(Head)
+Objective = Literal["regression", "classification"]  # what the model can learn
+Schedule = Literal["cosine", "constant"]  # how the learning rate moves over a run's epochs
+Keep = Literal["best", "last"]  # which epoch's weights a run saves as its model
+Loss = Literal["huber", "mse"]  # what a regression model minimises
+OBJECTIVES: tuple[str, ...] = get_args(Objective)
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
+KEEPS: tuple[str, ...] = get_args(Keep)
+LOSSES: tuple[str, ...] = get_args(Loss)
 
 
 def at_least(option: str, value: int | None, minimum: int = 1) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
@@ -13,7 +13,7 @@ from colorization.dataset.embeddings import embed_dataset, write_extractor_info
 from colorization.dataset.shards import Dataset
 from colorization.network import device
 from colorization.network.extractor import RANDOM_WARNING, load_extractor
-from colorization.preflight import check_embed
+from colorization.preflight import Head, check_embed
 from flows.common import GPU_LIMIT, gpu_slot, locked, pinned_device, progress_bar, resolve_weights
 from flows.paths import project_path
 
@@ -59,7 +59,7 @@ def embed_shards(dataset: Path, weights: str, head: str, batch_size: int, only: 
 def embed(
     dataset: Path,
     weights: str = "imagenet",
-    head: Literal["predictions", "avg_pool", "spatial"] = "spatial",
+    head: Head = "spatial",
     batch_size: Annotated[int, Field(ge=1)] = 64,
     wait: bool = False,
 ) -> dict:
@@ -85,7 +85,7 @@ def embed_share(
     dataset: Path,
     shards: list[str],
     weights: str = "imagenet",
-    head: Literal["predictions", "avg_pool", "spatial"] = "spatial",
+    head: Head = "spatial",
     batch_size: Annotated[int, Field(ge=1)] = 64,
 ) -> dict:
     """Embed the named ``shards`` of ``dataset`` (one share of an ``embed-split`` run) on the accelerator of the

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 from uuid import UUID
 
 from prefect import flow, get_run_logger
@@ -40,7 +40,7 @@ from colorization.errors import ConfigError
 from colorization.network.card import RANDOM_WARNING
 from colorization.photos.archive import list_entries
 from colorization.photos.images import DEFAULT_MAX_PIXELS
-from colorization.preflight import check_colorize, check_embed
+from colorization.preflight import Head, check_colorize, check_embed
 from flows.colorize import merge_shares
 from flows.common import locked, remove_temps, resolve_weights
 from flows.paths import project_path
@@ -128,7 +128,7 @@ def colorize_split(
 def embed_split(
     dataset: Path,
     weights: str = "imagenet",
-    head: Literal["predictions", "avg_pool", "spatial"] = "spatial",
+    head: Head = "spatial",
     batch_size: Annotated[int, Field(ge=1)] = 64,
     gpus: Annotated[int, Field(ge=1)] = 2,
     deployment: str = EMBED_SHARE_DEPLOYMENT,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -15,7 +15,7 @@ from colorization.dataset.shards import Dataset
 from colorization.evaluation.metrics import DIRECTION, grey_baseline
 from colorization.network.card import is_random_id
 from colorization.network.training import EpochResult, TrainConfig, Trainer, to_srgb
-from colorization.preflight import check_pipeline, check_train
+from colorization.preflight import Head, Keep, Loss, Objective, Schedule, check_pipeline, check_train
 from flows.common import LiveTable, gpu_slot, locked, resolve_weights
 from flows.embed import embed
 from flows.paths import project_path
@@ -51,11 +51,11 @@ def train(
     extractor: str | None = None,
     validation_percent: Annotated[float, Field(gt=0, lt=100)] = 10.0,
     seed: int = 0,
-    objective: Literal["regression", "classification"] = "regression",
-    schedule: Literal["cosine", "constant"] = "cosine",
+    objective: Objective = "regression",
+    schedule: Schedule = "cosine",
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.5,
-    keep: Literal["best", "last"] = "best",
-    loss: Literal["huber", "mse"] = "huber",
+    keep: Keep = "best",
+    loss: Loss = "huber",
     wait: bool = False,
 ) -> dict:
     """Train the fusion model on ``dataset``'s shards and embeddings into ``model_dir``.
@@ -168,18 +168,18 @@ def pipeline(
     model_dir: Path = Path("data/models/samples"),
     size: Annotated[int, Field(ge=32)] = 256,
     weights: str = "imagenet",
-    head: Literal["predictions", "avg_pool", "spatial"] = "spatial",
+    head: Head = "spatial",
     epochs: Annotated[int, Field(ge=1)] = 10,
     batch_size: Annotated[int, Field(ge=1)] = 32,
     width: Annotated[float, Field(gt=0)] = 1.0,
     workers: Annotated[int | None, Field(ge=1)] = None,
     resume: bool = False,
     validation_percent: Annotated[float, Field(gt=0, lt=100)] = 10.0,
-    objective: Literal["regression", "classification"] = "regression",
-    schedule: Literal["cosine", "constant"] = "cosine",
+    objective: Objective = "regression",
+    schedule: Schedule = "cosine",
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.5,
-    keep: Literal["best", "last"] = "best",
-    loss: Literal["huber", "mse"] = "huber",
+    keep: Keep = "best",
+    loss: Loss = "huber",
     wait: bool = False,
 ) -> dict:
     """preprocess -> embed -> train from one photo folder, each stage a subflow (and each incremental).
