@@ -199,19 +199,21 @@ def check_pipeline(
     check_preprocess(source, dataset, size, workers=workers)
 
 
-def check_temperature(temperature: float | None) -> None:
-    """Unset (the model card's) or positive."""
+def check_decoding(temperature: float | None, saturation: float = 1.0) -> None:
+    """How a model's output becomes colour: ``temperature`` unset (the model card's) or positive, ``saturation``
+    positive."""
     if temperature is not None:
         positive("--temperature", temperature)
+    positive("--saturation", saturation)
 
 
 def check_colorize(
     source: Path, output: Path, model_dir: Path, weights: str | None, batch_size: int, workers: int | None,
-    max_pixels: int, temperature: float | None = None, allow_empty: bool = False,
+    max_pixels: int, temperature: float | None = None, allow_empty: bool = False, saturation: float = 1.0,
 ) -> ModelCard:
     """The model's card, read while checking. ``allow_empty`` accepts a folder with no photo in it (a
     scheduled inbox on a quiet day)."""
-    check_temperature(temperature)
+    check_decoding(temperature, saturation)
     at_least("--batch-size", batch_size)
     at_least("--workers", workers)
     at_least("--max-pixels", max_pixels)
@@ -225,9 +227,9 @@ def check_colorize(
 
 
 def check_evaluate(photos: Path, models: list[Path], report_dir: Path | None, long_side: int, batch_size: int,
-                   temperature: float | None = None) -> list[ModelCard]:
+                   temperature: float | None = None, saturation: float = 1.0) -> list[ModelCard]:
     """The models' cards, read while checking."""
-    check_temperature(temperature)
+    check_decoding(temperature, saturation)
     at_least("--long-side", long_side, MIN_SIZE)
     at_least("--batch-size", batch_size)
     if not photos.exists():

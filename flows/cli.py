@@ -32,6 +32,8 @@ KEEP_HELP = "which epoch's weights to save: the one with the lowest validation l
 LOSS_HELP = ("a regression model's loss on a,b: huber (squared for small errors, absolute for large; colours unseen "
              "photos more faithfully, QUALITY.md) or mse, the paper's")
 TEMPERATURE_HELP = "annealed-mean temperature of a classification model (default: its card's, 0.38)"
+SATURATION_HELP = ("scale the predicted colour's chroma: above 1 more vivid, below 1 paler (default: 1, the "
+                   "model's own; README's colorize section has the measured trade-off)")
 
 HEAD_HELP = ("what Xception gives the model: spatial, its 10x10x2048 feature map fused spatially (colours best, "
              "QUALITY.md); avg_pool, the 2048-d pooled features; or predictions, the paper's 1000-class softmax")
@@ -122,26 +124,26 @@ def _colorize(args: argparse.Namespace) -> None:
     from colorization.colorize.catalog import LOCK_NAME
 
     preflight.check_colorize(args.input, args.output, args.model, args.weights, args.batch_size, args.workers,
-                             args.max_pixels, args.temperature, args.allow_empty)
+                             args.max_pixels, args.temperature, args.allow_empty, args.saturation)
     _start(args, args.output, lock_name=LOCK_NAME)
     from flows.colorize import colorize
 
     colorize(input=args.input, output=args.output, model=args.model, weights=args.weights,
              batch_size=args.batch_size, recolor=args.recolor, overwrite=args.overwrite, workers=args.workers,
              dask_address=args.dask_address, max_pixels=args.max_pixels, upsample=args.upsample,
-             temperature=args.temperature, allow_empty=args.allow_empty, wait=args.wait)
+             temperature=args.temperature, saturation=args.saturation, allow_empty=args.allow_empty, wait=args.wait)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
     preflight.check_evaluate(args.photos, [args.model, *args.compare], args.report, args.long_side, args.batch_size,
-                             args.temperature)
+                             args.temperature, args.saturation)
     from flows.common import start_api
     from flows.evaluate import evaluate
 
     start_api()
     evaluate(model=args.model, photos=args.photos, report_dir=args.report, compare=args.compare,
              long_side=args.long_side, batch_size=args.batch_size, upsample=args.upsample,
-             temperature=args.temperature)
+             temperature=args.temperature, saturation=args.saturation)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -325,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_wait(col)
     _add_upsample(col)
     col.add_argument("--temperature", type=float, default=None, help=TEMPERATURE_HELP)
+    col.add_argument("--saturation", type=float, default=1.0, help=SATURATION_HELP)
     col.add_argument("--allow-empty", action="store_true",
                      help="an input folder with no photo is nothing to do, not an error (for a scheduled inbox)")
     col.set_defaults(run=_colorize)
@@ -339,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=8, help="photos per network batch")
     _add_upsample(ev)
     ev.add_argument("--temperature", type=float, default=None, help=TEMPERATURE_HELP)
+    ev.add_argument("--saturation", type=float, default=1.0, help=SATURATION_HELP)
     ev.set_defaults(run=_evaluate)
     for command in commands.choices.values():  # also after the subcommand, without resetting one given before it
         _add_verbose(command, argparse.SUPPRESS)

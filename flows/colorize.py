@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
@@ -117,6 +118,7 @@ def colorize(
     max_pixels: Annotated[int, Field(ge=1)] = DEFAULT_MAX_PIXELS,
     upsample: Upsample = "bicubic",
     temperature: Annotated[float | None, Field(gt=0)] = None,
+    saturation: Annotated[float, Field(gt=0)] = 1.0,
     allow_empty: bool = False,
     wait: bool = False,
 ) -> dict:
@@ -129,27 +131,27 @@ def colorize(
     worker) ends the run in a Failed state whose message says what to do; the next run retries what is left.
     ``upsample`` brings the predicted colour to full size: ``bicubic``, or ``guided`` by the photo's lightness so
     that colour stops at its edges (slower; README). ``temperature`` sets a classification model's annealed-mean
-    decoding (default: its card's); photos coloured at another temperature are coloured again. ``allow_empty``
+    decoding (default: its card's); ``saturation`` scales the predicted colour's chroma (above 1 more vivid,
+    README); photos coloured at another temperature or saturation are coloured again. ``allow_empty``
     makes an input folder with no photo a run with nothing to do rather than an error (the nightly inbox). The
     run holds ``output``'s lock; ``wait`` waits for another run that holds it instead of failing.
     """
     logger = get_run_logger()
     source, output, model_dir = project_path(input), project_path(output), project_path(model)
     card = check_colorize(source, output, model_dir, resolve_weights(weights), batch_size, workers, max_pixels,
-                          temperature, allow_empty)
+                          temperature, allow_empty, saturation)
+    trained = TrainedModel(card, weights, temperature, saturation)
     remove_temps(output, "an interrupted run", recursive=True)
     ledger = catalog.Ledger(output)
     merge_shares(output, ledger, wait)
     entries = list_entries(source)
-    current_model = card.model_id(temperature)
-    work = catalog.plan(entries, ledger.frame(), output, current_model, recolor, overwrite)
+    work = catalog.plan(entries, ledger.frame(), output, trained.id, recolor, overwrite)
     logger.info("%s: %d photos, %d to process, %d left as they are", source, len(entries), len(work.pending),
                 work.kept)
-    report, seconds = _colour(source, output, card, work, ledger, weights, temperature, batch_size, recolor,
-                              workers, dask_address, max_pixels, upsample)
+    report, seconds = _colour(source, output, trained, work, ledger, batch_size, recolor, workers, dask_address,
+                              max_pixels, upsample)
     remove_temps(output, "a Dask worker lost during this run", recursive=True)  # the lock keeps others out
-    return _close(output, len(entries), work, report, seconds, card, current_model, upsample,
-                  catalog.sheet_path(output))
+    return _close(output, len(entries), work, report, seconds, trained, upsample, catalog.sheet_path(output))
 
 
 @flow(name="colorize-share")
@@ -167,6 +169,7 @@ def colorize_share(
     max_pixels: Annotated[int, Field(ge=1)] = DEFAULT_MAX_PIXELS,
     upsample: Upsample = "bicubic",
     temperature: Annotated[float | None, Field(gt=0)] = None,
+    saturation: Annotated[float, Field(gt=0)] = 1.0,
     wait: bool = False,
 ) -> dict:
     """Colour one share of a split run (``colorize-split``) into ``output``, on the accelerator of the worker
@@ -176,14 +179,14 @@ def colorize_share(
     runs' temporary files alone: the parent removes what lost workers left once every share has ended.
     """
     source, output, share_dir = project_path(input), project_path(output), project_path(share)
-    card = ModelCard.read(project_path(model))
+    trained = TrainedModel(ModelCard.read(project_path(model)), weights, temperature, saturation)
     pending = shares.entries(share_dir)
     work = catalog.Plan(pending, [], 0)
     get_run_logger().info("%s: share %s, %d photos, on device %s", source, share_dir.name, len(pending),
                           pinned_device())
-    report, seconds = _colour(source, output, card, work, shares.ledger(output, share_dir), weights, temperature,
-                              batch_size, recolor, workers, dask_address, max_pixels, upsample)
-    return _close(output, len(pending), work, report, seconds, card, card.model_id(temperature), upsample,
+    report, seconds = _colour(source, output, trained, work, shares.ledger(output, share_dir), batch_size, recolor,
+                              workers, dask_address, max_pixels, upsample)
+    return _close(output, len(pending), work, report, seconds, trained, upsample,
                   shares.sheet_path(output, share_dir), **{"pinned device": pinned_device()})
 
 
@@ -195,21 +198,37 @@ def merge_shares(output: Path, ledger: catalog.Ledger, wait: bool) -> list[dict]
     return merged
 
 
-def _colour(source: Path, output: Path, card: ModelCard, work: catalog.Plan, ledger: catalog.Ledger,
-            weights: str | None, temperature: float | None, batch_size: int, recolor: bool, workers: int | None,
-            dask_address: str | None, max_pixels: int, upsample: Upsample) -> tuple[LoopReport, float]:
+@dataclass(frozen=True)
+class TrainedModel:
+    """A model as a run colours with it: its card, its extractor's weights (default: the card's) and how its
+    output becomes colour."""
+
+    card: ModelCard
+    weights: str | None
+    temperature: float | None
+    saturation: float
+
+    @property
+    def id(self) -> str:
+        """What the manifest records as the photos' model: a change of any part colours them again."""
+        return self.card.model_id(self.temperature, self.saturation)
+
+
+def _colour(source: Path, output: Path, trained: TrainedModel, work: catalog.Plan, ledger: catalog.Ledger,
+            batch_size: int, recolor: bool, workers: int | None, dask_address: str | None, max_pixels: int,
+            upsample: Upsample) -> tuple[LoopReport, float]:
     """Run the library's loop over ``work`` with renders on Dask and the network here; returns its report and
     the seconds it took."""
     started = time.perf_counter()
-    predict = _predictor(card, weights, temperature, batch_size) if work.pending else _nothing_to_predict
+    predict = _predictor(trained, batch_size) if work.pending else _nothing_to_predict
     with (dask_runner(workers, dask_address, max(1, len(work.pending))) as runner,
           progress_bar(total=len(work.pending), unit="photo", desc="colorize") as bar):
         progress = create_progress_artifact(0.0, key="colorize-progress", description=f"Colouring {source}") \
             if work.pending else None
 
         def submit_prepare(batch: list[Entry]) -> _TaskFuture:
-            return _TaskFuture(runner.submit(prepare_photos, {"source": source, "entries": batch, "size": card.size,
-                                                              "max_pixels": max_pixels}))
+            return _TaskFuture(runner.submit(prepare_photos, {"source": source, "entries": batch,
+                                                              "size": trained.card.size, "max_pixels": max_pixels}))
 
         def submit_render(entry: Entry, ab: np.ndarray, thumbnail: int) -> _TaskFuture:
             return _TaskFuture(runner.submit(render_photo, {"source": source, "entry": entry, "ab": ab,
@@ -221,21 +240,22 @@ def _colour(source: Path, output: Path, card: ModelCard, work: catalog.Plan, led
             update_progress_artifact(progress, 100.0 * done / total)
 
         report = colorize_pending(
-            work.pending, ledger, card.model_id(temperature), submit_prepare, predict, submit_render, batch_size,
+            work.pending, ledger, trained.id, submit_prepare, predict, submit_render, batch_size,
             recolor, records=work.records, transient=LOST_WORKER, on_progress=on_progress,
         )
     return report, time.perf_counter() - started
 
 
-def _close(output: Path, found: int, work: catalog.Plan, report: LoopReport, seconds: float, card: ModelCard,
-           model_id: str, upsample: Upsample, sheet: Path, **extra: str) -> dict:
+def _close(output: Path, found: int, work: catalog.Plan, report: LoopReport, seconds: float,
+           trained: TrainedModel, upsample: Upsample, sheet: Path, **extra: str) -> dict:
     """Log and publish what a run did; its summary, or a Failed state when a transient failure stopped it."""
     logger = get_run_logger()
-    summary = {**_summary(found, work, report, seconds), "upsample": upsample, **extra}
+    summary = {**_summary(found, work, report, seconds), "upsample": upsample, "saturation": trained.saturation,
+               **extra}
     for row in report.records:
         if row["status"] == ERROR:
             logger.warning("%s", row["error"])
-    _publish(output, summary, report, card.random, model_id, sheet)
+    _publish(output, summary, report, trained.card.random, trained.id, sheet)
     logger.info("%s; contact sheet: %s", ", ".join(f"{k}: {v}" for k, v in summary.items()), sheet)
     if not work.pending and not work.records:
         logger.info("nothing to do: all %d photos are left as they are", work.kept)
@@ -245,8 +265,7 @@ def _close(output: Path, found: int, work: catalog.Plan, report: LoopReport, sec
     return summary
 
 
-def _predictor(card: ModelCard, weights: str | None, temperature: float | None, batch_size: int
-               ) -> Callable[[np.ndarray], np.ndarray]:
+def _predictor(trained: TrainedModel, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
     """The network as the loop calls it, holding the ``gpu`` slot.
 
     Loaded here, before any task is submitted: a model trained on random embeddings rebuilds its extractor
@@ -256,9 +275,10 @@ def _predictor(card: ModelCard, weights: str | None, temperature: float | None, 
     from colorization.network.colorizer import Colorizer
 
     with gpu_slot():
-        colorizer = Colorizer.load(card, resolve_weights(weights), temperature)
+        colorizer = Colorizer.load(trained.card, resolve_weights(trained.weights), trained.temperature,
+                                   trained.saturation)
     if colorizer.extractor.random:
-        get_run_logger().warning("%s: %s", card.model_dir, RANDOM_WARNING)
+        get_run_logger().warning("%s: %s", trained.card.model_dir, RANDOM_WARNING)
 
     def predict(lightness: np.ndarray) -> np.ndarray:
         with gpu_slot():

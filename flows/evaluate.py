@@ -43,12 +43,14 @@ def evaluate(
     max_pixels: Annotated[int, Field(ge=1)] = DEFAULT_MAX_PIXELS,
     upsample: Upsample = "bicubic",
     temperature: Annotated[float | None, Field(gt=0)] = None,
+    saturation: Annotated[float, Field(gt=0)] = 1.0,
 ) -> dict:
     """Score ``model`` (and each of ``compare``, on the same photos) on the colour photos of ``photos`` (a
     folder, .zip or .tar), beside the grey baseline; writes ``metrics.json``, ``photos.parquet`` and
     ``report.html`` into ``report_dir`` (default ``MODEL/evaluation``). Grey and unreadable photos are listed,
     not scored. ``upsample`` is colorize's (``bicubic`` or ``guided``). ``temperature`` sets the annealed-mean
-    decoding of classification models (default: each card's). Returns the content of ``metrics.json``.
+    decoding of classification models (default: each card's), ``saturation`` every model's chroma, as colorize
+    does. Returns the content of ``metrics.json``.
     """
     import_keras()  # here, not at the top: the CLI's argument checks stay light
     from colorization.network.colorizer import Colorizer
@@ -57,13 +59,13 @@ def evaluate(
     source = project_path(photos)
     model_dirs = [project_path(model), *(project_path(p) for p in compare or [])]
     folder = project_path(report_dir) if report_dir else model_dirs[0] / "evaluation"
-    cards = check_evaluate(source, model_dirs, folder, long_side, batch_size, temperature)
+    cards = check_evaluate(source, model_dirs, folder, long_side, batch_size, temperature, saturation)
     entries = list_entries(source)
     with gpu_slot():
-        colorizers = [Colorizer.load(card, temperature=temperature) for card in cards]
+        colorizers = [Colorizer.load(card, temperature=temperature, saturation=saturation) for card in cards]
     runs = [report.Scored(label, [], {"model_dir": str(d), "model_id": c.id, "size": c.size,
                                       "random_extractor": c.extractor.random, "objective": c.objective,
-                                      "temperature": c.temperature})
+                                      "temperature": c.temperature, "saturation": c.saturation})
             for label, d, c in zip(_labels(model_dirs), model_dirs, colorizers)]
     for run in runs:
         if run.random:

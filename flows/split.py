@@ -67,6 +67,7 @@ def colorize_split(
     max_pixels: Annotated[int, Field(ge=1)] = DEFAULT_MAX_PIXELS,
     upsample: Upsample = "bicubic",
     temperature: Annotated[float | None, Field(gt=0)] = None,
+    saturation: Annotated[float, Field(gt=0)] = 1.0,
     allow_empty: bool = False,
     wait: bool = False,
     poll_seconds: Annotated[float, Field(gt=0)] = 5.0,
@@ -79,7 +80,7 @@ def colorize_split(
     logger = get_run_logger()
     source, output, model_dir = project_path(input), project_path(output), project_path(model)
     card = check_colorize(source, output, model_dir, resolve_weights(weights), batch_size, workers, max_pixels,
-                          temperature, allow_empty)
+                          temperature, allow_empty, saturation)
     _check_deployment(deployment)
     if card.random:
         logger.warning("%s: %s", model_dir, RANDOM_WARNING)
@@ -87,7 +88,7 @@ def colorize_split(
     ledger = catalog.Ledger(output)
     merge_shares(output, ledger, wait)
     entries = list_entries(source)
-    work = catalog.plan(entries, ledger.frame(), output, card.model_id(temperature), recolor, overwrite)
+    work = catalog.plan(entries, ledger.frame(), output, card.model_id(temperature, saturation), recolor, overwrite)
     ledger.add(work.records)
     ledger.flush()
     parts = shares.partition(work.pending, gpus)
@@ -97,7 +98,8 @@ def colorize_split(
         sheet.unlink()
     parameters = {"input": str(source), "output": str(output), "model": str(model_dir), "weights": weights,
                   "batch_size": batch_size, "recolor": recolor, "workers": workers, "dask_address": dask_address,
-                  "max_pixels": max_pixels, "upsample": upsample, "temperature": temperature}
+                  "max_pixels": max_pixels, "upsample": upsample, "temperature": temperature,
+                  "saturation": saturation}
     started = time.perf_counter()
     runs = [run_deployment(deployment, parameters={**parameters, "share": str(shares.write(output, i, part))},
                            timeout=0, idempotency_key=f"{flow_run.id}-{i}")

@@ -76,6 +76,7 @@ CASES = [
     ("colorize photos out --model model --batch-size 0", ["--batch-size must be at least 1, got 0"]),
     ("colorize photos out --model model --batch-size -1", ["--batch-size must be at least 1, got -1"]),
     ("colorize photos out --model model --workers 0", ["--workers must be at least 1, got 0"]),
+    ("colorize photos out --model model --saturation 0", ["--saturation must be positive, got 0.0"]),
     ("colorize photos out --model model --max-pixels 0", ["--max-pixels must be at least 1, got 0"]),
     ("colorize photos out --model bad-model", ["bad-model/model.keras: not a Keras model file"]),
     ("colorize photos out --model zip-model", ["zip-model/model.keras: not a Keras model file", "config.json"]),

@@ -280,3 +280,25 @@ def test_split_run_without_its_share_deployment_stops_before_writing_shares(pref
     with pytest.raises(ConfigError, match="no deployment colorize-share/gpu .*make deploy"):
         colorize_split(input=archive, output=out, model=tiny_model, gpus=2)
     assert shares.pending(out) == [] and catalog.read_manifest(out).empty
+
+
+def test_saturation_scales_the_colour_and_a_new_saturation_colours_again(prefect_harness, tiny_model, tmp_path,
+                                                                        sample_paths):
+    archive, out = tmp_path / "archive", tmp_path / "coloured"
+    archive.mkdir()
+    grey_from(sample_paths[0]).save(archive / "one.png")
+
+    def chroma_and_hue() -> tuple[float, float]:
+        ab = lab.rgb_to_lab(np.asarray(Image.open(out / "one.png").convert("RGB")))[..., 1:].reshape(-1, 2).mean(0)
+        return float(np.hypot(*ab)), float(np.degrees(np.arctan2(ab[1], ab[0])))
+
+    colorize(input=archive, output=out, model=tiny_model, workers=1)
+    plain = chroma_and_hue()
+    again = colorize(input=archive, output=out, model=tiny_model, workers=1, saturation=1.6)
+    vivid = chroma_and_hue()
+
+    assert again["colorized"] == 1 and again["saturation"] == 1.6, "another saturation colours the photo again"
+    assert vivid[0] > 1.4 * plain[0] and abs(vivid[1] - plain[1]) < 5, (plain, vivid)
+    assert catalog.read_manifest(out)["model_id"].iloc[0].endswith("/S1.6")
+    same = colorize(input=archive, output=out, model=tiny_model, workers=1, saturation=1.6)
+    assert same["left as they are"] == 1

@@ -106,13 +106,15 @@ def test_report_opens_in_a_browser_with_its_images(evaluated):
             browser.close()
 
 
-def test_evaluate_with_guided_upsampling(prefect_harness, tiny_model, sample_paths, tmp_path):
+def test_evaluate_with_guided_upsampling_and_saturation(prefect_harness, tiny_model, sample_paths, tmp_path):
     copy_samples(sample_paths[:2], tmp_path / "photos")
     report = tmp_path / "report"
     assert main(["evaluate", str(tmp_path / "photos"), "--model", str(tiny_model), "--report", str(report),
-                 "--long-side", "64", "--upsample", "guided"]) == 0
+                 "--long-side", "64", "--upsample", "guided", "--saturation", "2"]) == 0
     summary = json.loads((report / "metrics.json").read_text())
     assert summary["upsample"] == "guided" and summary["photos"]["scored"] == 2
+    [model] = summary["models"].values()
+    assert model["saturation"] == 2 and model["model_id"].endswith("/S2")
     sample = load_sample(sample_paths[0].read_bytes(), sample_paths[0].name, long_side=64)
     ab = np.random.default_rng(0).normal(0, 30, (32, 32, 2)).astype(np.float32)
     assert np.array_equal(sample.colour(ab, "guided"), render.colorize_pixels(sample.grey, ab, "guided"))

@@ -117,9 +117,10 @@ class ModelCard:
         """:func:`computation_digest` of the model file, computed once per card."""
         return computation_digest(self.model_file)
 
-    def model_id(self, temperature: float | None = None) -> str:
-        """Names the model by what it computes: its extractor, its architecture and its weight values, and
-        for a classification model the decoding temperature (``temperature``, by default the card's).
+    def model_id(self, temperature: float | None = None, saturation: float = 1.0) -> str:
+        """Names the model by what it computes: its extractor, its architecture and its weight values, for a
+        classification model the decoding temperature (``temperature``, by default the card's), and the
+        ``saturation`` its colours are scaled by when it is not 1.
 
         Not by the bytes of ``model.keras``: that zip also records when it was saved, so the same weights saved
         twice would look like a new model and an archive would be coloured again for nothing.
@@ -127,6 +128,8 @@ class ModelCard:
         name = f"{self.extractor_id}/{self.digest}"
         if self.objective == "classification":
             name += f"/T{temperature or self.temperature:g}"
+        if saturation != 1:
+            name += f"/S{saturation:g}"
         return name
 
 
