@@ -19,7 +19,9 @@ paper's model (width 1.0 at 256x256) and random weights (speed does not depend o
     photo so that both see the same load: the whole render and its pixel work alone (``colorize_pixels``);
 (f) render against its I/O floor, alternating photo by photo: the floor is Pillow's full decode of the photo
     and a JPEG encode of it at the output's settings (``images.SAVE_OPTIONS``); the grey photos' lookup table
-    (``lab.grey_to_srgb``) is built before, its one-off cost per process printed beside.
+    (``lab.grey_to_srgb``) is built before, its one-off cost per process printed beside; and the floor of a
+    colour result: the same decode, and a JPEG encode of the colour photo render makes (three channels, where
+    the grey photo's own encode has one).
 
 Run as ``.venv/bin/python benchmarks/colorize.py [--images 24] [--small 20] [--large 200] [--workers 2]``;
 ``--split-only`` prints (a) and (e) alone and needs no Prefect or Dask (``benchmarks/gpu.sh`` runs it on a GPU machine).
@@ -120,14 +122,16 @@ def floor_and_render(paths: list[Path], out: Path) -> dict:
     from colorization.photos import images, lab
 
     ab = np.random.default_rng(0).normal(0, 20, (SIZE, SIZE, 2)).astype(np.float32)  # speed ignores values
-    times = {"floor": 0.0, "render": 0.0, "table lookup": 0.0, "band by band": 0.0}
+    times = {"floor": 0.0, "render": 0.0, "table lookup": 0.0, "band by band": 0.0, "colour floor": 0.0}
     for path in paths:
         began = time.perf_counter()
         with Image.open(path) as photo:
             photo.load()
+            decoded = time.perf_counter()
             photo.save(io.BytesIO(), "JPEG", **images.SAVE_OPTIONS["JPEG"])
             grey = np.asarray(photo)
         times["floor"] += time.perf_counter() - began
+        times["colour floor"] += decoded - began
         began = time.perf_counter()
         render(path.read_bytes(), path.name, ab, out / f"floor-{path.name}", 10**9)
         times["render"] += time.perf_counter() - began
@@ -136,8 +140,11 @@ def floor_and_render(paths: list[Path], out: Path) -> dict:
                        "band by band": lambda: lab.lab_to_srgb_fast(grey, a, b, ab_offset=lab.AB_OFFSET)}
         for name, convert in conversions.items():
             began = time.perf_counter()
-            convert()
+            colour = convert()
             times[name] += time.perf_counter() - began
+        began = time.perf_counter()
+        Image.fromarray(colour).save(io.BytesIO(), "JPEG", **images.SAVE_OPTIONS["JPEG"])
+        times["colour floor"] += time.perf_counter() - began
     return {step: seconds / len(paths) for step, seconds in times.items()}
 
 
@@ -158,6 +165,8 @@ def print_floor(times: dict, table: float) -> None:
     print(f"    its colour conversion: table lookup {times['table lookup']:.3f} s, band by band (before) "
           f"{times['band by band']:.3f} s: {times['band by band'] / times['table lookup']:.2f}x; the table is built "
           f"once per process in {table:.2f} s")
+    print(f"    the floor of a colour result (decode the grey photo, encode the colour one) "
+          f"{times['colour floor']:.3f} s: render/that = {times['render'] / times['colour floor']:.2f}")
 
 
 def seed_style(paths: list[Path], model_dir: Path, out: Path) -> float:

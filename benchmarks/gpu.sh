@@ -9,7 +9,7 @@
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-#       -d .whl keras namex optree
+#       -d .whl keras namex optree opencv-python-headless
 # then, through the device tool: command "bash benchmarks/gpu.sh", carry [".whl"]. Each figure also goes to
 # $OUT/gpu-*.txt when OUT is set.
 set -euo pipefail

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -53,11 +54,11 @@ def prepare_image(image: Image.Image, name: str, size: int, grey_threshold: floa
 
 def upsample_ab(ab: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Predicted a,b (h, w, 2) resized bicubically to ``size`` = (width, height), as two uint8 planes holding
-    ``a + 128`` and ``b + 128``: whole ab units, the precision of the shards the model learnt from, and
-    Pillow's fastest resampling path (float planes cost four times as much to resize and copy at 12 MP)."""
+    ``a + 128`` and ``b + 128``: whole ab units, the precision of the shards the model learnt from, which
+    OpenCV resizes to 12 MP in a few milliseconds (Pillow took 60 ms a plane)."""
     planes = np.clip(np.rint(ab) + lab.AB_OFFSET, 0, 255).astype(np.uint8)
-    return tuple(np.asarray(Image.fromarray(np.ascontiguousarray(planes[..., c]), "L").resize(
-        size, Image.Resampling.BICUBIC)) for c in range(2))
+    return tuple(cv2.resize(np.ascontiguousarray(planes[..., c]), size, interpolation=cv2.INTER_CUBIC)
+                 for c in range(2))
 
 
 def colorize_pixels(pixels: np.ndarray, ab_small: np.ndarray, upsample: Upsample = "bicubic") -> np.ndarray:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import warnings
 from functools import cache
 
+import cv2
 import numpy as np
 from skimage import color
 
@@ -210,34 +211,37 @@ def lab_to_srgb_fast(lightness_: np.ndarray, a: np.ndarray, b: np.ndarray, ab_of
 
 def grey_to_srgb(grey: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """:func:`lab_to_srgb_fast` of a grey photo's uint8 pixels with a and b as uint8 planes holding
-    ``value + AB_OFFSET``, the same output by one table lookup per pixel: every input is one of 256³ triples."""
+    ``value + AB_OFFSET``, the same output by one table lookup per pixel: every input is one of 256³ triples.
+
+    The index of a pixel is its bytes (grey, b, a, 0) read as one little-endian uint32, interleaved by OpenCV;
+    the table is ordered by a, then b, then grey, so that neighbouring pixels, whose a and b (upsampled from the
+    model's grid) barely change, read neighbouring entries.
+    """
     table = _grey_table()
     out = np.empty(grey.shape + (3,), np.uint8)
-    band_rows = 64
-    index, shifted, packed = (np.empty((band_rows, grey.shape[1]), np.uint32) for _ in range(3))
-    for rows in blocks(len(out), band_rows):  # cache-sized bands: 30% faster than whole planes at 12 MP
+    pad = np.zeros((GREY_BAND_ROWS, grey.shape[1]), np.uint8)
+    for rows in blocks(len(out), GREY_BAND_ROWS):  # cache-sized bands
         count = rows.stop - rows.start
-        band, part, found = index[:count], shifted[:count], packed[:count]
-        np.left_shift(grey[rows], 16, out=band, dtype=np.uint32)
-        np.left_shift(a[rows], 8, out=part, dtype=np.uint32)
-        band |= part
-        band |= b[rows]
-        np.take(table, band, out=found)  # R, G, B and a pad byte, in memory order
-        out[rows] = found.view(np.uint8).reshape(count, grey.shape[1], 4)[..., :3]
+        index = cv2.merge([grey[rows], b[rows], a[rows], pad[:count]]).view(np.uint32)[..., 0]
+        found = np.take(table, index)  # R, G, B and a pad byte, in memory order
+        cv2.cvtColor(found.view(np.uint8).reshape(count, grey.shape[1], 4), cv2.COLOR_RGBA2RGB, dst=out[rows])
     return out
+
+
+GREY_BAND_ROWS = 64  # rows converted at a time by grey_to_srgb: its index and lookup stay in cache
 
 
 @cache
 def _grey_table() -> np.ndarray:
-    """sRGB of every (grey level, a + AB_OFFSET, b + AB_OFFSET), packed four bytes to an entry: 64 MiB, built
-    once per process (about a second), after which a 12 MP photo costs a quarter of the band-by-band
+    """sRGB of every (a + AB_OFFSET, b + AB_OFFSET, grey level), packed four bytes to an entry: 64 MiB, built
+    once per process (about a second), after which a 12 MP photo costs a seventh of the band-by-band
     conversion."""
     table = np.zeros((256, 256, 256, 4), np.uint8)
     levels = np.arange(256, dtype=np.uint8)
-    a = np.broadcast_to(levels[:, None], (256, 256))
-    b = np.broadcast_to(levels[None, :], (256, 256))
-    for grey in range(256):
-        table[grey, ..., :3] = lab_to_srgb_fast(np.full((256, 256), grey, np.uint8), a, b, ab_offset=AB_OFFSET)
+    grey = np.ascontiguousarray(np.broadcast_to(levels[None, :], (256, 256)))
+    b = np.broadcast_to(levels[:, None], (256, 256))
+    for a in range(256):
+        table[a, ..., :3] = lab_to_srgb_fast(grey, np.full((256, 256), a, np.uint8), b, ab_offset=AB_OFFSET)
     return table.view(np.uint32).reshape(-1)
 
 
