@@ -10,13 +10,19 @@ upscaled from the bundled sample photos and cached in ``data/benchmarks/camera/`
 (b) the ``preprocess`` flow with 1 Dask worker and (c) with 2, each run into a fresh dataset with N // 4 rows
     per shard.
 
+(d) per photo in one process, against its floor: the reduced-scale decode alone (Pillow's DCT-scaled JPEG
+    decode to at least ``size`` pixels on the shorter side, what every photo must cost) and the stage's work on
+    the same photos (:func:`colorization.dataset.preprocess.process_files`: read, hash, decode, orient, crop,
+    Lab, grey detection, colourfulness, shard write). The issue's aim is a ratio of at most 1.5.
+
 Two figures are given for the flow. End to end is the flow summary's ``images/s``: its shard phase, which
 includes starting and stopping the local Dask cluster (several seconds, whatever N). Steady state is N over the
 window from the first shard task's start to the last one's end, as recorded by Prefect: every per-photo and
 per-task cost, without the cluster's fixed start-up. The default N makes each flow run last tens of seconds.
 
-Run as ``.venv/bin/python benchmarks/preprocess.py [--images N] [--size 256]``. Prefect starts its temporary
-server when ``PREFECT_API_URL`` is unset, as it does for the ``colorization`` command.
+Run as ``.venv/bin/python benchmarks/preprocess.py [--images N] [--size 256] [--per-photo-only]``. Prefect
+starts its temporary server when ``PREFECT_API_URL`` is unset, as it does for the ``colorization`` command;
+``--per-photo-only`` measures (d) alone, without Prefect.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ SHARDS = 4
 DEFAULT_IMAGES = 600
 AIM_SPEEDUP = 3.0  # (b) / (a)
 AIM_SCALING = 1.7  # (c) / (b)
+AIM_DECODE_RATIO = 1.5  # (d): per photo against its reduced-scale decode
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,32 @@ def seed_baseline(paths: list[Path], size: int) -> float:
     for path in paths:
         convert(path)
     return len(paths) / (time.perf_counter() - started)
+
+
+def per_photo_against_decode(paths: list[Path], size: int, folder: Path) -> tuple[float, float]:
+    """Seconds per photo of the reduced-scale decode alone and of ``process_files`` on the same photos, the
+    shard written once for all of them (as the flow writes one per ``rows_per_shard`` photos)."""
+    from PIL import Image
+
+    from colorization.dataset.preprocess import process_files
+
+    def decode(path: Path) -> None:
+        with Image.open(path) as image:
+            scale = size / min(image.size)
+            image.draft(None, (math.ceil(image.width * scale), math.ceil(image.height * scale)))
+            image.load()
+
+    decode(paths[0])
+    started = time.perf_counter()
+    for path in paths:
+        decode(path)
+    floor = (time.perf_counter() - started) / len(paths)
+    source = paths[0].parent
+    relatives = [path.relative_to(source).as_posix() for path in paths]
+    process_files(source, relatives[:1], folder / "warm-up.parquet", size)
+    started = time.perf_counter()
+    process_files(source, relatives, folder / "all.parquet", size)
+    return floor, (time.perf_counter() - started) / len(paths)
 
 
 def shard_window(flow_run_id: UUID, shards: int) -> float:
@@ -103,7 +136,8 @@ def verdict(ratio: float, aim: float) -> str:
     return f"{ratio:.2f} ({'met' if ratio >= aim else 'missed'})"
 
 
-def report(count: int, size: int, baseline: float, one: FlowFigures, two: FlowFigures, load: float) -> None:
+def report(count: int, size: int, baseline: float, one: FlowFigures, two: FlowFigures, load: float,
+           per_photo: tuple[float, float]) -> None:
     """Print the command, the machine and the table of rates and ratios."""
     rows = [
         ("(a) seed baseline, 1 process", f"{baseline:.2f}", f"{baseline:.2f}"),
@@ -135,6 +169,12 @@ def report(count: int, size: int, baseline: float, one: FlowFigures, two: FlowFi
     print("end to end: the flow summary's images/s (shard phase, Dask cluster start and stop included).")
     print("steady state: photos / (last shard task end - first shard task start), from Prefect's task runs.")
     print("The baseline's timing has no start-up in it, so its two columns are the same figure.")
+    floor, work = per_photo
+    ratio = work / floor
+    print()
+    print(f"(d) per photo, one process: reduced-scale decode {floor * 1000:.1f} ms, process_files "
+          f"{work * 1000:.1f} ms: ratio {ratio:.2f} (aim <= {AIM_DECODE_RATIO}: "
+          f"{'met' if ratio <= AIM_DECODE_RATIO else 'missed'})")
 
 
 def main() -> None:
@@ -143,6 +183,7 @@ def main() -> None:
         "--images", type=int, default=DEFAULT_IMAGES, help=f"camera-size photos to process (default {DEFAULT_IMAGES})"
     )
     parser.add_argument("--size", type=int, default=256, help="square output size in pixels (default 256)")
+    parser.add_argument("--per-photo-only", action="store_true", help="measure (d) alone: no flow, no Prefect")
     args = parser.parse_args()
     if args.images < SHARDS:
         parser.error(f"--images must be at least {SHARDS}")
@@ -153,13 +194,18 @@ def main() -> None:
         photos = build_source(work / "source", args.images)
         for photo in photos:
             photo.read_bytes()  # every variant then reads from the page cache, none from disk
+        per_photo = per_photo_against_decode(photos, args.size, work)
+        print(f"(d) per photo: decode {per_photo[0] * 1000:.1f} ms, process_files {per_photo[1] * 1000:.1f} ms, "
+              f"ratio {per_photo[1] / per_photo[0]:.2f} (aim <= {AIM_DECODE_RATIO})", flush=True)
+        if args.per_photo_only:
+            return
         baseline = seed_baseline(photos, args.size)
         print(f"(a) seed baseline: {baseline:.2f} images/s", flush=True)
         runs = {}
         for workers in (1, 2):
             runs[workers] = measure_flow(work / "source", work / f"dataset-{workers}", args.size, workers)
             print(f"flow, {workers} worker(s): {runs[workers].end_to_end:.2f} images/s end to end", flush=True)
-    report(args.images, args.size, baseline, runs[1], runs[2], load)
+    report(args.images, args.size, baseline, runs[1], runs[2], load, per_photo)
 
 
 if __name__ == "__main__":
