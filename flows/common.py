@@ -7,6 +7,7 @@ import functools
 import inspect
 import logging
 import os
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -109,17 +110,18 @@ def pinned_device() -> str:
     return os.environ.get("CUDA_VISIBLE_DEVICES") or "any"
 
 
-def device_limit(device: str) -> str:
-    """The global concurrency limit of one pinned device (``gpu-0``), which ``make deploy`` creates for each
-    device of ``COLORIZATION_GPUS``."""
-    return f"{GPU_LIMIT}-{device}"
+def device_limit(device: str, host: str | None = None) -> str:
+    """The global concurrency limit of device ``device`` of machine ``host`` (default: this one), such as
+    ``gpu-node7-0``, which ``make deploy`` and ``make worker`` create for each device of ``COLORIZATION_GPUS``:
+    named by machine too, so that GPU 0 of one machine never waits for GPU 0 of another."""
+    return f"{GPU_LIMIT}-{host or socket.gethostname()}-{device}"
 
 
 @contextlib.contextmanager
 def gpu_slot() -> Iterator[None]:
     """Hold one slot of the accelerator's global concurrency limit while the block runs, so that runs take
-    turns on it: ``gpu-N`` in a process pinned to device N (``CUDA_VISIBLE_DEVICES``), when the server has
-    it, else ``gpu``.
+    turns on it: :func:`device_limit` in a process pinned to a device (``CUDA_VISIBLE_DEVICES``), when the
+    server has it, else ``gpu``.
 
     Which limit the server has is asked once per process (one run, from the command line or a worker), not at
     every batch. A temporary server has none and needs none: it serves this command only, so the block just

@@ -5,7 +5,8 @@ gets a pid file and a log file under the state folder (``.state/`` by default), 
 starting what already runs does nothing, stopping what is not running does nothing.
 
 Settings come from the environment: ``PREFECT_SERVER_DATABASE_CONNECTION_URL`` for PostgreSQL instead of the
-embedded SQLite database, ``COLORIZATION_GPUS`` (e.g. ``0 1``) for one GPU worker pinned to each device through
+embedded SQLite database, ``PREFECT_API_URL`` for workers (and deploy, status) that serve a server on another
+machine, ``COLORIZATION_GPUS`` (e.g. ``0 1``) for one GPU worker pinned to each device through
 ``CUDA_VISIBLE_DEVICES``, ``COLORIZATION_DASK_ADDRESS`` for an existing Dask cluster.
 
 Prefect's own ``prefect server start --background`` would do for the server, but it sends the server's output to
@@ -54,20 +55,19 @@ class Service:
     port: int = 4200
     extra_env: dict[str, str] = field(default_factory=dict)
     gpus: list[str] = field(default_factory=list)  # devices with a pinned gpu worker each (COLORIZATION_GPUS)
+    server_url: str | None = None  # another machine's server, for workers there (default: this host and port)
 
-    @property
-    def pools(self) -> dict[str, int | None]:
-        """Pool name -> flow runs at a time (None: unlimited): ``gpu`` runs one flow per device."""
-        return {"cpu": None, "gpu": max(1, len(self.gpus))}
+    pools = ("cpu", "gpu")  # process pools without a pool-wide limit: each gpu worker runs one flow at a time
 
     @property
     def limits(self) -> list[str]:
-        """The global concurrency limits of the accelerators, one slot each: ``gpu``, and ``gpu-N`` per device."""
+        """The global concurrency limits of the accelerators, one slot each: ``gpu`` (unpinned processes), and
+        one per device of this machine (:func:`flows.common.device_limit`)."""
         return [GPU_LIMIT, *(device_limit(device) for device in self.gpus)]
 
     @property
     def api_url(self) -> str:
-        return f"http://{self.host}:{self.port}/api"
+        return self.server_url or f"http://{self.host}:{self.port}/api"
 
     def env(self, **overrides: str) -> dict[str, str]:
         """The environment of every process: the API URL, and the server's home inside the state folder."""
@@ -122,14 +122,26 @@ class Service:
         print(f"server: {self.api_url} (dashboard http://{self.host}:{self.port})")
 
     def create_pools(self) -> None:
-        """The process work pools and the global concurrency limits that serialise work on each accelerator."""
-        from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, WorkPoolCreate
+        """The process work pools, and this machine's global concurrency limits (:meth:`create_limits`).
+
+        The ``gpu`` pool has no pool-wide limit: each ``gpu`` worker runs one flow at a time, so as many run
+        at once as there are GPU workers, on this machine and any other that serves the same server.
+        """
+        from prefect.client.schemas.actions import WorkPoolCreate
+
+        with self._client() as client:
+            for name in self.pools:
+                client.create_work_pool(WorkPoolCreate(name=name, type="process", concurrency_limit=None),
+                                        overwrite=True)  # explicit None: lifts the limit of earlier versions
+        self.create_limits()
+
+    def create_limits(self) -> None:
+        """The global concurrency limits that serialise network work on each accelerator of this machine (one
+        slot each); existing ones are left as they are."""
+        from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
         from prefect.exceptions import ObjectAlreadyExists
 
         with self._client() as client:
-            for name, limit in self.pools.items():
-                client.create_work_pool(WorkPoolCreate(name=name, type="process", concurrency_limit=limit),
-                                        overwrite=True)
             for name in self.limits:
                 with contextlib.suppress(ObjectAlreadyExists):
                     client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
@@ -159,7 +171,8 @@ class Service:
             flows = {f.id: f.name for f in client.read_flows()}
             deployments = sorted((f"{flows[d.flow_id]}/{d.name}", d) for d in client.read_deployments())
         lines = ["work pools: " + ", ".join(f"{name} ({_runs_at_a_time(limit)})"
-                                            for name, limit in sorted(pools.items()))]
+                                            for name, limit in sorted(pools.items()))
+                 + "; each gpu worker runs one flow at a time"]
         lines += ["global concurrency limits: " + ", ".join(f"{name} ({limits.get(name, 'missing')})"
                                                            for name in self.limits),
                   f"deployments ({len(deployments)}; prefect deploy's log: {self.log_file('deploy')}):"]
@@ -175,10 +188,12 @@ class Service:
     def start_workers(self, timeout: float = 120) -> None:
         """One ``cpu`` worker, and one ``gpu`` worker per device of :attr:`gpus` (pinned to it), or one unpinned.
 
-        A ``gpu`` worker runs one flow at a time, so runs spread over the devices, one each. Each worker is
+        A ``gpu`` worker runs one flow at a time, so runs spread over the devices, one each; the devices'
+        concurrency limits are created first (a worker machine may never run ``make deploy``). Each worker is
         started once the previous one has registered with the server: workers starting together write to an
         SQLite database at once and log "database is locked".
         """
+        self.create_limits()
         workers = [("worker-cpu", "cpu", [], {})] + [
             ("worker-gpu" if device is None else f"worker-gpu{device}", "gpu", ["--limit", "1"],
              {} if device is None else {"CUDA_VISIBLE_DEVICES": device})
@@ -232,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", type=Path, default=PROJECT_ROOT / ".state")
     parser.add_argument("--port", type=int, default=int(os.environ.get("COLORIZATION_PORT", 4200)))
     args = parser.parse_args(argv)
-    service = Service(args.state, port=args.port, gpus=os.environ.get("COLORIZATION_GPUS", "").split())
+    remote = os.environ.get("PREFECT_API_URL") if args.command in ("worker", "deploy", "status") else None
+    service = Service(args.state, port=args.port, gpus=os.environ.get("COLORIZATION_GPUS", "").split(),
+                      server_url=remote)
     if args.command == "server":
         service.start_server()
     elif args.command == "worker":

@@ -27,6 +27,7 @@ from prefect.client.schemas.filters import (
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+import flows.service
 from colorization.colorize import catalog, shares
 from colorization.dataset.shards import Dataset
 from flows.preprocess import preprocess
@@ -142,11 +143,12 @@ def test_every_deployment_and_pool_exists(service):
     on_cpu = {"preprocess/default", "colorize-split/default", "embed-split/default"}  # split runs only plan
     assert {names[n].work_pool_name for n in on_cpu} == {"cpu"}
     assert {names[n].work_pool_name for n in names if n not in on_cpu} == {"gpu"}
-    assert pools["gpu"].concurrency_limit == 2 and pools["gpu"].type == "process", "one flow per device"
-    assert limits == {"gpu": 1, "gpu-0": 1, "gpu-1": 1}, "the global limits that serialise each accelerator's work"
+    assert pools["gpu"].concurrency_limit is None and pools["gpu"].type == "process", "each worker: one flow"
+    host = socket.gethostname()
+    assert limits == {"gpu": 1, f"gpu-{host}-0": 1, f"gpu-{host}-1": 1}, "one slot per accelerator"
     summary = service.summary()  # what make deploy prints, once, instead of prefect deploy's hint per deployment
-    assert "work pools: cpu (unlimited), gpu (2 runs at a time)" in summary
-    assert "global concurrency limits: gpu (1), gpu-0 (1), gpu-1 (1)" in summary
+    assert "work pools: cpu (unlimited), gpu (unlimited); each gpu worker runs one flow at a time" in summary
+    assert f"global concurrency limits: gpu (1), gpu-{host}-0 (1), gpu-{host}-1 (1)" in summary
     assert all(name in summary for name in names) and "pool gpu, cron 0 2 * * *" in summary
     assert summary.splitlines()[-1].startswith("next: make worker")
 
@@ -192,6 +194,13 @@ def test_split_embed_deals_the_shards_to_both_gpu_workers(service, tiny_dataset,
     table = json.loads(by_key(run_artifacts(service, flow_run.id))["embed-split-shares"].data)
     assert [(row["state"], row["shards"]) for row in table] == [("Completed", 2), ("Completed", 1)]
     assert pinned_devices(service, "embed-share", "embed-summary") == {"0", "1"}
+
+
+def test_worker_commands_of_another_machine_use_its_server(tmp_path, monkeypatch, capsys):
+    """On a GPU machine that only runs workers, ``make worker`` (and status) talk to the PREFECT_API_URL server."""
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+    assert flows.service.main(["status", "--state", str(tmp_path)]) == 0
+    assert "not answering at http://127.0.0.1:9/api" in capsys.readouterr().out
 
 
 def chromium() -> str | None:
