@@ -11,7 +11,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from uuid import UUID
 
 import dask
@@ -20,7 +20,7 @@ from prefect.artifacts import TableArtifact, create_table_artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactUpdate
 from prefect.concurrency.sync import concurrency
-from prefect.exceptions import MissingContextError
+from prefect.exceptions import MissingContextError, ObjectNotFound
 from prefect.settings import get_current_settings
 from prefect_dask import DaskTaskRunner
 from tqdm import tqdm
@@ -29,6 +29,9 @@ from colorization.atomic import remove_stale_temps
 from colorization.lock import LOCK_FILE, folder_lock
 from colorization.quiet import is_verbose
 from flows.paths import project_path
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
 
 GPU_LIMIT = "gpu"  # the global concurrency limit that serialises work on the accelerator
 SERVER_STARTUP_SECONDS = 120  # the temporary server's start-up time on a busy machine (Prefect's default: 20)
@@ -117,6 +120,18 @@ def device_limit(device: str, host: str | None = None) -> str:
     return f"{GPU_LIMIT}-{host or socket.gethostname()}-{device}"
 
 
+def existing_limits(client: SyncPrefectClient, names: list[str]) -> dict[str, int]:
+    """The slots of each global concurrency limit of ``names`` that the server has, read by name: the server's
+    list of limits comes in pages of ten and also holds one per deployment with a concurrency limit."""
+    found = {}
+    for name in names:
+        try:
+            found[name] = client.read_global_concurrency_limit_by_name(name).limit
+        except ObjectNotFound:
+            pass
+    return found
+
+
 @contextlib.contextmanager
 def gpu_slot() -> Iterator[None]:
     """Hold one slot of the accelerator's global concurrency limit while the block runs, so that runs take
@@ -136,7 +151,7 @@ def gpu_slot() -> Iterator[None]:
         pinned = os.environ.get("CUDA_VISIBLE_DEVICES")
         candidates = [device_limit(pinned), GPU_LIMIT] if pinned else [GPU_LIMIT]
         with get_client(sync_client=True) as client:
-            found = {c.name for c in client.read_global_concurrency_limits()}
+            found = existing_limits(client, candidates)
         _gpu_limit_found[api_url] = next((name for name in candidates if name in found), None)
         if _gpu_limit_found[api_url] is None:
             _logger().warning("the server at %s has no global concurrency limit %r (make deploy creates it): "

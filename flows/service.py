@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from flows.common import GPU_LIMIT, device_limit
+from flows.common import GPU_LIMIT, device_limit, existing_limits
 from flows.paths import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -167,7 +167,7 @@ class Service:
         """Pools, the concurrency limit and the deployments on the server, and what to do next."""
         with self._client() as client:
             pools = {p.name: p.concurrency_limit for p in client.read_work_pools()}
-            limits = {c.name: c.limit for c in client.read_global_concurrency_limits()}
+            limits = existing_limits(client, self.limits)
             flows = {f.id: f.name for f in client.read_flows()}
             deployments = sorted((f"{flows[d.flow_id]}/{d.name}", d) for d in client.read_deployments())
         lines = ["work pools: " + ", ".join(f"{name} ({_runs_at_a_time(limit)})"

@@ -170,14 +170,16 @@ def test_gpu_slot_warns_once_without_the_limit_and_holds_it_when_there_is_one(pr
 
 def test_gpu_slot_of_a_pinned_process_is_its_device_s_limit(prefect_harness, monkeypatch):
     """A worker pinned to device 1 takes turns with other users of this machine's device 1 only, not with every
-    GPU's, nor with device 1 of another machine."""
+    GPU's, nor with device 1 of another machine; found also behind a first page of other limits (a
+    deployment's concurrency limit is one too)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 
     from flows import common
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    names = [common.GPU_LIMIT, common.device_limit("1"), common.device_limit("1", host="other-machine")]
+    names = [*(f"deployment:{i}" for i in range(10)), common.GPU_LIMIT, common.device_limit("1"),
+             common.device_limit("1", host="other-machine")]
     common._gpu_limit_found.clear()
     with get_client(sync_client=True) as client:
         for name in names:
@@ -185,7 +187,7 @@ def test_gpu_slot_of_a_pinned_process_is_its_device_s_limit(prefect_harness, mon
         try:
             with common.gpu_slot():
                 held = {n: client.read_global_concurrency_limit_by_name(n).active_slots for n in names}
-            assert list(held.values()) == [0, 1, 0] and names[1] == f"gpu-{socket.gethostname()}-1"
+            assert list(held.values())[-3:] == [0, 1, 0] and names[-2] == f"gpu-{socket.gethostname()}-1"
         finally:
             for name in names:
                 client.delete_global_concurrency_limit_by_name(name)

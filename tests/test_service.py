@@ -134,7 +134,8 @@ def test_every_deployment_and_pool_exists(service):
     with temporary_settings({PREFECT_API_URL: service.api_url}), get_client(sync_client=True) as client:
         names = {f"{client.read_flow(d.flow_id).name}/{d.name}": d for d in client.read_deployments()}
         pools = {p.name: p for p in client.read_work_pools()}
-        limits = {c.name: c.limit for c in client.read_global_concurrency_limits() if c.name.startswith("gpu")}
+        every = client.read_global_concurrency_limits(limit=200)  # pages of 10 by default
+        limits = {c.name: c.limit for c in every if c.name.startswith("gpu")}
     assert set(names) == {"preprocess/default", "embed/default", "train/train", "pipeline/default",
                           "colorize/nightly", "colorize/default", "evaluate/default", "colorize-split/default",
                           "colorize-share/gpu", "embed-split/default", "embed-share/gpu"}
