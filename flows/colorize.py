@@ -250,7 +250,7 @@ def _close(output: Path, found: int, work: catalog.Plan, report: LoopReport, sec
            trained: TrainedModel, upsample: Upsample, sheet: Path, **extra: str) -> dict:
     """Log and publish what a run did; its summary, or a Failed state when a transient failure stopped it."""
     logger = get_run_logger()
-    summary = {**_summary(found, work, report, seconds), "upsample": upsample, "saturation": trained.saturation,
+    summary = {**run_summary(found, work, report, seconds), "upsample": upsample, "saturation": trained.saturation,
                **extra}
     for row in report.records:
         if row["status"] == ERROR:
@@ -291,7 +291,8 @@ def _nothing_to_predict(lightness: np.ndarray) -> np.ndarray:
     raise AssertionError("no photo to colour, so the model was not loaded")
 
 
-def _summary(found: int, work: catalog.Plan, report: LoopReport, seconds: float) -> dict:
+def run_summary(found: int, work: catalog.Plan, report: LoopReport, seconds: float) -> dict:
+    """What a run did to ``found`` photos, counted from the rows it recorded (its ``colorize-summary``)."""
     def count(status: str) -> int:
         return sum(r["status"] == status for r in report.records)
 

@@ -30,9 +30,9 @@ from prefect.settings import get_current_settings
 from prefect.states import Failed
 from pydantic import Field
 
-from colorization.atomic import remove_stale_temps
 from colorization.colorize import catalog, shares
 from colorization.colorize.catalog import COLORIZED, COLOUR, ERROR
+from colorization.colorize.loop import LoopReport
 from colorization.colorize.render import Upsample
 from colorization.dataset.embeddings import deal
 from colorization.dataset.shards import Dataset
@@ -41,7 +41,7 @@ from colorization.network.card import RANDOM_WARNING
 from colorization.photos.archive import list_entries
 from colorization.photos.images import DEFAULT_MAX_PIXELS
 from colorization.preflight import Head, check_colorize, check_embed
-from flows.colorize import merge_shares
+from flows.colorize import TrainedModel, merge_shares, run_summary
 from flows.common import locked, remove_temps, resolve_weights
 from flows.paths import project_path
 
@@ -81,6 +81,7 @@ def colorize_split(
     source, output, model_dir = project_path(input), project_path(output), project_path(model)
     card = check_colorize(source, output, model_dir, resolve_weights(weights), batch_size, workers, max_pixels,
                           temperature, allow_empty, saturation)
+    trained = TrainedModel(card, weights, temperature, saturation)
     _check_deployment(deployment)
     if card.random:
         logger.warning("%s: %s", model_dir, RANDOM_WARNING)
@@ -88,7 +89,7 @@ def colorize_split(
     ledger = catalog.Ledger(output)
     merge_shares(output, ledger, wait)
     entries = list_entries(source)
-    work = catalog.plan(entries, ledger.frame(), output, card.model_id(temperature, saturation), recolor, overwrite)
+    work = catalog.plan(entries, ledger.frame(), output, trained.id, recolor, overwrite)
     ledger.add(work.records)
     ledger.flush()
     parts = shares.partition(work.pending, gpus)
@@ -110,18 +111,19 @@ def colorize_split(
     merged = merge_shares(output, ledger, wait=True)
     remove_temps(output, "a share's lost Dask worker", recursive=True)  # every share has ended
     seconds = time.perf_counter() - started
-    failed = _failures(finished)
-    summary = _summary(len(entries), work, merged, failed, seconds)
+    settled = sum(row["status"] in (COLORIZED, COLOUR, ERROR) for row in merged)
+    report = LoopReport(records=work.records + merged, left=len(work.pending) - settled,
+                        stopped=_stopped(finished, "run again to redo them"))
+    summary = run_summary(len(entries), work, report, seconds)
     create_table_artifact(key="colorize-split-summary", table=[summary],
                           description=f"Colorize run into {output} in {len(parts)} shares; contact sheets: "
                                       + ", ".join(str(s) for s in shares.sheets(output)))
     create_table_artifact(key="colorize-split-shares", table=_shares_table(finished, [len(p) for p in parts], "photos"),
                           description="One child run per share")
     logger.info("%s", ", ".join(f"{k}: {v}" for k, v in summary.items()))
-    if failed:
-        message = f"{len(failed)} of {len(parts)} shares did not complete: {'; '.join(failed)}; run again to redo them"
-        logger.error("%s", message)
-        return Failed(message=message)
+    if report.stopped:
+        logger.error("%s", report.stopped)
+        return Failed(message=report.stopped)
     return summary
 
 
@@ -147,7 +149,7 @@ def embed_split(
     check_embed(data.root, weights, batch_size)
     _check_deployment(deployment)
     for folder in sorted(data.root.glob("embeddings/*/")):
-        remove_stale_temps(folder)  # of a killed run: the shares leave each other's alone
+        remove_temps(folder, "a killed run")  # the shares leave each other's alone
     parts = deal(data.shards(), gpus)
     logger.info("%s: %d shards in %d shares", data.root, sum(map(len, parts)), len(parts))
     parameters = {"dataset": str(data.root), "weights": weights, "head": head, "batch_size": batch_size}
@@ -157,13 +159,12 @@ def embed_split(
     finished = _wait_for(runs, f"Embedding {data.root}", poll_seconds, lambda: max(
         (len(names & {p.name for p in folder.iterdir()}) for folder in data.root.glob("embeddings/*/")),
         default=0) / max(len(names), 1))
-    failed = _failures(finished)
+    stopped = _stopped(finished, "run again to finish")
     table = _shares_table(finished, [len(p) for p in parts], "shards")
     create_table_artifact(key="embed-split-shares", table=table, description="One child run per share")
-    if failed:
-        message = f"{len(failed)} of {len(parts)} shares did not complete: {'; '.join(failed)}; run again to finish"
-        logger.error("%s", message)
-        return Failed(message=message)
+    if stopped:
+        logger.error("%s", stopped)
+        return Failed(message=stopped)
     return {"shards": sum(map(len, parts)), "shares": len(parts)}
 
 
@@ -201,30 +202,14 @@ def _wait_for(runs: list[FlowRun], description: str, poll_seconds: float, done: 
             time.sleep(poll_seconds)
 
 
-def _failures(runs: list[FlowRun]) -> list[str]:
-    return [f"{run.name} ({run.state.name}: {run.state.message or 'no message'})"
-            for run in runs if not run.state.is_completed()]
+def _stopped(runs: list[FlowRun], advice: str) -> str | None:
+    """What stopped a split run: the share runs that did not complete, and ``advice``; None when all did."""
+    failed = [f"{run.name} ({run.state.name}: {run.state.message or 'no message'})"
+              for run in runs if not run.state.is_completed()]
+    return f"{len(failed)} of {len(runs)} shares did not complete: {'; '.join(failed)}; {advice}" if failed else None
 
 
 def _shares_table(runs: list[FlowRun], sizes: list[int], unit: str) -> list[dict]:
     return [{"share": i, "run": run.name, "state": run.state.name, unit: size}
             for i, (run, size) in enumerate(zip(runs, sizes))]
 
-
-def _summary(found: int, work: catalog.Plan, merged: list[dict], failed: list[str], seconds: float) -> dict:
-    rows = work.records + merged
-
-    def count(status: str) -> int:
-        return sum(r["status"] == status for r in rows)
-
-    settled = count(COLORIZED) + count(COLOUR) + count(ERROR) - len(work.records)
-    return {
-        "outcome": "stopped" if failed else "done" if work.pending or work.records else "nothing to do",
-        "photos": found,
-        "colorized": count(COLORIZED),
-        "colour": count(COLOUR),
-        "errors": count(ERROR),
-        "left as they are": work.kept,
-        "left to do": len(work.pending) - settled,
-        "images/s": round(settled / seconds, 3) if settled and seconds > 0 else 0.0,
-    }
