@@ -48,10 +48,10 @@ import numpy as np
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from colorization import device  # noqa: E402
 from colorization.dataset.embeddings import embed_dataset  # noqa: E402
 from colorization.dataset.preprocess import plan_shards, process_files  # noqa: E402
 from colorization.dataset.shards import ERROR, Dataset, read_shard  # noqa: E402
+from colorization.network import device  # noqa: E402
 from colorization.network.extractor import HEADS, Extractor, grey_input, load_extractor  # noqa: E402
 from colorization.photos.discover import find_images  # noqa: E402
 

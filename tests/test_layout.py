@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pkgutil
 import subprocess
 import sys
@@ -43,3 +44,20 @@ def test_only_the_network_package_imports_a_deep_learning_framework():
     seconds and hundreds of MB at start."""
     light = [name for name in _modules() if not name.startswith("colorization.network.")]
     assert not _loaded_after_importing(light) & set(FRAMEWORKS)
+
+
+def test_every_benchmark_script_imports_and_every_shell_script_parses():
+    """The benchmarks run where no test does (a rented GPU machine): a library move that leaves one of their
+    imports behind must fail here, not after the machine has been started."""
+    load = ("import importlib.util, pathlib, sys\n"
+            "for path in map(pathlib.Path, sys.argv[1:]):\n"
+            "    spec = importlib.util.spec_from_file_location('bench_' + path.stem, path)\n"
+            "    sys.modules[spec.name] = importlib.util.module_from_spec(spec)\n"
+            "    spec.loader.exec_module(sys.modules[spec.name])\n")
+    benchmarks = ROOT / "benchmarks"
+    paths = os.pathsep.join(map(str, (ROOT, benchmarks)))  # as `python benchmarks/X.py` sees its siblings
+    done = subprocess.run([sys.executable, "-c", load, *map(str, sorted(benchmarks.glob("*.py")))], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": paths})
+    assert done.returncode == 0, done.stderr[-2000:]
+    for shell in sorted(benchmarks.glob("*.sh")):
+        subprocess.run(["bash", "-n", str(shell)], check=True)
