@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -45,9 +48,29 @@ def test_shard_schema_names_and_types(tmp_path):
     write_shard(path, make_rows(size=16))
     schema = pq.read_schema(path)
     assert schema.names == ["id", "source", "width", "height", "colorfulness", "L", "ab"]
-    assert str(schema.field("L").type.storage_type) == "fixed_size_list<item: uint8>[256]"
-    assert list(schema.field("ab").type.shape) == [16, 16, 2]
-    assert schema.metadata[b"colorization.schema_version"] == b"1"
+    assert schema.field("L").type == pa.binary(256) and schema.field("ab").type == pa.binary(512)
+    assert schema.field("L").metadata == {b"dtype": b"uint8", b"shape": b"[16, 16]"}
+    assert schema.field("ab").metadata == {b"dtype": b"int8", b"shape": b"[16, 16, 2]"}
+    assert schema.metadata[b"colorization.schema_version"] == b"2"
+
+
+def test_schema_1_shards_with_arrow_tensors_are_still_read(tmp_path):
+    rows = make_rows(size=8)
+    path = tmp_path / "part-00000.parquet"
+    pq.write_table(pa.table({"id": rows.ids, "L": pa.FixedShapeTensorArray.from_numpy_ndarray(rows.L),
+                             "ab": pa.FixedShapeTensorArray.from_numpy_ndarray(rows.ab)}), path)
+    back = read_shard(path, ["id", "L", "ab"])
+    assert back.ids == rows.ids and np.array_equal(back.L, rows.L) and np.array_equal(back.ab, rows.ab)
+    assert back.ab.dtype == np.int8 and back.ab.shape == (5, 8, 8, 2)
+
+
+def test_a_schema_1_dataset_is_raised_to_schema_2_when_shards_are_added(tmp_path):
+    data = Dataset(tmp_path / "ds")
+    data.root.mkdir()
+    data.info_path.write_text('{"size": 64, "schema_version": 1}')
+    assert data.size() == 64
+    data.ensure_size(64)
+    assert json.loads(data.info_path.read_text()) == {"size": 64, "schema_version": 2}
 
 
 def test_reading_selected_columns(tmp_path):
@@ -81,7 +104,7 @@ def test_dataset_of_a_newer_schema_or_damaged_description_is_refused(tmp_path):
     data = Dataset(tmp_path / "ds")
     data.ensure_size(64)
     data.info_path.write_text('{"size": 64, "schema_version": 99}')
-    with pytest.raises(ConfigError, match="newer colorization \\(dataset schema 99, this version reads up to 1\\)"):
+    with pytest.raises(ConfigError, match="newer colorization \\(dataset schema 99, this version reads up to 2\\)"):
         data.size()
     data.info_path.write_text('{"schema_version": 1}')
     with pytest.raises(ConfigError, match="dataset.json: not a dataset description"):

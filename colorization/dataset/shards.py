@@ -29,7 +29,7 @@ from colorization import manifest
 from colorization.atomic import atomic_path
 from colorization.errors import ConfigError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: pixels as fixed-size binary (1: Arrow tensors, still read)
 ROWS_PER_SHARD = 512  # photos per shard file: about 25 MB at 256x256
 _SHARD_NAME = re.compile(r"part-(\d{5,})\.parquet")
 
@@ -57,7 +57,12 @@ def manifest_record(source: str, **values) -> dict:
 
 
 def shard_schema(size: int) -> pa.Schema:
-    """Arrow schema of a shard of ``size``x``size`` photos."""
+    """Arrow schema of a shard of ``size``x``size`` photos.
+
+    Each photo's pixels are one fixed-size binary value, row-major, with their numpy dtype and shape in the
+    field's metadata. Parquet stores that as plain bytes; the Arrow tensor type of schema 1 was stored as a list
+    column, whose per-element levels made reading a shard five times slower (BENCHMARKS.md).
+    """
     return pa.schema(
         [
             ("id", pa.string()),
@@ -65,11 +70,33 @@ def shard_schema(size: int) -> pa.Schema:
             ("width", pa.int32()),
             ("height", pa.int32()),
             ("colorfulness", pa.float32()),
-            ("L", pa.fixed_shape_tensor(pa.uint8(), [size, size])),
-            ("ab", pa.fixed_shape_tensor(pa.int8(), [size, size, 2])),
+            _pixel_field("L", np.uint8, (size, size)),
+            _pixel_field("ab", np.int8, (size, size, 2)),
         ],
         metadata={"colorization.schema_version": str(SCHEMA_VERSION)},
     )
+
+
+def _pixel_field(name: str, dtype: type, shape: tuple[int, ...]) -> pa.Field:
+    metadata = {"dtype": np.dtype(dtype).name, "shape": json.dumps(shape)}
+    return pa.field(name, pa.binary(int(np.prod(shape)) * np.dtype(dtype).itemsize), metadata=metadata)
+
+
+def _pixel_array(values: np.ndarray, dtype: type) -> pa.Array:
+    """One fixed-size binary value per photo, sharing the bytes of ``values`` (n, ...)."""
+    data = np.ascontiguousarray(values, dtype)
+    width = int(np.prod(data.shape[1:])) * data.itemsize
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), len(data), [None, pa.py_buffer(data)])
+
+
+def _pixels(array: pa.Array, field: pa.Field) -> np.ndarray:
+    """The (n, ...) numpy view of a pixel column: fixed-size binary (schema 2) or an Arrow tensor (schema 1)."""
+    if isinstance(array, pa.ExtensionArray):
+        return array.to_numpy_ndarray()
+    dtype, shape = np.dtype(field.metadata[b"dtype"].decode()), tuple(json.loads(field.metadata[b"shape"]))
+    width = array.type.byte_width
+    data = np.frombuffer(array.buffers()[1], np.uint8, len(array) * width, array.offset * width)
+    return data.view(dtype).reshape(len(array), *shape)
 
 
 @dataclass
@@ -98,8 +125,8 @@ def write_shard(path: str | Path, rows: ShardRows) -> None:
             pa.array(rows.width, pa.int32()),
             pa.array(rows.height, pa.int32()),
             pa.array(rows.colorfulness, pa.float32()),
-            pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(rows.L, np.uint8)),
-            pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(rows.ab, np.int8)),
+            _pixel_array(rows.L, np.uint8),
+            _pixel_array(rows.ab, np.int8),
         ],
         schema=shard_schema(size),
     )
@@ -119,7 +146,7 @@ def read_shard(path: str | Path, columns: list[str] | None = None) -> ShardRows:
 
     def tensor(name: str) -> np.ndarray | None:
         array = column(name)
-        return None if array is None else array.to_numpy_ndarray()
+        return None if array is None else _pixels(array, table.schema.field(name))
 
     def values(name: str) -> np.ndarray | list | None:
         array = column(name)
@@ -179,6 +206,10 @@ class Dataset:
 
     def size(self) -> int:
         """The photo size the dataset was created with."""
+        return self._info()[0]
+
+    def _info(self) -> tuple[int, int]:
+        """(size, schema version) from ``dataset.json``, refusing a dataset written by a newer version."""
         if not self.info_path.exists():
             raise ConfigError(f"{self.root}: not a dataset (no dataset.json); run preprocess first")
         try:
@@ -189,7 +220,7 @@ class Dataset:
         if version > SCHEMA_VERSION:
             raise ConfigError(f"{self.root}: written by a newer colorization (dataset schema {version}, this "
                               f"version reads up to {SCHEMA_VERSION}); upgrade, or preprocess into a new folder")
-        return size
+        return size, version
 
     def check_size(self, size: int) -> None:
         """Refuse a size that differs from the one an existing dataset was built at."""
@@ -199,9 +230,13 @@ class Dataset:
             )
 
     def ensure_size(self, size: int) -> None:
-        """Create ``dataset.json`` for a new dataset, or refuse a size that differs from the existing one."""
+        """Create ``dataset.json`` for a new dataset, or refuse a size that differs from the existing one.
+
+        An older dataset's schema version is raised to this one's, since the shards a run adds are written in
+        it: an older colorization then refuses the dataset instead of misreading them.
+        """
         self.check_size(size)
-        if self.info_path.exists():
+        if self.info_path.exists() and self._info()[1] == SCHEMA_VERSION:
             return
         with atomic_path(self.info_path) as temp:
             temp.write_text(json.dumps({"size": size, "schema_version": SCHEMA_VERSION}, indent=2) + "\n")
