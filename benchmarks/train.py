@@ -7,7 +7,8 @@ are timed here for one epoch over the same photos, with the same fusion model, s
 (a) seed's way: each batch's embeddings computed in the generator, one Xception ``predict`` per photo;
 (b) this stage: ``Split.batches`` joining shards with stored embeddings, prefetched on a thread;
 (c) the network alone: the same batches, materialised once as arrays in memory, so no shard reading, flipping
-    or conversion is timed; (b)/(c) says how much of the accelerator the input pipeline leaves idle.
+    or conversion is timed; (b)/(c) says how much of the accelerator the input pipeline leaves idle;
+(d) the input pipeline alone: (b)'s batches drawn as fast as they come, no network: what it can feed at most.
 
 Each runs ``model.fit`` (``--epochs`` epochs, default 1) after a warm-up step (compilation is not timed).
 Random weights are used: speed does not depend on weight values. ``--head spatial`` measures the model that
@@ -80,6 +81,14 @@ def fit_rate(model, batches: Iterator[Batch], steps: int, images: int, epochs: i
     return images * epochs / (time.perf_counter() - began)
 
 
+def pipeline_rate(batches: Iterator[Batch], steps: int, images: int, epochs: int) -> float:
+    """Images/s of drawing ``steps`` x ``epochs`` batches from ``batches`` with nothing consuming them."""
+    began = time.perf_counter()
+    for _ in range(steps * epochs):
+        next(batches)
+    return images * epochs / (time.perf_counter() - began)
+
+
 def in_memory(split: Split, batch_size: int) -> Iterator[Batch]:
     """One epoch of the stage's batches, materialised once, then served again and again from memory."""
     batches = list(split.batches(batch_size, np.random.default_rng(0), flip=True))
@@ -87,11 +96,11 @@ def in_memory(split: Split, batch_size: int) -> Iterator[Batch]:
         yield from batches
 
 
-def endless(split: Split, batch_size: int) -> Iterator[Batch]:
+def endless(split: Split, batch_size: int, threads: int = 4) -> Iterator[Batch]:
     """The stage's prefetched batches, epoch after epoch."""
     rng = np.random.default_rng(0)
     while True:
-        yield from prefetch(split.batches(batch_size, rng, flip=True))
+        yield from prefetch(split.batches(batch_size, rng, flip=True, threads=threads))
 
 
 def main() -> int:
@@ -122,6 +131,8 @@ def main() -> int:
                                                     split.size, 1)
         stage = fit_rate(model, endless(split, args.batch_size), steps, split.size, args.epochs)
         network = fit_rate(model, in_memory(split, args.batch_size), steps, split.size, args.epochs)
+        feed = pipeline_rate(endless(split, args.batch_size), steps, split.size, args.epochs)
+        feed_one = pipeline_rate(endless(split, args.batch_size, threads=1), steps, split.size, args.epochs)
 
     print(f"command:  {shlex.join([sys.executable, *sys.argv])}")
     print(f"machine:  {os.cpu_count()} CPUs, {platform.platform()}, {device.describe()}, "
@@ -134,6 +145,9 @@ def main() -> int:
     print(f"(b) precomputed embeddings, prefetched batches:      {stage:8.2f} images/s")
     print(f"(c) network alone, the same batches from memory:     {network:8.2f} images/s  "
           f"(b)/(c) = {stage / network:.0%}")
+    print(f"(d) input pipeline alone, no network:               {feed:8.2f} images/s  (d)/(c) = {feed / network:.2f}")
+    print(f"    the same on one thread:                          {feed_one:8.2f} images/s  threads gain "
+          f"{feed / feed_one:.2f}x")
     if seed is not None:
         print(f"(b)/(a) = {stage / seed:.1f}x")
     return 0

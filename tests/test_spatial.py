@@ -53,9 +53,11 @@ def test_batches_carry_maps_and_mirror_them_with_the_photo(spatial_dataset, spat
     rng = np.random.default_rng(0)
     rows = Rows(rng.integers(0, 255, (8, 16, 16), np.uint8), rng.integers(-60, 60, (8, 16, 16, 2), np.int8),
                 rng.normal(size=(8, 5, 5, 3)).astype(np.float16))
-    inputs, _ = to_batch(rows, np.random.default_rng(1))
+    mirror = np.arange(len(rows)) % 3 == 0
+    inputs, target = to_batch(rows, mirror)
     mirrored = [not np.array_equal(inputs["L"][i, ..., 0], rows.L[i]) for i in range(len(rows))]
-    assert 0 < sum(mirrored) < len(rows)
+    assert mirrored == list(mirror)
+    assert np.array_equal(target[mirror] * 128, rows.ab[mirror][:, :, ::-1].astype(np.float32))
     for i, flipped in enumerate(mirrored):
         expected = rows.embedding[i, :, ::-1] if flipped else rows.embedding[i]
         assert np.array_equal(inputs["embedding"][i], expected.astype(np.float32))

@@ -72,6 +72,19 @@ def test_split_is_stable_disjoint_and_batches_cover_it(embedded_dataset):
     assert target.dtype == np.float32 and np.abs(target).max() <= 1.0
 
 
+def test_batches_are_the_same_whatever_the_number_of_threads(embedded_dataset):
+    split = Split(embedded_dataset, FAKE_EXTRACTOR, validation=False, percent=20.0)
+
+    def one_pass(threads: int) -> list:
+        return list(split.batches(3, np.random.default_rng(7), flip=True, shards_in_memory=1, threads=threads))
+
+    single, several = one_pass(1), one_pass(4)
+    assert [len(t) for _, t in single] == [len(t) for _, t in several] and sum(len(t) for _, t in single) == split.size
+    for (inputs, target), (other_inputs, other_target) in zip(single, several):
+        assert np.array_equal(target, other_target) and np.array_equal(inputs["L"], other_inputs["L"])
+        assert np.array_equal(inputs["embedding"], other_inputs["embedding"])
+
+
 def test_resume_continues_epoch_numbering_and_optimizer_state(embedded_dataset, tmp_path):
     model_dir = tmp_path / "model"
     last = TrainConfig(**{**TINY.__dict__, "keep": "last"})  # so the model in memory is the last epoch's

@@ -1,6 +1,7 @@
 """Training input: shards joined with their embeddings, streamed in shuffled, flipped, prefetched batches.
 
-Memory stays bounded whatever the dataset size: at most ``shards_in_memory`` shards are decoded at a time.
+Memory stays bounded whatever the dataset size: at most two windows of ``shards_in_memory`` shards are
+decoded at a time (the one being served and the next).
 Rows are split into training and validation by a hash of their id, so the split never changes when the
 dataset grows. Embeddings are vectors (n, dim) or feature maps (n, h, w, c) alike.
 """
@@ -10,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +56,10 @@ class Rows:
     def take(self, index: np.ndarray) -> Rows:
         return Rows(self.L[index], self.ab[index], self.embedding[index])
 
+    def slice(self, start: int, stop: int) -> Rows:
+        """Rows ``start:stop`` as views, without copying."""
+        return Rows(self.L[start:stop], self.ab[start:stop], self.embedding[start:stop])
+
     @staticmethod
     def concat(parts: list[Rows]) -> Rows:
         return Rows(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("L", "ab", "embedding")))
@@ -89,39 +96,63 @@ class Split:
         rng: np.random.Generator | None = None,
         flip: bool = False,
         shards_in_memory: int = 4,
+        threads: int = 4,
     ) -> Iterator[Batch]:
         """One pass over the split. With ``rng``, shard order and rows within each window of
-        ``shards_in_memory`` shards are shuffled; ``flip`` mirrors a random half of each batch."""
+        ``shards_in_memory`` shards are shuffled; ``flip`` mirrors a random half of each batch.
+
+        ``threads`` decode the next window's shards while the current one is served, and convert batches a few
+        ahead: shard decoding and conversion release the GIL, so a GPU is fed several cores' worth. The output
+        is the same for any number of threads: every random draw is made here, in order.
+        """
         order = rng.permutation(len(self.parts)) if rng is not None else np.arange(len(self.parts))
-        carry: Rows | None = None
-        for start in range(0, len(order), shards_in_memory):
-            window = [self.read(self.parts[i]) for i in order[start : start + shards_in_memory]]
-            rows = Rows.concat(([carry] if carry is not None else []) + window)
-            if rng is not None:
-                rows = rows.take(rng.permutation(len(rows)))
-            full = len(rows) - len(rows) % batch_size
-            for begin in range(0, full, batch_size):
-                yield to_batch(rows.take(np.arange(begin, begin + batch_size)), rng if flip else None)
-            carry = rows.take(np.arange(full, len(rows)))
-        if carry is not None and len(carry):
-            yield to_batch(carry, rng if flip else None)
+        windows = [order[start : start + shards_in_memory] for start in range(0, len(order), shards_in_memory)]
+        with ThreadPoolExecutor(threads, thread_name_prefix="batches") as pool:
+            converting: deque[Future[Batch]] = deque()
+
+            def convert(rows: Rows) -> Iterator[Batch]:
+                mirror = rng.random(len(rows)) < 0.5 if flip and rng is not None else None
+                converting.append(pool.submit(to_batch, rows, mirror))
+                while len(converting) > threads or (converting and converting[0].done()):
+                    yield converting.popleft().result()
+
+            reading = [pool.submit(self.read, self.parts[i]) for i in windows[0]] if windows else []
+            carry: Rows | None = None
+            for number in range(len(windows)):
+                window = [job.result() for job in reading]
+                if number + 1 < len(windows):
+                    reading = [pool.submit(self.read, self.parts[i]) for i in windows[number + 1]]
+                rows = Rows.concat(([carry] if carry is not None else []) + window)
+                if rng is not None:
+                    rows = rows.take(rng.permutation(len(rows)))
+                full = len(rows) - len(rows) % batch_size
+                for begin in range(0, full, batch_size):
+                    yield from convert(rows.slice(begin, begin + batch_size))
+                carry = rows.slice(full, len(rows))
+            if carry is not None and len(carry):
+                yield from convert(carry)
+            while converting:
+                yield converting.popleft().result()
 
 
-def to_batch(rows: Rows, flip_rng: np.random.Generator | None = None) -> Batch:
-    """Model inputs (L as float 0..255, embedding as float32) and target ab / 128.
+def to_batch(rows: Rows, mirror: np.ndarray | None = None) -> Batch:
+    """Model inputs (L as float 0..255, embedding as float32) and target ab / 128; the rows where ``mirror`` is
+    true are mirrored left to right.
 
     A mirrored photo gets its feature map mirrored too, so the map still lies over what it describes.
     """
-    lightness = model_inputs(rows.L)
-    target = model_target(rows.ab)
-    embedding = rows.embedding.astype(np.float32)
-    if flip_rng is not None:
-        mirror = flip_rng.random(len(rows)) < 0.5
-        lightness[mirror] = lightness[mirror, :, ::-1]
-        target[mirror] = target[mirror, :, ::-1]
-        if embedding.ndim == 4:
-            embedding[mirror] = embedding[mirror, :, ::-1]
-    return {"L": lightness, "embedding": embedding}, target
+    if mirror is not None and mirror.any():
+        rows = Rows(*(_mirrored(array, mirror) for array in (rows.L, rows.ab, rows.embedding)))
+    return {"L": model_inputs(rows.L), "embedding": rows.embedding.astype(np.float32)}, model_target(rows.ab)
+
+
+def _mirrored(array: np.ndarray, mirror: np.ndarray) -> np.ndarray:
+    """A copy of ``array`` (n, h, w, ...) with rows ``mirror`` flipped along w; vectors (n, dim) unchanged."""
+    if array.ndim < 3:
+        return array
+    result = array.copy()
+    result[mirror] = array[mirror, :, ::-1]
+    return result
 
 
 def prefetch(batches: Iterator[Batch], depth: int = 4) -> Iterator[Batch]:

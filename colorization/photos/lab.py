@@ -43,7 +43,7 @@ def model_inputs(lightness: np.ndarray) -> np.ndarray:
 
 def model_target(ab: np.ndarray) -> np.ndarray:
     """What the network learns to output, ab / 128 float32, from a,b in Lab units (stored int8 or float)."""
-    return ab.astype(np.float32) / np.float32(AB_SCALE)
+    return np.divide(ab, np.float32(AB_SCALE), dtype=np.float32)  # one pass, no float copy of ab first
 
 
 def from_model_output(output: np.ndarray) -> np.ndarray:
