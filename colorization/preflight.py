@@ -29,7 +29,7 @@ from colorization.photos.discover import IMAGE_SUFFIXES, iter_images
 
 MIN_SIZE = 32
 WEIGHT_KEYWORDS = ("imagenet", "none")
-Head = Literal["predictions", "avg_pool", "spatial"]  # what the Xception extractor can give the model
+Head = Literal["predictions", "avg_pool", "spatial", "middle"]  # what the Xception extractor can give the model
 HEADS: tuple[str, ...] = get_args(Head)
 Objective = Literal["regression", "classification"]  # what the model can learn
 Schedule = Literal["cosine", "constant"]  # how the learning rate moves over a run's epochs

@@ -36,7 +36,8 @@ SATURATION_HELP = ("scale the predicted colour's chroma: above 1 more vivid, bel
                    "model's own; README's colorize section has the measured trade-off)")
 
 HEAD_HELP = ("what Xception gives the model: spatial, its 10x10x2048 feature map fused spatially (colours best, "
-             "QUALITY.md); avg_pool, the 2048-d pooled features; or predictions, the paper's 1000-class softmax")
+             "QUALITY.md); middle, the middle flow's finer 19x19x728 map; avg_pool, the 2048-d pooled features; "
+             "or predictions, the paper's 1000-class softmax")
 
 
 def _path(value: str) -> Path:

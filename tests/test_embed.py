@@ -24,6 +24,7 @@ from colorization.dataset.embeddings import (
 from colorization.dataset.shards import Dataset, read_shard
 from colorization.errors import ConfigError
 from colorization.network.extractor import XceptionInput, grey_input, load_extractor
+from colorization.network.model import build_model
 from flows.cli import main
 from flows.embed import embed
 
@@ -56,6 +57,15 @@ def test_spatial_head_is_the_map_that_avg_pool_averages(tiny_dataset):
     assert maps.shape == (2, 10, 10, 2048) and maps.dtype == np.float16
     assert spatial.id.startswith("xception-spatial-RANDOM-") and spatial.id != pooled.id
     assert np.allclose(maps.astype(np.float32).mean(axis=(1, 2)), vectors, rtol=1e-2, atol=1e-3)
+
+
+def test_middle_head_is_the_middle_flows_finer_map(tiny_dataset):
+    middle = load_extractor("none", "middle")
+    maps = middle.embed(read_shard(tiny_dataset.shards()[0], ["L"]).L[:2], 2)
+    assert middle.shape == (19, 19, 728) and maps.shape == (2, 19, 19, 728) and maps.dtype == np.float16
+    assert middle.id.startswith("xception-middle-RANDOM-") and (maps >= 0).all(), "taken after a ReLU"
+    model = build_model(64, middle.shape, 0.125)
+    assert model.get_layer("embedding_grid").output.shape[1:] == (8, 8, 728)
 
 
 def test_embed_flow_shapes_alignment_and_resume(prefect_harness, tiny_dataset, tmp_path, caplog):

@@ -29,16 +29,18 @@ from colorization.preflight import HEADS, check_weights
 
 log = logging.getLogger(__name__)
 
-# Where each head cuts Xception: the 1000-class softmax, the 2048-d pooled features, and the exit flow's last
-# activation before pooling (10x10x2048 for the 299x299 input), whose spatial mean is exactly ``avg_pool``.
-HEAD_LAYERS = {"predictions": "predictions", "avg_pool": "avg_pool", "spatial": "block14_sepconv2_act"}
+# Where each head cuts Xception: the 1000-class softmax, the 2048-d pooled features, the exit flow's last
+# activation before pooling (10x10x2048 for the 299x299 input), whose spatial mean is exactly ``avg_pool``, and
+# the middle flow's output as the exit flow first activates it (19x19x728: finer, less abstract).
+HEAD_LAYERS = {"predictions": "predictions", "avg_pool": "avg_pool", "spatial": "block14_sepconv2_act",
+               "middle": "block13_sepconv1_act"}
 IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/xception/"
 XCEPTION_SIZE = 299
 RANDOM_SEED = 1712_03400  # any fixed number gives stable random weights; this one is the paper's arXiv id
 OFFLINE_HINT = (
     "on a machine without internet, download the file elsewhere and pass its path: "
     "--weights /path/to/xception_weights_tf_dim_ordering_tf_kernels.h5 "
-    "(or ..._notop.h5 for --head avg_pool or spatial)"
+    "(or ..._notop.h5 for --head avg_pool, spatial or middle)"
 )
 
 
@@ -78,7 +80,8 @@ class Extractor:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """One photo's embedding: ``(dim,)`` for a vector head, ``(10, 10, 2048)`` for ``spatial``."""
+        """One photo's embedding: ``(dim,)`` for a vector head, ``(10, 10, 2048)`` for ``spatial``, ``(19, 19, 728)``
+        for ``middle``."""
         return tuple(int(d) for d in self.model.output.shape[1:])
 
     def embed(self, lightness: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -95,7 +98,8 @@ def load_extractor(
     ``predictions`` is the 1000-class softmax (as in the paper); ``avg_pool`` the 2048-d pooled features;
     ``spatial`` the 10x10x2048 map those features are pooled from, so that the model can place semantics where
     they are in the photo (Larsson et al. 2016, "Learning Representations for Automatic Colorization", colour
-    from a pretrained network's spatial features rather than from one global vector).
+    from a pretrained network's spatial features rather than from one global vector); ``middle`` the middle
+    flow's 19x19x728 map, twice as fine and less abstract.
     Mixed precision is used on a GPU unless ``mixed_precision`` says otherwise.
     """
     if head not in HEADS:
@@ -205,5 +209,5 @@ def _from_file(path: Path, head: str) -> keras.Model:
             problems.append(f"{'with' if include_top else 'without'} top: {str(exc).splitlines()[0][:160]}")
             continue
         return model
-    hint = "" if head != "predictions" else " (a _notop file serves only --head avg_pool or spatial)"
+    hint = "" if head != "predictions" else " (a _notop file serves only --head avg_pool, spatial or middle)"
     raise ConfigError(f"{path}: these weights do not fit Xception{hint}; {'; '.join(problems)}")
