@@ -1,8 +1,9 @@
-"""Shard reading: schema 2 (pixels as fixed-size binary) against schema 1 (Arrow tensors), same photos.
+"""Shard writing and reading: schema 2 (pixels as fixed-size binary) against schema 1 (Arrow tensors), same photos.
 
 Training and embedding read every shard's ``L`` (and ``ab``) once per epoch or run; on a GPU machine that read
-is what the accelerator waits on (BENCHMARKS.md, GPU). This writes the same rows both ways, zstd-compressed
-like ``write_shard``, and times ``read_shard`` of each, in one process:
+is what the accelerator waits on (BENCHMARKS.md, GPU); preprocess writes each shard once. This writes the same
+rows both ways, zstd-compressed like ``write_shard``, and times the writes and ``read_shard`` of each, in one
+process:
 
     .venv/bin/python benchmarks/shards.py [--size 256] [--photos 128] [--repeats 3]
 
@@ -52,14 +53,14 @@ def write_schema_1(path: Path, rows: ShardRows) -> None:
     pq.write_table(table, path, compression="zstd", row_group_size=len(rows))
 
 
-def read_rate(path: Path, repeats: int) -> float:
-    """Photos/s of ``read_shard(path, ["id", "L", "ab"])``, best of ``repeats``."""
+def best_seconds(action, repeats: int) -> float:
+    """The fastest of ``repeats`` runs of ``action()``, in seconds."""
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
-        rows = read_shard(path, ["id", "L", "ab"])
+        action()
         best = min(best, time.perf_counter() - started)
-    return len(rows) / best
+    return best
 
 
 def main() -> int:
@@ -73,19 +74,23 @@ def main() -> int:
         folder = Path(tmp)
         rows = sample_rows(args.photos_dir, folder, args.size, args.photos)
         old, new = folder / "schema-1.parquet", folder / "schema-2.parquet"
-        write_schema_1(old, rows)
-        write_shard(new, rows)
+        writes = [len(rows) / best_seconds(lambda: write(path, rows), args.repeats)
+                  for write, path in ((write_schema_1, old), (write_shard, new))]
         assert np.array_equal(read_shard(old).L, read_shard(new).L), "both shards must hold the same pixels"
-        before, after = read_rate(old, args.repeats), read_rate(new, args.repeats)
+        before, after = (len(rows) / best_seconds(lambda: read_shard(path, ["id", "L", "ab"]), args.repeats)
+                         for path in (old, new))
         sizes = [path.stat().st_size / len(rows) / 1e3 for path in (old, new)]
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"machine: {os.cpu_count()} CPUs, {platform.platform()}")
     distinct = len(set(rows.sources))
     print(f"photos:  {len(rows)} rows at {args.size}x{args.size} from {distinct} photos of {args.photos_dir}, zstd, "
           f"one row group{'' if distinct == len(rows) else ' (REPEATED rows: disk figures flatter schema 2)'}")
-    print(f"schema 1 (Arrow tensors):     {before:8.0f} photos/s read, {sizes[0]:6.1f} KB/photo on disk")
-    print(f"schema 2 (fixed-size binary): {after:8.0f} photos/s read, {sizes[1]:6.1f} KB/photo on disk")
-    print(f"schema 2 / schema 1: {after / before:.2f}x read speed, {sizes[1] / sizes[0]:.0%} of the bytes")
+    print(f"schema 1 (Arrow tensors):     {writes[0]:7.0f} photos/s written, {before:7.0f} read, "
+          f"{sizes[0]:6.1f} KB/photo on disk")
+    print(f"schema 2 (fixed-size binary): {writes[1]:7.0f} photos/s written, {after:7.0f} read, "
+          f"{sizes[1]:6.1f} KB/photo on disk")
+    print(f"schema 2 / schema 1: {writes[1] / writes[0]:.2f}x write speed, {after / before:.2f}x read speed, "
+          f"{sizes[1] / sizes[0]:.0%} of the bytes")
     return 0
 
 
