@@ -103,7 +103,7 @@ CASES = [
     ("embed --dataset file", ["file: --dataset is a file, not a dataset folder"]),
     ("embed --dataset empty", ["empty: not a dataset (no dataset.json)"]),
     ("embed --dataset ds --weights nothing.h5", ["nothing.h5: no such weights file"]),
-    ("embed --dataset ds --head middle", ["--head: invalid choice: 'middle'"]),
+    ("embed --dataset ds --head entry", ["--head: invalid choice: 'entry'"]),
     # train
     ("train --dataset ds --model-dir m --epochs 0", ["--epochs must be at least 1, got 0"]),
     ("train --dataset ds --model-dir m --batch-size 0", ["--batch-size must be at least 1, got 0"]),
