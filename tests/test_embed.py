@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import warnings
 
 import keras
@@ -12,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from colorization.dataset import embeddings
 from colorization.dataset.embeddings import (
     EXTRACTOR_KEY,
     deal,
@@ -107,6 +109,29 @@ def test_embed_dataset_reads_and_writes_in_order(tiny_dataset, tmp_path):
         rows = read_shard(shard)
         ids, values = read_embeddings(data.embeddings_dir("fake") / shard.name, "fake")
         assert ids == rows.ids and np.array_equal(values, rows.L.reshape(len(rows), -1)[:, :3])
+
+
+def test_embed_dataset_waits_for_slow_writes_instead_of_holding_every_shard(tiny_dataset, tmp_path, monkeypatch):
+    data = Dataset(tmp_path / "ds")
+    shutil.copytree(tiny_dataset.root, data.root)
+    unwritten, most = [], []
+    write = embeddings.write_embeddings
+
+    def slow_write(*args):
+        time.sleep(0.3)
+        write(*args)
+        unwritten.pop()
+
+    def embed(lightness):
+        unwritten.append(len(lightness))
+        most.append(len(unwritten))
+        return lightness.reshape(len(lightness), -1)[:, :3]
+
+    monkeypatch.setattr(embeddings, "WRITERS", 1)
+    monkeypatch.setattr(embeddings, "write_embeddings", slow_write)
+    report = embed_dataset(data, "fake", embed)
+    assert report.shards == 3 and not unwritten and len(list(data.embeddings_dir("fake").glob("part-*"))) == 3
+    assert max(most) == 2, "one shard being written, one just embedded: never all three held at once"
 
 
 def test_shares_of_a_split_run_embed_only_their_shards_and_leave_others_temp_files(tiny_dataset, tmp_path):

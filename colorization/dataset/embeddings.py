@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from colorization.errors import ConfigError
 EXTRACTOR_KEY = b"colorization.extractor_id"
 SHAPE_KEY = b"colorization.embedding_shape"
 INFO_FILE = "extractor.json"
+WRITERS = 2  # shards' embeddings compressed and written at once, beside the network (zstd releases the GIL)
 
 
 def write_extractor_info(folder: Path, extractor_id: str, weights: str, head: str) -> None:
@@ -117,8 +119,10 @@ def embed_dataset(
 ) -> EmbedReport:
     """Embed every shard that has no embedding file yet, in shard order.
 
-    The next shard is read and the previous result written on background threads while ``embed`` runs, so
-    the network never waits on disk. Each file is written atomically: a killed run resumes where it stopped.
+    The next shard is read and earlier results written on background threads while ``embed`` runs, so the
+    network never waits on disk; at most :data:`WRITERS` shards' results wait to be written, so a network
+    faster than the disk waits for it instead of filling memory (a shard of hypercolumn maps is ~0.7 GB).
+    Each file is written atomically: a killed run resumes where it stopped.
     ``on_shard(done, total)`` is called, on the calling thread, as each shard's embeddings are handed to the
     writer. ``only`` limits the run to the shards of those names (one share of a split run, :func:`deal`); such a
     run leaves temporary files alone, since other runs write beside it.
@@ -134,17 +138,18 @@ def embed_dataset(
         return report
     started = time.perf_counter()
     with ThreadPoolExecutor(1, thread_name_prefix="embed-read") as reader, ThreadPoolExecutor(
-        1, thread_name_prefix="embed-write"
+        WRITERS, thread_name_prefix="embed-write"
     ) as writer:
         next_rows = reader.submit(read_shard, pending[0], ["id", "L"])
-        writes = []
+        writes: deque[Future] = deque()
         for done, shard in enumerate(pending, start=1):
             rows = next_rows.result()
             if done < len(pending):
                 next_rows = reader.submit(read_shard, pending[done], ["id", "L"])
             values = embed(rows.L)
-            target = folder / shard.name
-            writes.append(writer.submit(write_embeddings, target, rows.ids, values, extractor_id))
+            while len(writes) >= WRITERS:
+                writes.popleft().result()
+            writes.append(writer.submit(write_embeddings, folder / shard.name, rows.ids, values, extractor_id))
             if on_shard is not None:
                 on_shard(done, len(pending))
             report.shards += 1
