@@ -4,7 +4,7 @@ The preprocess and embed flows need a Prefect server and a Dask cluster; a rente
 experiment has neither. This script does the same work with the same library functions (``process_files`` per
 shard on a process pool, then ``embed_dataset``), so ``benchmarks/ablation.py`` can train on its output there:
 
-    python benchmarks/build_dataset.py PHOTOS DATASET --size 256 --weights W.weights.h5 --head spatial
+    python benchmarks/build_dataset.py PHOTOS DATASET --size 256 --weights W.weights.h5 --head hypercolumn
 
 It skips nothing and resumes nothing: point it at a new DATASET folder. Photos that fail to decode are reported
 and left out, as preprocess does.
@@ -24,6 +24,7 @@ from colorization.dataset.preprocess import plan_shards, process_files
 from colorization.dataset.shards import WRITTEN, Dataset
 from colorization.errors import ConfigError
 from colorization.photos.discover import find_images
+from colorization.preflight import DEFAULT_HEAD
 
 
 def preprocess(photos: Path, dataset: Dataset, size: int, rows_per_shard: int, workers: int) -> int:
@@ -48,7 +49,7 @@ def main() -> int:
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--weights", default="imagenet", help="as embed's --weights")
-    parser.add_argument("--head", default="spatial", help="as embed's --head")
+    parser.add_argument("--head", default=DEFAULT_HEAD, help="as embed's --head")
     parser.add_argument("--rows-per-shard", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)

@@ -21,7 +21,7 @@ from colorization.dataset.shards import ROWS_PER_SHARD
 from colorization.errors import ConfigError
 from colorization.lock import LOCK_FILE, ensure_free
 from colorization.photos.images import DEFAULT_MAX_PIXELS
-from colorization.preflight import HEADS, KEEPS, LOSSES, OBJECTIVES, SCHEDULES
+from colorization.preflight import DEFAULT_HEAD, HEADS, KEEPS, LOSSES, OBJECTIVES, SCHEDULES
 from flows.paths import project_path
 
 OBJECTIVE_HELP = ("what the decoder learns: regression (a,b directly, the paper's; see --loss) or classification "
@@ -35,9 +35,10 @@ TEMPERATURE_HELP = "annealed-mean temperature of a classification model (default
 SATURATION_HELP = ("scale the predicted colour's chroma: above 1 more vivid, below 1 paler (default: 1, the "
                    "model's own; README's colorize section has the measured trade-off)")
 
-HEAD_HELP = ("what Xception gives the model: spatial, its 10x10x2048 feature map fused spatially (colours best, "
-             "QUALITY.md); middle, the middle flow's finer 19x19x728 map; avg_pool, the 2048-d pooled features; "
-             "or predictions, the paper's 1000-class softmax")
+HEAD_HELP = ("what Xception gives the model: hypercolumn, its exit and middle flows' maps on one 16x16 grid, "
+             "fused spatially (colours best, QUALITY.md; 530 KB a photo on disk); spatial, the exit flow's "
+             "10x10x2048 map alone (100 KB); middle, the middle flow's 19x19x728 map; avg_pool, the 2048-d pooled "
+             "features; or predictions, the paper's 1000-class softmax")
 
 
 def _path(value: str) -> Path:
@@ -277,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     emb.add_argument("--dataset", type=_path, required=True, help="dataset folder written by preprocess (required)")
     emb.add_argument("--weights", type=_weights, default="imagenet",
                      help="Xception weights: imagenet (Keras download), none (random: tests only), or a file")
-    emb.add_argument("--head", choices=HEADS, default="spatial", help=HEAD_HELP)
+    emb.add_argument("--head", choices=HEADS, default=DEFAULT_HEAD, help=HEAD_HELP)
     emb.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     _add_wait(emb)
     emb.set_defaults(run=_embed)
@@ -302,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipe.add_argument("--weights", type=_weights, default="imagenet",
                       help="Xception weights: imagenet, none (random: tests only), a file, or auto (imagenet when "
                            "it can be had, else random weights, with a warning)")
-    pipe.add_argument("--head", choices=HEADS, default="spatial", help=HEAD_HELP)
+    pipe.add_argument("--head", choices=HEADS, default=DEFAULT_HEAD, help=HEAD_HELP)
     _add_training(pipe, learning_rate=False)
     pipe.add_argument("--workers", type=int, default=None,
                       help="local Dask worker processes for preprocessing (default: one per core)")

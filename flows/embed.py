@@ -13,7 +13,7 @@ from colorization.dataset.embeddings import embed_dataset, write_extractor_info
 from colorization.dataset.shards import Dataset
 from colorization.network import device
 from colorization.network.extractor import RANDOM_WARNING, load_extractor
-from colorization.preflight import Head, check_embed
+from colorization.preflight import DEFAULT_HEAD, Head, check_embed
 from flows.common import GPU_LIMIT, gpu_slot, locked, pinned_device, progress_bar, resolve_weights
 from flows.paths import project_path
 
@@ -59,15 +59,16 @@ def embed_shards(dataset: Path, weights: str, head: str, batch_size: int, only: 
 def embed(
     dataset: Path,
     weights: str = "imagenet",
-    head: Head = "spatial",
+    head: Head = DEFAULT_HEAD,
     batch_size: Annotated[int, Field(ge=1)] = 64,
     wait: bool = False,
 ) -> dict:
     """Compute the Xception embedding of every photo in ``dataset`` once, into ``embeddings/<extractor-id>/``.
 
     ``weights`` is ``imagenet`` (downloaded once into the Keras cache), a local weights file, or ``none``
-    (random, for tests only). ``head`` ``spatial`` stores a 10x10x2048 map per photo instead of a vector; a
-    model trained on it fuses the map spatially. Shards already embedded by the same extractor are skipped. The
+    (random, for tests only). ``head`` ``hypercolumn`` (the default) stores Xception's exit-flow and middle-flow
+    maps on one 16x16 grid per photo, ``spatial`` or ``middle`` one of them, the others a vector; a model trained
+    on a map fuses it spatially. Shards already embedded by the same extractor are skipped. The
     run holds the dataset's lock; ``wait`` waits for another run that holds it instead of failing.
     """
     logger = get_run_logger()
@@ -85,7 +86,7 @@ def embed_share(
     dataset: Path,
     shards: list[str],
     weights: str = "imagenet",
-    head: Head = "spatial",
+    head: Head = DEFAULT_HEAD,
     batch_size: Annotated[int, Field(ge=1)] = 64,
 ) -> dict:
     """Embed the named ``shards`` of ``dataset`` (one share of an ``embed-split`` run) on the accelerator of the

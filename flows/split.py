@@ -40,7 +40,7 @@ from colorization.errors import ConfigError
 from colorization.network.card import RANDOM_WARNING
 from colorization.photos.archive import list_entries
 from colorization.photos.images import DEFAULT_MAX_PIXELS
-from colorization.preflight import Head, check_colorize, check_embed
+from colorization.preflight import DEFAULT_HEAD, Head, check_colorize, check_embed
 from flows.colorize import TrainedModel, merge_shares, run_summary
 from flows.common import locked, remove_temps, resolve_weights
 from flows.paths import project_path
@@ -132,7 +132,7 @@ def colorize_split(
 def embed_split(
     dataset: Path,
     weights: str = "imagenet",
-    head: Head = "spatial",
+    head: Head = DEFAULT_HEAD,
     batch_size: Annotated[int, Field(ge=1)] = 64,
     gpus: Annotated[int, Field(ge=1)] = 2,
     deployment: str = EMBED_SHARE_DEPLOYMENT,

@@ -15,7 +15,7 @@ from colorization.dataset.shards import Dataset
 from colorization.evaluation.metrics import DIRECTION, grey_baseline
 from colorization.network.card import is_random_id
 from colorization.network.training import EpochResult, TrainConfig, Trainer, to_srgb
-from colorization.preflight import Head, Keep, Loss, Objective, Schedule, check_pipeline, check_train
+from colorization.preflight import DEFAULT_HEAD, Head, Keep, Loss, Objective, Schedule, check_pipeline, check_train
 from flows.common import LiveTable, gpu_slot, locked, resolve_weights
 from flows.embed import embed
 from flows.paths import project_path
@@ -168,7 +168,7 @@ def pipeline(
     model_dir: Path = Path("data/models/samples"),
     size: Annotated[int, Field(ge=32)] = 256,
     weights: str = "imagenet",
-    head: Head = "spatial",
+    head: Head = DEFAULT_HEAD,
     epochs: Annotated[int, Field(ge=1)] = 10,
     batch_size: Annotated[int, Field(ge=1)] = 32,
     width: Annotated[float, Field(gt=0)] = 1.0,

@@ -26,7 +26,7 @@ from colorization.dataset.embeddings import (
 from colorization.dataset.shards import Dataset, read_shard
 from colorization.errors import ConfigError
 from colorization.network.extractor import XceptionInput, grey_input, load_extractor
-from colorization.network.model import build_model
+from colorization.network.model import ResizeMap, build_model
 from flows.cli import main
 from flows.embed import embed
 
@@ -68,6 +68,17 @@ def test_middle_head_is_the_middle_flows_finer_map(tiny_dataset):
     assert middle.id.startswith("xception-middle-RANDOM-") and (maps >= 0).all(), "taken after a ReLU"
     model = build_model(64, middle.shape, 0.125)
     assert model.get_layer("embedding_grid").output.shape[1:] == (8, 8, 728)
+
+
+def test_hypercolumn_head_stacks_both_maps_on_one_grid(tiny_dataset):
+    hyper, spatial, middle = (load_extractor("none", head) for head in ("hypercolumn", "spatial", "middle"))
+    lightness = read_shard(tiny_dataset.shards()[0], ["L"]).L[:2]
+    maps = hyper.embed(lightness, 2)
+    assert hyper.shape == (16, 16, 2048 + 728) and maps.shape == (2, 16, 16, 2776) and maps.dtype == np.float16
+    assert hyper.id.startswith("xception-hypercolumn-RANDOM-") and hyper.id != spatial.id
+    resized = [ResizeMap(16)(ex.embed(lightness, 2).astype(np.float32)) for ex in (spatial, middle)]
+    expected = np.concatenate([keras.ops.convert_to_numpy(r) for r in resized], axis=-1)
+    assert np.allclose(maps.astype(np.float32), expected, rtol=1e-2, atol=1e-2), "the fusion model's own resize"
 
 
 def test_embed_flow_shapes_alignment_and_resume(prefect_harness, tiny_dataset, tmp_path, caplog):

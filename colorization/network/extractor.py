@@ -34,13 +34,17 @@ log = logging.getLogger(__name__)
 # the middle flow's output as the exit flow first activates it (19x19x728: finer, less abstract).
 HEAD_LAYERS = {"predictions": "predictions", "avg_pool": "avg_pool", "spatial": "block14_sepconv2_act",
                "middle": "block13_sepconv1_act"}
+# A hypercolumn (Larsson et al. 2016) stacks several layers' maps at each position: here the exit flow's and
+# the middle flow's, both resized to one grid, 16x16x2776.
+HYPERCOLUMN = ("spatial", "middle")
+HYPERCOLUMN_GRID = 16
 IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/xception/"
 XCEPTION_SIZE = 299
 RANDOM_SEED = 1712_03400  # any fixed number gives stable random weights; this one is the paper's arXiv id
 OFFLINE_HINT = (
     "on a machine without internet, download the file elsewhere and pass its path: "
     "--weights /path/to/xception_weights_tf_dim_ordering_tf_kernels.h5 "
-    "(or ..._notop.h5 for --head avg_pool, spatial or middle)"
+    "(or ..._notop.h5 for every --head but predictions)"
 )
 
 
@@ -81,7 +85,7 @@ class Extractor:
     @property
     def shape(self) -> tuple[int, ...]:
         """One photo's embedding: ``(dim,)`` for a vector head, ``(10, 10, 2048)`` for ``spatial``, ``(19, 19, 728)``
-        for ``middle``."""
+        for ``middle``, ``(16, 16, 2776)`` for ``hypercolumn``."""
         return tuple(int(d) for d in self.model.output.shape[1:])
 
     def embed(self, lightness: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -99,7 +103,7 @@ def load_extractor(
     ``spatial`` the 10x10x2048 map those features are pooled from, so that the model can place semantics where
     they are in the photo (Larsson et al. 2016, "Learning Representations for Automatic Colorization", colour
     from a pretrained network's spatial features rather than from one global vector); ``middle`` the middle
-    flow's 19x19x728 map, twice as fine and less abstract.
+    flow's 19x19x728 map, twice as fine and less abstract; ``hypercolumn`` both maps on one 16x16 grid.
     Mixed precision is used on a GPU unless ``mixed_precision`` says otherwise.
     """
     if head not in HEADS:
@@ -155,10 +159,21 @@ def _with_head(model: keras.Model, head: str) -> keras.Model:
     A no-top Xception that Keras pooled (``pooling="avg"``) already ends at ``avg_pool``'s output, under another
     layer name.
     """
+    if head == "hypercolumn":
+        return _hypercolumn(model)
     names = [layer.name for layer in model.layers]
     if HEAD_LAYERS[head] not in names or names[-1] == HEAD_LAYERS[head]:
         return model
     return keras.Model(model.input, model.get_layer(HEAD_LAYERS[head]).output, name=f"xception_{head}")
+
+
+def _hypercolumn(model: keras.Model) -> keras.Model:
+    """The :data:`HYPERCOLUMN` heads' maps, resized to :data:`HYPERCOLUMN_GRID` (bilinear, antialiased, as the
+    fusion model resizes a map onto its grid) and concatenated channel-wise: one map from one pass."""
+    grid = (HYPERCOLUMN_GRID, HYPERCOLUMN_GRID)
+    maps = [model.get_layer(HEAD_LAYERS[head]).output for head in HYPERCOLUMN]
+    resized = [keras.ops.image.resize(m, grid, interpolation="bilinear", antialias=True) for m in maps]
+    return keras.Model(model.input, keras.ops.concatenate(resized, axis=-1), name="xception_hypercolumn")
 
 
 def imagenet_available(head: str = "predictions") -> bool:
@@ -209,5 +224,5 @@ def _from_file(path: Path, head: str) -> keras.Model:
             problems.append(f"{'with' if include_top else 'without'} top: {str(exc).splitlines()[0][:160]}")
             continue
         return model
-    hint = "" if head != "predictions" else " (a _notop file serves only --head avg_pool, spatial or middle)"
+    hint = "" if head != "predictions" else " (a _notop file serves every --head but predictions)"
     raise ConfigError(f"{path}: these weights do not fit Xception{hint}; {'; '.join(problems)}")
