@@ -65,6 +65,20 @@ def test_grey_and_toned_photos_are_monochrome(squares, tint):
         assert lab.is_monochrome(lightness, ab), lab.chroma_spread(lightness, ab)
 
 
+@pytest.mark.parametrize("shape", [(64, 48), (3, 5), (1, 1)])
+def test_chroma_spread_is_the_98th_percentile_of_residual_chroma(shape):
+    rng = np.random.default_rng(sum(shape))
+    lightness = rng.integers(0, 256, shape, dtype=np.uint8)
+    ab = rng.integers(-60, 60, shape + (2,)).astype(np.int8)
+    bins = lightness.ravel() // 8
+    residuals = []
+    for channel in (ab[..., 0].ravel().astype(float), ab[..., 1].ravel().astype(float)):
+        means = {b: channel[bins == b].mean() for b in np.unique(bins)}
+        residuals.append(channel - np.array([means[b] for b in bins]))
+    expected = np.percentile(np.hypot(*residuals), 98)
+    assert lab.chroma_spread(lightness, ab) == pytest.approx(expected, rel=1e-5, abs=1e-5)
+
+
 def test_colorfulness_orders_grey_dull_vivid():
     grey = np.full((16, 16, 3), 128, np.uint8)
     dull = grey.copy()
