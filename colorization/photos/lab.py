@@ -185,7 +185,12 @@ def blocks(height: int, rows: int = 64) -> list[slice]:
 
 
 def _f(t: np.ndarray) -> np.ndarray:
-    return np.where(t > _EPSILON, np.cbrt(t), (_KAPPA * t + 16) / 116).astype(np.float32)
+    """CIE's f: the cube root, linear near black. Only the few values in the linear part take its formula."""
+    out = np.cbrt(t, dtype=np.float32)
+    dark = t <= _EPSILON
+    if dark.any():
+        out[dark] = (_KAPPA * t[dark] + 16) / 116
+    return out
 
 
 def _f_inverse(t: np.ndarray) -> np.ndarray:
