@@ -16,14 +16,20 @@ from tests.helpers import SAMPLES, copy_samples, fake_embedded_copy
 
 @pytest.fixture(scope="session")
 def prefect_harness():
-    """A temporary Prefect server and database shared by every test that runs a flow."""
+    """A temporary Prefect server and database shared by every test that runs a flow; fails the run if the
+    server outlives it (a test that took over its process handle would leave it running after pytest)."""
+    from prefect.server.api.server import SubprocessASGIServer
     from prefect.testing.utilities import prefect_test_harness
 
     from flows.common import ANALYTICS_ENV
 
     os.environ.setdefault(ANALYTICS_ENV, "false")  # as for the command line's temporary server: no telemetry errors
     with prefect_test_harness(server_startup_timeout=120):
+        process = SubprocessASGIServer._instances[None].server_process
         yield
+    if process.poll() is None:
+        process.kill()
+        pytest.fail(f"the test harness's Prefect server (pid {process.pid}) was still running after the harness")
 
 
 @pytest.fixture(scope="session")

@@ -179,6 +179,7 @@ def test_temporary_server_gets_a_patient_start_and_one_retry(monkeypatch):
 
     monkeypatch.setattr(SubprocessASGIServer, "start", start)
     monkeypatch.setattr(SubprocessASGIServer, "stop", lambda self: None)
+    monkeypatch.setattr(SubprocessASGIServer, "_instances", {})  # a server object of its own, not the harness's
     with temporary_settings(updates={PREFECT_SERVER_EPHEMERAL_ENABLED: True}, restore_defaults={PREFECT_API_URL}):
         assert start_api() == "http://127.0.0.1:8123/api"
     assert timeouts == [SERVER_STARTUP_SECONDS, SERVER_STARTUP_SECONDS] and SERVER_STARTUP_SECONDS >= 60
