@@ -2,8 +2,9 @@
 # QUALITY.md's GPU training runs, under KERAS_BACKEND=jax on a machine without Prefect or Dask (see
 # benchmarks/gpu.sh for the wheels to carry in .whl/):
 #   bash benchmarks/gpu_quality.sh PHOTOS WEIGHTS DATASET MODELS VARIANT...
-# builds DATASET from PHOTOS at $SIZE (default 256) with WEIGHTS' spatial head (benchmarks/build_dataset.py;
-# skipped when DATASET already has shards), trains each VARIANT of benchmarks/ablation.py at width $WIDTH
+# builds DATASET from PHOTOS at $SIZE (default 256) with WEIGHTS' $HEAD head (default hypercolumn, the
+# default of embed; benchmarks/build_dataset.py; skipped when DATASET already has shards), trains each
+# VARIANT of benchmarks/ablation.py at width $WIDTH
 # (default 1.0), batch $BATCH (default 16), $EPOCHS epochs (default 30) into MODELS/VARIANT, and packs each model
 # as $OUT/VARIANT.tar (model.keras with its weights rounded to float16, to fit the device tool's 16 MiB per
 # file; they load into the float32 model as they are) with its card, for `colorization evaluate` here.
@@ -13,7 +14,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH="/tmp/site:$PWD" KERAS_BACKEND=jax PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
 out="${OUT:-$(mktemp -d)}"
 [[ -d $dataset/shards ]] || python3 benchmarks/build_dataset.py "$photos" "$dataset" --size "${SIZE:-256}" \
-    --weights "$weights" --head spatial
+    --weights "$weights" --head "${HEAD:-hypercolumn}"
 for variant in "$@"; do
     python3 benchmarks/ablation.py "$dataset" "$models" --variants "$variant" --epochs "${EPOCHS:-30}" \
         --batch-size "${BATCH:-16}" --width "${WIDTH:-1.0}" || continue
