@@ -24,6 +24,7 @@ import numpy as np
 from colorization.errors import ConfigError
 from colorization.network import device
 from colorization.network.card import RANDOM_WARNING, make_extractor_id
+from colorization.network.model import ResizeMap
 from colorization.photos import lab
 from colorization.preflight import HEADS, check_weights
 
@@ -168,11 +169,10 @@ def _with_head(model: keras.Model, head: str) -> keras.Model:
 
 
 def _hypercolumn(model: keras.Model) -> keras.Model:
-    """The :data:`HYPERCOLUMN` heads' maps, resized to :data:`HYPERCOLUMN_GRID` (bilinear, antialiased, as the
-    fusion model resizes a map onto its grid) and concatenated channel-wise: one map from one pass."""
-    grid = (HYPERCOLUMN_GRID, HYPERCOLUMN_GRID)
-    maps = [model.get_layer(HEAD_LAYERS[head]).output for head in HYPERCOLUMN]
-    resized = [keras.ops.image.resize(m, grid, interpolation="bilinear", antialias=True) for m in maps]
+    """The :data:`HYPERCOLUMN` heads' maps, resized to :data:`HYPERCOLUMN_GRID` by the fusion model's own
+    :class:`ResizeMap` and concatenated channel-wise: one map from one pass."""
+    resized = [ResizeMap(HYPERCOLUMN_GRID, name=f"{head}_grid")(model.get_layer(HEAD_LAYERS[head]).output)
+               for head in HYPERCOLUMN]
     return keras.Model(model.input, keras.ops.concatenate(resized, axis=-1), name="xception_hypercolumn")
 
 
