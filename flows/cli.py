@@ -36,7 +36,7 @@ SATURATION_HELP = ("scale the predicted colour's chroma: above 1 more vivid, bel
                    "model's own; README's colorize section has the measured trade-off)")
 
 HEAD_HELP = ("what Xception gives the model: hypercolumn, its exit and middle flows' maps on one 16x16 grid, "
-             "fused spatially (colours best, QUALITY.md; 530 KB a photo on disk); spatial, the exit flow's "
+             "fused spatially (colours best, QUALITY.md; ~540 KB a photo on disk); spatial, the exit flow's "
              "10x10x2048 map alone (100 KB); middle, the middle flow's 19x19x728 map; avg_pool, the 2048-d pooled "
              "features; or predictions, the paper's 1000-class softmax")
 
