@@ -29,7 +29,7 @@ from colorization.preflight import DEFAULT_HEAD
 
 def preprocess(photos: Path, dataset: Dataset, size: int, rows_per_shard: int, workers: int) -> int:
     """Write the photos as shards of ``size``; returns how many photos were kept."""
-    dataset.ensure_size(size)
+    dataset.ensure(size)
     dataset.shards_dir.mkdir(parents=True, exist_ok=True)
     relatives = sorted(str(p.relative_to(photos)) for p in find_images(photos))
     plans = plan_shards(relatives, rows_per_shard, 0)

@@ -73,7 +73,7 @@ def build_dataset(root: Path, samples: list[Path], count: int, size: int, shards
         link.symlink_to(sample)
         relatives.append(link.name)
     dataset = Dataset(root / "dataset")
-    dataset.ensure_size(size)
+    dataset.ensure(size)
     rows_per_shard = max(1, -(-count // shards))
     with ProcessPoolExecutor(mp_context=multiprocessing.get_context("spawn")) as pool:  # no fork of a GPU process
         results = [pool.submit(process_files, source, batch, dataset.shards_dir / name, size, keep_grey=True)

@@ -51,7 +51,7 @@ def build_dataset(folder: Path, size: int, repeat: int) -> Dataset:
     """The bundled photos, ``repeat`` times over (as distinct rows), in shards of 32."""
     names = sorted(p.name for p in SAMPLES.iterdir())
     data = Dataset(folder)
-    data.ensure_size(size)
+    data.ensure(size)
     copies = folder / "photos"
     for index in range(repeat):
         (copies / str(index)).mkdir(parents=True)

@@ -26,6 +26,7 @@ from colorization.network.card import (
 )
 from colorization.photos.archive import list_entries
 from colorization.photos.discover import IMAGE_SUFFIXES, iter_images
+from colorization.photos.images import Framing
 
 MIN_SIZE = 32
 WEIGHT_KEYWORDS = ("imagenet", "none")
@@ -155,7 +156,8 @@ def check_model_dir(model_dir: Path, resume: bool) -> None:
 
 
 def check_preprocess(
-    source: Path, dataset: Path, size: int, rows_per_shard: int | None = None, workers: int | None = None
+    source: Path, dataset: Path, size: int, rows_per_shard: int | None = None, workers: int | None = None,
+    framing: Framing | None = None,
 ) -> None:
     if not source.is_dir():
         raise ConfigError(f"{source}: no such folder")
@@ -163,7 +165,7 @@ def check_preprocess(
     at_least("--rows-per-shard", rows_per_shard)
     at_least("--workers", workers)
     writable_folder(dataset, "--dataset")
-    Dataset(dataset).check_size(size)
+    Dataset(dataset).check(size, framing)
     if not has_photos(source):
         raise _no_photos(source)
 

@@ -14,13 +14,13 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, get_args
 
 from colorization import preflight, quiet
 from colorization.dataset.shards import ROWS_PER_SHARD
 from colorization.errors import ConfigError
 from colorization.lock import LOCK_FILE, ensure_free
-from colorization.photos.images import DEFAULT_MAX_PIXELS
+from colorization.photos.images import DEFAULT_MAX_PIXELS, Framing
 from colorization.preflight import DEFAULT_HEAD, HEADS, KEEPS, LOSSES, OBJECTIVES, SCHEDULES
 from flows.paths import project_path
 
@@ -65,7 +65,8 @@ def _start(args: argparse.Namespace, *folders: Path, lock_name: str = LOCK_FILE,
 
 
 def _preprocess(args: argparse.Namespace) -> None:
-    preflight.check_preprocess(args.source, args.dataset, args.size, args.rows_per_shard, args.workers)
+    preflight.check_preprocess(args.source, args.dataset, args.size, args.rows_per_shard, args.workers,
+                               args.framing)
     _start(args, args.dataset)
     from flows.preprocess import preprocess
 
@@ -77,6 +78,7 @@ def _preprocess(args: argparse.Namespace) -> None:
         workers=args.workers,
         dask_address=args.dask_address,
         keep_grey=args.keep_grey,
+        framing=args.framing,
         wait=args.wait,
     )
 
@@ -267,7 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     pre = _command(commands, "preprocess", "photo folder -> Lab Parquet shards (incremental)", PREPROCESS_EXAMPLES)
     pre.add_argument("source", type=_path, help="folder tree of photos")
     pre.add_argument("--dataset", type=_path, required=True, help="dataset folder to create or extend (required)")
-    pre.add_argument("--size", type=int, default=256, help="square crop size in pixels, a multiple of 8")
+    pre.add_argument("--size", type=int, default=256, help="square size in pixels, a multiple of 8")
+    pre.add_argument("--framing", choices=get_args(Framing),
+                     help="whole: the whole photo squeezed into the square, as colorize shows photos to the model "
+                          "(a new dataset's default); crop: its centre square (default: the dataset's own)")
     pre.add_argument("--rows-per-shard", type=int, default=ROWS_PER_SHARD, help="photos per shard file")
     _add_workers(pre, "for decoding")
     pre.add_argument("--keep-grey", action="store_true", help="keep grey and sepia photos in the shards")
@@ -299,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipe.add_argument("--dataset", type=_path, required=True, help="dataset folder to create or extend (required)")
     pipe.add_argument("--model-dir", type=_path, required=True,
                       help="where model.keras, model.json and checkpoints go (required)")
-    pipe.add_argument("--size", type=int, default=256, help="square crop size in pixels, a multiple of 8")
+    pipe.add_argument("--size", type=int, default=256, help="square size in pixels, a multiple of 8")
     pipe.add_argument("--weights", type=_weights, default="imagenet",
                       help="Xception weights: imagenet, none (random: tests only), a file, or auto (imagenet when "
                            "it can be had, else random weights, with a warning)")

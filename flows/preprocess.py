@@ -23,6 +23,7 @@ from colorization.dataset.shards import ERROR, GREY, ROWS_PER_SHARD, WRITTEN, Da
 from colorization.manifest import parts_dir
 from colorization.photos import lab
 from colorization.photos.discover import find_images
+from colorization.photos.images import Framing
 from colorization.preflight import MIN_SIZE, check_preprocess
 from flows.common import dask_runner, locked, progress_bar, remove_temps
 from flows.paths import project_path
@@ -32,20 +33,21 @@ SHARD_RETRIES = 2
 
 @task(name="preprocess-shard", retries=SHARD_RETRIES, retry_delay_seconds=1)
 def preprocess_shard(
-    source: Path, shard_path: Path, relatives: list[str], size: int, grey_threshold: float, keep_grey: bool
+    source: Path, shard_path: Path, relatives: list[str], size: int, grey_threshold: float, keep_grey: bool,
+    framing: Framing,
 ) -> ShardResult:
     """One shard: its files decoded, converted and written together; returns paths and counts only.
 
     Retried when it fails as a whole (a worker's file system hiccup, a killed process): the shard is written
     atomically under the same name and recorded only once it is done, so a retry never leaves a corrupt one.
     """
-    return process_files(source, relatives, shard_path, size, grey_threshold, keep_grey)
+    return process_files(source, relatives, shard_path, size, grey_threshold, keep_grey, framing)
 
 
 @flow(name="preprocess-shards")
 def preprocess_shards(
     source: Path, dataset: Path, plan: list[tuple[str, list[str]]], size: int, grey_threshold: float,
-    keep_grey: bool, progress: UUID | None = None,
+    keep_grey: bool, framing: Framing, progress: UUID | None = None,
 ) -> list[ShardResult]:
     """Run one task per shard and record each in the manifest as soon as it finishes (appending its rows; the
     manifest is compacted at the end, see :mod:`colorization.manifest`). ``progress`` is the parent run's
@@ -54,7 +56,7 @@ def preprocess_shards(
     data = Dataset(dataset)
     manifest = data.open_manifest()
     futures = [
-        preprocess_shard.submit(source, data.shards_dir / name, files, size, grey_threshold, keep_grey)
+        preprocess_shard.submit(source, data.shards_dir / name, files, size, grey_threshold, keep_grey, framing)
         for name, files in plan
     ]
     results = []
@@ -86,19 +88,22 @@ def preprocess(
     dask_address: str | None = None,
     keep_grey: bool = False,
     grey_threshold: Annotated[float, Field(ge=0)] = lab.GREY_THRESHOLD,
+    framing: Framing | None = None,
     wait: bool = False,
 ) -> dict:
     """Convert every new photo under ``source`` into ``dataset``'s shards and manifest.
 
     Relative paths are taken from the project root. Photos already in the manifest are skipped, so a re-run
-    costs only the folder scan. Grey and toned photos are flagged and kept out unless ``keep_grey``. The run
+    costs only the folder scan. Grey and toned photos are flagged and kept out unless ``keep_grey``. Photos are
+    made square by ``framing`` (:data:`~colorization.photos.images.Framing`): a new dataset's default is the
+    whole frame, as colorize shows photos to the model; an existing dataset keeps its own. The run
     holds the dataset's lock; ``wait`` waits for another run that holds it instead of failing.
     """
     logger = get_run_logger()
     source, root = project_path(source), project_path(dataset)
-    check_preprocess(source, root, size, rows_per_shard, workers)
+    check_preprocess(source, root, size, rows_per_shard, workers, framing)
     data = Dataset(root)
-    data.ensure_size(size)
+    framing = data.ensure(size, framing)
     manifest = data.read_manifest()
     remove_orphan_shards(data, manifest)
     _remove_temps(data, "an interrupted run")
@@ -106,7 +111,8 @@ def preprocess(
     pending = pending_files(source, found, manifest)
     existing = data.shards()
     plan = plan_shards(pending, rows_per_shard, shard_index(existing[-1]) + 1 if existing else 0)
-    logger.info("%s: %d photos to process into %d shards of %s", source, len(pending), len(plan), root)
+    logger.info("%s: %d photos to process into %d shards of %s (framing: %s)", source, len(pending), len(plan),
+                root, framing)
 
     started = time.perf_counter()
     results = []
@@ -115,7 +121,7 @@ def preprocess(
         progress = create_progress_artifact(0.0, key="preprocess-progress", description=f"Shards of {source}")
         try:
             results = preprocess_shards.with_options(task_runner=runner)(
-                source, root, plan, size, grey_threshold, keep_grey, progress
+                source, root, plan, size, grey_threshold, keep_grey, framing, progress
             )
         finally:
             _remove_temps(data, "a Dask worker lost during this run")  # the lock keeps other runs' writes out

@@ -48,7 +48,7 @@ def tiny_dataset(tmp_path_factory, sample_paths):
     source = tmp_path_factory.mktemp("tiny-photos")
     copy_samples(sample_paths[:10], source)
     data = Dataset(tmp_path_factory.mktemp("tiny-dataset"))
-    data.ensure_size(32)
+    data.ensure(32)
     for name, files in plan_shards(sorted(p.name for p in source.iterdir()), 4, 0):
         process_files(source, files, data.shards_dir / name, 32)
     return data

@@ -54,7 +54,7 @@ def place(tmp_path_factory, sample_paths) -> Path:
     fake_model(root / "zip-model")
     shutil.copy2(root / "zip-model.keras", root / "zip-model" / "model.keras")
     data = Dataset(root / "ds")
-    data.ensure_size(32)
+    data.ensure(32)
     data.embeddings_dir("fake").mkdir(parents=True)
     (root / "run" / "checkpoint").mkdir(parents=True)
     (root / "run" / "checkpoint" / "state.json").write_text("{}")

@@ -136,12 +136,19 @@ def test_bad_files_raise_image_error_naming_file(tmp_path, sample_paths):
         assert str(info.value).startswith(str(tmp_path / name))
 
 
-def test_fit_square_crops_centre_to_size():
+def test_fit_square_squeezes_the_whole_frame_or_crops_its_centre():
     pixels = np.zeros((100, 300, 3), np.uint8)
     pixels[:, 100:200] = 255  # white centre third
-    square = images.fit_square(Image.fromarray(pixels), 64)
-    assert square.shape == (64, 64, 3)
-    assert square[:, 8:56].min() >= 250, "the centre crop keeps the white middle"
+    pixels[:, :50] = (255, 0, 0)  # red left sixth, outside the centre square
+    whole = images.fit_square(Image.fromarray(pixels), 60)
+    crop = images.fit_square(Image.fromarray(pixels), 64, "crop")
+    assert whole.shape == (60, 60, 3) and crop.shape == (64, 64, 3)
+    assert crop[:, 8:56].min() >= 250, "the centre crop keeps the white middle"
+    white = (whole.min(axis=(0, 2)) >= 250).sum()
+    assert 17 <= white <= 20, f"whole squeezes the white middle third to a third of the width, not {white} of 60"
+    red = whole[:, :7].astype(int)
+    assert red[..., 0].min() >= 250 and red[..., 1:].max() <= 5, "whole keeps the red edge"
+    assert not ((crop[..., 0] > 200) & (crop[..., 1] < 50)).any(), "the crop loses the red edge"
 
 
 def test_find_images_is_sorted_case_insensitive_and_survives_link_loops(tmp_path):

@@ -25,7 +25,8 @@ def test_rgb_to_lab_matches_skimage(squares):
 
 
 def test_quantised_lab_round_trip_error_is_bounded(squares):
-    """Storage costs at most half a step: L within 0.2 (100/255/2), a and b within 0.5; RGB within 2 levels."""
+    """Storage costs at most half a step: L within 0.2 (100/255/2), a and b within 0.5; back in sRGB, under 0.6
+    levels on average and at most 4 (dark saturated colours, where half an a,b step is several levels)."""
     for rgb in squares:
         exact = lab.rgb_to_lab(rgb)
         restored = lab.dequantize(*lab.quantize(exact))
@@ -33,7 +34,7 @@ def test_quantised_lab_round_trip_error_is_bounded(squares):
         assert np.abs(restored[..., 1:] - exact[..., 1:]).max() <= 0.5 + 1e-4
         back = lab.lab_to_rgb(restored).astype(int)
         assert np.abs(back - rgb).mean() < 0.6
-        assert np.abs(back - rgb).max() <= 3
+        assert np.abs(back - rgb).max() <= 4
 
 
 def test_quantize_clips_into_storage_range():

@@ -12,8 +12,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 import flows.preprocess
+from colorization.colorize import render
 from colorization.dataset.preprocess import plan_shards
 from colorization.dataset.shards import GREY, WRITTEN, Dataset, read_shard, shard_schema
+from colorization.photos.images import DEFAULT_MAX_PIXELS
 from flows.cli import main
 from flows.preprocess import preprocess, preprocess_shard, preprocess_shards
 from tests.helpers import copy_samples, grey_copy, kill_a_dask_worker, plant_bad_files, start_cli
@@ -102,6 +104,24 @@ def test_keep_grey_puts_grey_photos_in_shards(prefect_harness, tmp_path, sample_
     assert rows.sources == ["g.jpg"] and np.abs(rows.ab.astype(int)).max() <= 1
 
 
+def test_the_model_trains_on_the_whole_frame_colorize_shows_it(prefect_harness, tmp_path, sample_paths, capsys):
+    source = tmp_path / "photos"
+    copy_samples(sample_paths[:1], source)
+    photo = next(source.iterdir())
+    preprocess(source=source, dataset=tmp_path / "ds", size=32, workers=1)
+    preprocess(source=source, dataset=tmp_path / "cropped", size=32, workers=1, framing="crop")
+
+    shown = render.prepare(photo.read_bytes(), photo.name, 32, DEFAULT_MAX_PIXELS).lightness
+    assert np.array_equal(read_shard(Dataset(tmp_path / "ds").shards()[0]).L[0], shown)
+    cropped = read_shard(Dataset(tmp_path / "cropped").shards()[0]).L[0]
+    assert np.abs(cropped.astype(int) - shown).mean() > 5, "the centre crop is another picture"
+    assert Dataset(tmp_path / "cropped").framing() == "crop"
+
+    code = main(["preprocess", str(source), "--dataset", str(tmp_path / "cropped"), "--size", "32", "--framing",
+                 "whole"])
+    assert code == 2 and "built with framing 'crop', not 'whole'" in capsys.readouterr().err
+
+
 def test_run_fails_when_nothing_is_readable(prefect_harness, tmp_path, sample_paths):
     plant_bad_files(tmp_path / "bad", sample_paths[0])
     state = preprocess(source=tmp_path / "bad", dataset=tmp_path / "ds", size=32, workers=1, return_state=True)
@@ -129,7 +149,7 @@ def test_shard_task_is_retried_after_a_failure(prefect_harness, tmp_path, sample
     source = tmp_path / "photos"
     copy_samples(sample_paths[:3], source)
     data = Dataset(tmp_path / "ds")
-    data.ensure_size(32)
+    data.ensure(32)
     real, calls = flows.preprocess.process_files, []
 
     def flaky(*args, **kwargs):
@@ -140,7 +160,7 @@ def test_shard_task_is_retried_after_a_failure(prefect_harness, tmp_path, sample
 
     monkeypatch.setattr(flows.preprocess, "process_files", flaky)  # tasks run on threads of this process, not Dask
     plan = plan_shards(sorted(p.name for p in source.iterdir()), 8, 0)
-    results = preprocess_shards(source, data.root, plan, 32, 2.5, True)
+    results = preprocess_shards(source, data.root, plan, 32, 2.5, True, "whole")
     assert len(calls) == 2
     assert [r.count(WRITTEN) + r.count(GREY) for r in results] == [3]
     assert len(data.read_manifest()) == 3 and len(read_shard(data.shards()[0])) == 3

@@ -69,8 +69,25 @@ def test_a_schema_1_dataset_is_raised_to_schema_2_when_shards_are_added(tmp_path
     data.root.mkdir()
     data.info_path.write_text('{"size": 64, "schema_version": 1}')
     assert data.size() == 64
-    data.ensure_size(64)
-    assert json.loads(data.info_path.read_text()) == {"size": 64, "schema_version": 2}
+    data.ensure(64)
+    assert json.loads(data.info_path.read_text()) == {"size": 64, "framing": "crop", "schema_version": 2}
+
+
+def test_a_new_dataset_records_its_framing_and_an_existing_one_keeps_it(tmp_path):
+    assert Dataset(tmp_path / "new").ensure(64) == "whole"
+    assert Dataset(tmp_path / "new").framing() == "whole"
+    assert Dataset(tmp_path / "cropped").ensure(64, "crop") == "crop"
+    data = Dataset(tmp_path / "cropped")
+    assert data.ensure(64) == "crop", "left out, the framing is the dataset's own"
+    with pytest.raises(ConfigError, match="built with framing 'crop', not 'whole'; leave --framing out"):
+        data.ensure(64, "whole")
+    old = Dataset(tmp_path / "old")
+    old.root.mkdir()
+    old.info_path.write_text('{"size": 64, "schema_version": 2}')
+    assert old.framing() == "crop", "datasets written before framing was recorded were all cropped"
+    old.info_path.write_text('{"size": 64, "framing": "stretch", "schema_version": 2}')
+    with pytest.raises(ConfigError, match="unknown framing 'stretch'"):
+        old.framing()
 
 
 def test_reading_selected_columns(tmp_path):
@@ -91,18 +108,18 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
 
 def test_dataset_refuses_other_size(tmp_path):
     data = Dataset(tmp_path / "ds")
-    data.ensure_size(64)
+    data.ensure(64)
     assert data.size() == 64
-    data.ensure_size(64)
+    data.ensure(64)
     with pytest.raises(ConfigError, match="built at size 64, not 128"):
-        data.ensure_size(128)
+        data.ensure(128)
     with pytest.raises(ConfigError, match="not a dataset"):
         Dataset(tmp_path / "other").size()
 
 
 def test_dataset_of_a_newer_schema_or_damaged_description_is_refused(tmp_path):
     data = Dataset(tmp_path / "ds")
-    data.ensure_size(64)
+    data.ensure(64)
     data.info_path.write_text('{"size": 64, "schema_version": 99}')
     with pytest.raises(ConfigError, match="newer colorization \\(dataset schema 99, this version reads up to 2\\)"):
         data.size()

@@ -120,6 +120,7 @@ def test_saved_model_predicts_identically_and_refuses_other_extractor(embedded_d
     assert (typed.extractor_id, typed.size, typed.width, typed.objective, typed.random) == \
         (FAKE_EXTRACTOR, 32, 0.125, "regression", False)
     assert card["extractor_id"] == FAKE_EXTRACTOR and card["size"] == 32 and card["train_images"] > 0
+    assert card["framing"] == "whole", "the card says how its photos were made square"
     evaluation = card["evaluation"]
     assert evaluation["photos"] == card["validation_images"] > 0
     assert evaluation["grey"]["colorfulness"]["mean"] == 0 and evaluation["grey"]["auc"]["mean"] < 1

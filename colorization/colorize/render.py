@@ -47,8 +47,7 @@ def prepare(data: bytes, name: str, size: int, max_pixels: int, grey_threshold: 
 
 def prepare_image(image: Image.Image, name: str, size: int, grey_threshold: float = lab.GREY_THRESHOLD) -> Prepared:
     """:func:`prepare` of a decoded 8-bit sRGB image, for photos that are already in memory (evaluation)."""
-    small = np.asarray(image.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0))
-    lightness, ab = lab.quantize(lab.rgb_to_lab(small))
+    lightness, ab = lab.quantize(lab.rgb_to_lab(images.fit_square(image, size)))
     return Prepared(name, lightness, not lab.is_monochrome(lightness, ab, grey_threshold))
 
 

@@ -83,8 +83,9 @@ def process_files(
     size: int,
     grey_threshold: float = lab.GREY_THRESHOLD,
     keep_grey: bool = False,
+    framing: images.Framing = "whole",
 ) -> ShardResult:
-    """Load, square-crop and convert ``relatives`` (paths under ``source``) and write them as one shard.
+    """Load, make square (``framing``) and convert ``relatives`` (paths under ``source``) and write them as one shard.
 
     Grey and toned photos are recorded as ``grey`` and left out unless ``keep_grey``. Unreadable files are
     recorded as ``error`` with the reason. No shard is written when nothing qualifies.
@@ -100,7 +101,7 @@ def process_files(
             data = images.read_bytes(path)
             record["id"] = content_id(relative, data)
             photo = images.decode(data, path, min_side=size)
-            rgb = images.fit_square(photo.image, size)
+            rgb = images.fit_square(photo.image, size, framing)
             lightness, ab = lab.quantize(lab.rgb_to_lab(rgb))
             grey = lab.is_monochrome(lightness, ab, grey_threshold)
             record["status"] = GREY if grey else WRITTEN

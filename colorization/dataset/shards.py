@@ -2,7 +2,7 @@
 
 A dataset folder holds::
 
-    dataset.json                       size and schema version, fixed when the dataset is created
+    dataset.json                       size, framing and schema version, fixed when the dataset is created
     manifest.parquet                   one row per source file: what became of it
     manifest.parts/part-NNNNNN.parquet rows a run appended since (read together: colorization.manifest)
     shards/part-NNNNN.parquet          the photos as quantised Lab, ``rows_per_shard`` rows each
@@ -19,6 +19,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ import pyarrow.parquet as pq
 from colorization import manifest
 from colorization.atomic import atomic_path
 from colorization.errors import ConfigError
+from colorization.photos.images import Framing
 
 SCHEMA_VERSION = 2  # 2: pixels as fixed-size binary (1: Arrow tensors, still read)
 ROWS_PER_SHARD = 512  # photos per shard file: about 25 MB at 256x256
@@ -206,40 +208,61 @@ class Dataset:
 
     def size(self) -> int:
         """The photo size the dataset was created with."""
-        return self._info()[0]
+        return self._info()["size"]
 
-    def _info(self) -> tuple[int, int]:
-        """(size, schema version) from ``dataset.json``, refusing a dataset written by a newer version."""
+    def framing(self) -> Framing:
+        """How the dataset's photos were made square (:data:`images.Framing`); ``crop`` for datasets written
+        before the choice was recorded, which all cropped."""
+        return self._info()["framing"]
+
+    def _info(self) -> dict:
+        """``dataset.json``'s size, framing and schema version, refusing a dataset written by a newer version."""
         if not self.info_path.exists():
             raise ConfigError(f"{self.root}: not a dataset (no dataset.json); run preprocess first")
         try:
             info = json.loads(self.info_path.read_text())
-            size, version = int(info["size"]), int(info.get("schema_version", SCHEMA_VERSION))
+            info = {"size": int(info["size"]), "framing": info.get("framing", "crop"),
+                    "schema_version": int(info.get("schema_version", SCHEMA_VERSION))}
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"{self.info_path}: not a dataset description ({exc!r})") from exc
-        if version > SCHEMA_VERSION:
-            raise ConfigError(f"{self.root}: written by a newer colorization (dataset schema {version}, this "
-                              f"version reads up to {SCHEMA_VERSION}); upgrade, or preprocess into a new folder")
-        return size, version
+        if info["framing"] not in get_args(Framing):
+            raise ConfigError(f"{self.info_path}: unknown framing {info['framing']!r}")
+        if info["schema_version"] > SCHEMA_VERSION:
+            raise ConfigError(f"{self.root}: written by a newer colorization (dataset schema "
+                              f"{info['schema_version']}, this version reads up to {SCHEMA_VERSION}); upgrade, "
+                              "or preprocess into a new folder")
+        return info
 
-    def check_size(self, size: int) -> None:
-        """Refuse a size that differs from the one an existing dataset was built at."""
-        if self.info_path.exists() and self.size() != size:
+    def check(self, size: int, framing: Framing | None = None) -> None:
+        """Refuse a size or framing (None: the dataset's own) that differs from an existing dataset's."""
+        if not self.info_path.exists():
+            return
+        if self.size() != size:
             raise ConfigError(
                 f"{self.root}: dataset was built at size {self.size()}, not {size}; use another dataset folder"
             )
+        if framing is not None and self.framing() != framing:
+            raise ConfigError(
+                f"{self.root}: dataset was built with framing {self.framing()!r}, not {framing!r}; leave "
+                "--framing out to add to it, or use another dataset folder"
+            )
 
-    def ensure_size(self, size: int) -> None:
-        """Create ``dataset.json`` for a new dataset, or refuse a size that differs from the existing one.
+    def ensure(self, size: int, framing: Framing | None = None) -> Framing:
+        """Create ``dataset.json`` for a new dataset (framing ``whole`` unless given), or refuse a size or framing
+        that differs from the existing one; returns the dataset's framing.
 
         An older dataset's schema version is raised to this one's, since the shards a run adds are written in
-        it: an older colorization then refuses the dataset instead of misreading them.
+        it: an older colorization then refuses the dataset instead of misreading them. Its framing, when it
+        had none recorded, is written down as ``crop``.
         """
-        self.check_size(size)
-        if self.info_path.exists() and self._info()[1] == SCHEMA_VERSION:
-            return
-        with atomic_path(self.info_path) as temp:
-            temp.write_text(json.dumps({"size": size, "schema_version": SCHEMA_VERSION}, indent=2) + "\n")
+        self.check(size, framing)
+        exists = self.info_path.exists()
+        info = {"size": size, "framing": self.framing() if exists else framing or "whole",
+                "schema_version": SCHEMA_VERSION}
+        if not exists or json.loads(self.info_path.read_text()) != info:
+            with atomic_path(self.info_path) as temp:
+                temp.write_text(json.dumps(info, indent=2) + "\n")
+        return info["framing"]
 
     def read_manifest(self) -> pd.DataFrame:
         """The manifest (base and parts merged, see :mod:`colorization.manifest`), empty (with its columns) for

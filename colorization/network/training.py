@@ -405,6 +405,7 @@ class Trainer:
             "embedding_shape": list(self.state.embedding_shape),
             "fusion": fusion_kind(self.state.embedding_shape),
             "dataset": str(self.dataset.root),
+            "framing": self.dataset.framing(),
             "train_images": self.train_split.size,
             "validation_images": self.val_split.size,
             "epochs": self.state.epochs_done,

@@ -7,6 +7,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
@@ -19,6 +20,9 @@ DEFAULT_MAX_PIXELS = 200_000_000
 _SRGB = ImageCms.createProfile("sRGB")
 _ICC_MODES = {"RGB", "CMYK", "L"}
 _ORIENTATION = 0x0112
+Framing = Literal["whole", "crop"]
+"""How a photo becomes the model's square: ``whole`` squeezes the whole frame into it (how colorize shows every
+photo to the model), ``crop`` keeps the centre square at the photo's own aspect (datasets made before 2026-11-27)."""
 SAVE_OPTIONS = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}, "TIFF": {"compression": "tiff_deflate"}}
 
 
@@ -136,9 +140,12 @@ def _flatten_alpha(image: Image.Image) -> Image.Image:
     return background.convert(rgba.mode[:-1])
 
 
-def fit_square(image: Image.Image, size: int) -> np.ndarray:
-    """Resize so the shorter side is ``size`` and centre-crop to ``size``x``size`` (antialiased)."""
-    return np.asarray(ImageOps.fit(image, (size, size), method=Image.Resampling.LANCZOS))
+def fit_square(image: Image.Image, size: int, framing: Framing = "whole") -> np.ndarray:
+    """The photo as ``size``x``size`` pixels (antialiased): its whole frame resized to the square, or for
+    ``crop`` its shorter side resized to ``size`` and the centre square kept."""
+    if framing == "crop":
+        return np.asarray(ImageOps.fit(image, (size, size), method=Image.Resampling.LANCZOS))
+    return np.asarray(image.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0))
 
 
 def encode_like(rgb: np.ndarray, original: Photo) -> bytes:
