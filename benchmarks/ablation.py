@@ -40,6 +40,7 @@ VARIANTS: dict[str, dict] = {
     "regression-cosine": {"objective": "regression", **PLAIN, "schedule": "cosine"},
     "regression-wide": {"objective": "regression", "width": 1.0},
     "regression-long": {"objective": "regression", "epochs_factor": 2},
+    "regression-dropout-0.7": {"objective": "regression", "dropout": 0.7},
     "classification": {"objective": "classification"},
     "classification-plain": {"objective": "classification", **PLAIN},
     "classification-wide": {"objective": "classification", "width": 1.0},

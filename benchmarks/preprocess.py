@@ -12,7 +12,7 @@ upscaled from the bundled sample photos and cached in ``data/benchmarks/camera/`
 
 (d) per photo in one process, against its floor: the reduced-scale decode alone (Pillow's DCT-scaled JPEG
     decode to at least ``size`` pixels on the shorter side, what every photo must cost) and the stage's work on
-    the same photos (:func:`colorization.dataset.preprocess.process_files`: read, hash, decode, orient, crop,
+    the same photos (:func:`colorization.dataset.preprocess.process_files`: read, hash, decode, orient, square,
     Lab, grey detection, colourfulness, shard write). The issue's aim is a ratio of at most 1.5.
 
 Two figures are given for the flow. End to end is the flow summary's ``images/s``: its shard phase, which
