@@ -71,9 +71,10 @@ def main() -> int:
     parser.add_argument("--width", type=float, default=0.5)
     parser.add_argument("--validation-percent", type=float, default=10.0)
     parser.add_argument("--extractor", default=None, help="embedding set, when the dataset has several")
+    parser.add_argument("--seed", type=int, default=0, help="weights and batch order (the split is by photo id)")
     args = parser.parse_args()
 
-    base = TrainConfig(args.epochs, args.batch_size, 1e-3, args.width, args.validation_percent,
+    base = TrainConfig(args.epochs, args.batch_size, 1e-3, args.width, args.validation_percent, seed=args.seed,
                        mixed_precision=False)
     dataset = Dataset(args.dataset)
     print(f"command: {shlex.join([Path(sys.executable).name, *sys.argv])}")
