@@ -237,13 +237,14 @@ class Dataset:
         """Refuse a size or framing (None: the dataset's own) that differs from an existing dataset's."""
         if not self.info_path.exists():
             return
-        if self.size() != size:
+        info = self._info()
+        if info["size"] != size:
             raise ConfigError(
-                f"{self.root}: dataset was built at size {self.size()}, not {size}; use another dataset folder"
+                f"{self.root}: dataset was built at size {info['size']}, not {size}; use another dataset folder"
             )
-        if framing is not None and self.framing() != framing:
+        if framing is not None and info["framing"] != framing:
             raise ConfigError(
-                f"{self.root}: dataset was built with framing {self.framing()!r}, not {framing!r}; leave "
+                f"{self.root}: dataset was built with framing {info['framing']!r}, not {framing!r}; leave "
                 "--framing out to add to it, or use another dataset folder"
             )
 
