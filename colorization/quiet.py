@@ -14,6 +14,7 @@ reaches every process a run starts.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -95,3 +96,28 @@ def import_keras() -> ModuleType:
         with native_stderr_filtered():
             import keras  # noqa: F401
     return sys.modules["keras"]
+
+
+HEARTBEAT_FAILURE = "Failed to communicate with scheduler during heartbeat"
+
+
+class HeartbeatFailureAsWarning(logging.Filter):
+    """A Dask worker's failed heartbeat as one warning line instead of an error with a traceback.
+
+    On a busy machine a local cluster's workers can send a last heartbeat after their scheduler has closed; Dask
+    logs that as an ERROR with the connection's traceback, though the run finished and nothing was lost. A
+    worker that really lost its scheduler mid-run says so again, and its tasks fail on their own.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().startswith(HEARTBEAT_FAILURE):
+            reason = record.exc_info[1] if record.exc_info else None
+            record.msg, record.args = "lost contact with the scheduler (heartbeat failed: %s)", (reason,)
+            record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def dask_setup(worker: object) -> None:
+    """Dask's preload hook (``preload=["colorization.quiet"]``), run in each worker process as it starts."""
+    logging.getLogger("distributed.worker").addFilter(HeartbeatFailureAsWarning())

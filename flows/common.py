@@ -25,6 +25,7 @@ from prefect.settings import get_current_settings
 from prefect_dask import DaskTaskRunner
 from tqdm import tqdm
 
+from colorization import quiet
 from colorization.atomic import remove_stale_temps
 from colorization.lock import LOCK_FILE, folder_lock
 from colorization.quiet import is_verbose
@@ -264,6 +265,7 @@ def dask_runner(workers: int | None, address: str | None, tasks: int) -> DaskTas
             "processes": True,
             "dashboard_address": "127.0.0.1:0",  # None means :8787, which warns when another cluster holds it
             "silence_logs": logging.WARNING,
+            "preload": [quiet.__name__],  # a last heartbeat after the scheduler closed: a warning, not a traceback
             "env": env,
         },
     )

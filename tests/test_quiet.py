@@ -4,6 +4,7 @@ line); ``-v`` brings the detail back."""
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import shutil
@@ -110,6 +111,43 @@ def test_dask_workers_keep_task_lines_off_the_terminal_unless_verbose(monkeypatc
         assert options["dashboard_address"].endswith(":0"), "a fixed port warns when another cluster holds it"
         monkeypatch.setenv(quiet.VERBOSE_ENV, "1")
         assert "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL" not in dask_runner(None, None, 2).cluster_kwargs["env"]
+
+
+def test_a_failed_heartbeat_is_one_warning_line_without_a_traceback():
+    logger, stream = logging.getLogger("distributed.worker"), io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    try:
+        quiet.dask_setup(worker=None)
+        try:
+            raise OSError("Stream is closed")
+        except OSError:
+            logger.exception("Failed to communicate with scheduler during heartbeat.")
+        logger.error("another error keeps its level")
+    finally:
+        logger.removeHandler(handler)
+        logger.filters.clear()
+    assert stream.getvalue().splitlines() == [
+        "WARNING lost contact with the scheduler (heartbeat failed: Stream is closed)",
+        "ERROR another error keeps its level",
+    ]
+
+
+def test_the_local_clusters_workers_load_the_heartbeat_filter(monkeypatch):
+    from distributed import Client, LocalCluster
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.common import dask_runner
+
+    def has_filter() -> bool:
+        return any(isinstance(f, quiet.HeartbeatFailureAsWarning)
+                   for f in logging.getLogger("distributed.worker").filters)
+
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        options = dask_runner(1, None, 1).cluster_kwargs
+    with LocalCluster(**options) as cluster, Client(cluster) as client:
+        assert client.submit(has_filter).result(timeout=60)
 
 
 def test_gpu_slot_on_a_temporary_server_asks_nothing(monkeypatch):
