@@ -41,6 +41,7 @@ VARIANTS: dict[str, dict] = {
     "regression-wide": {"objective": "regression", "width": 1.0},
     "regression-long": {"objective": "regression", "epochs_factor": 2},
     "regression-dropout-0.7": {"objective": "regression", "dropout": 0.7},
+    "regression-relu": {"objective": "regression", "activation": "relu"},
     "classification": {"objective": "classification"},
     "classification-plain": {"objective": "classification", **PLAIN},
     "classification-wide": {"objective": "classification", "width": 1.0},
@@ -91,7 +92,8 @@ def main() -> int:
         figures = ", ".join(f"{f} {evaluation['model'][f]['mean']:.4g} vs {evaluation['grey'][f]['mean']:.4g}"
                             for f in FIGURES if f in evaluation.get("model", {}))
         print(f"{name}: {card['epochs']} epochs in {card['seconds']:.0f} s, {card['photos_per_second']:.0f} "
-              f"photos/s; validation ({evaluation.get('photos')} photos), model vs grey: {figures}", flush=True)
+              f"photos/s; validation ({evaluation.get('photos')} photos), model vs grey: {figures}"
+              f"{'; STALLED (validation loss never fell)' if card.get('stalled') else ''}", flush=True)
     return 1 if failed else 0
 
 

@@ -37,10 +37,12 @@ Objective = Literal["regression", "classification"]  # what the model can learn
 Schedule = Literal["cosine", "constant"]  # how the learning rate moves over a run's epochs
 Keep = Literal["best", "last"]  # which epoch's weights a run saves as its model
 Loss = Literal["huber", "mse"]  # what a regression model minimises
+Activation = Literal["leaky_relu", "relu"]  # of the fusion and decoder layers
 OBJECTIVES: tuple[str, ...] = get_args(Objective)
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
 KEEPS: tuple[str, ...] = get_args(Keep)
 LOSSES: tuple[str, ...] = get_args(Loss)
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 
 
 def at_least(option: str, value: int | None, minimum: int = 1) -> None:
@@ -71,9 +73,14 @@ def check_hyperparameters(
     check_validation_percent(validation_percent)
 
 
+def one_of(option: str, value: str, choices: tuple[str, ...]) -> None:
+    """Refuse a value outside an option's ``choices``, naming them."""
+    if value not in choices:
+        raise ConfigError(f"{option} must be {' or '.join(choices)}, got {value!r}")
+
+
 def check_objective(objective: str) -> None:
-    if objective not in OBJECTIVES:
-        raise ConfigError(f"--objective must be {' or '.join(OBJECTIVES)}, got {objective!r}")
+    one_of("--objective", objective, OBJECTIVES)
 
 
 def check_dropout(dropout: float) -> None:
@@ -82,18 +89,19 @@ def check_dropout(dropout: float) -> None:
 
 
 def check_keep(keep: str) -> None:
-    if keep not in KEEPS:
-        raise ConfigError(f"--keep must be {' or '.join(KEEPS)}, got {keep!r}")
+    one_of("--keep", keep, KEEPS)
 
 
 def check_loss(loss: str) -> None:
-    if loss not in LOSSES:
-        raise ConfigError(f"--loss must be {' or '.join(LOSSES)}, got {loss!r}")
+    one_of("--loss", loss, LOSSES)
+
+
+def check_activation(activation: str) -> None:
+    one_of("--activation", activation, ACTIVATIONS)
 
 
 def check_schedule(schedule: str) -> None:
-    if schedule not in SCHEDULES:
-        raise ConfigError(f"--schedule must be {' or '.join(SCHEDULES)}, got {schedule!r}")
+    one_of("--schedule", schedule, SCHEDULES)
 
 
 def check_validation_percent(percent: float) -> None:

@@ -21,7 +21,7 @@ from colorization.dataset.shards import ROWS_PER_SHARD
 from colorization.errors import ConfigError
 from colorization.lock import LOCK_FILE, ensure_free
 from colorization.photos.images import DEFAULT_MAX_PIXELS, Framing
-from colorization.preflight import DEFAULT_HEAD, HEADS, KEEPS, LOSSES, OBJECTIVES, SCHEDULES
+from colorization.preflight import ACTIVATIONS, DEFAULT_HEAD, HEADS, KEEPS, LOSSES, OBJECTIVES, SCHEDULES
 from flows.paths import project_path
 
 OBJECTIVE_HELP = ("what the decoder learns: regression (a,b directly, the paper's; see --loss) or classification "
@@ -31,6 +31,8 @@ DROPOUT_HELP = "share of the embedding's channels dropped at each training step 
 KEEP_HELP = "which epoch's weights to save: the one with the lowest validation loss (best), or the last"
 LOSS_HELP = ("a regression model's loss on a,b: huber (squared for small errors, absolute for large; colours unseen "
              "photos more faithfully, QUALITY.md) or mse, the paper's")
+ACTIVATION_HELP = ("of the fusion and decoder layers: leaky_relu (no unit can stop learning for good; a ReLU "
+                   "run can stall at one colour, QUALITY.md) or relu, the paper's")
 TEMPERATURE_HELP = "annealed-mean temperature of a classification model (default: its card's, 0.38)"
 SATURATION_HELP = ("scale the predicted colour's chroma: above 1 more vivid, below 1 paler (default: 1, the "
                    "model's own; README's colorize section has the measured trade-off)")
@@ -100,7 +102,7 @@ def _train(args: argparse.Namespace) -> None:
     train(dataset=args.dataset, model_dir=args.model_dir, epochs=args.epochs, batch_size=args.batch_size,
           learning_rate=args.learning_rate, width=args.width, resume=args.resume, extractor=args.extractor,
           validation_percent=args.validation_percent, objective=args.objective, schedule=args.schedule,
-          dropout=args.dropout, keep=args.keep, loss=args.loss, wait=args.wait)
+          dropout=args.dropout, keep=args.keep, loss=args.loss, activation=args.activation, wait=args.wait)
 
 
 def _pipeline(args: argparse.Namespace) -> None:
@@ -121,7 +123,8 @@ def _pipeline(args: argparse.Namespace) -> None:
     pipeline(source=args.source, dataset=args.dataset, model_dir=args.model_dir, size=args.size, weights=weights,
              head=args.head, epochs=args.epochs, batch_size=args.batch_size, width=args.width, workers=args.workers,
              resume=args.resume, validation_percent=args.validation_percent, objective=args.objective,
-             schedule=args.schedule, dropout=args.dropout, keep=args.keep, loss=args.loss, wait=args.wait)
+             schedule=args.schedule, dropout=args.dropout, keep=args.keep, loss=args.loss,
+             activation=args.activation, wait=args.wait)
 
 
 def _colorize(args: argparse.Namespace) -> None:
@@ -372,6 +375,7 @@ def _add_training(command: argparse.ArgumentParser, learning_rate: bool) -> None
     command.add_argument("--dropout", type=float, default=0.5, help=DROPOUT_HELP)
     command.add_argument("--keep", choices=KEEPS, default="best", help=KEEP_HELP)
     command.add_argument("--loss", choices=LOSSES, default="huber", help=LOSS_HELP)
+    command.add_argument("--activation", choices=ACTIVATIONS, default="leaky_relu", help=ACTIVATION_HELP)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,8 +14,18 @@ from colorization.colorize.gallery import markdown_gallery
 from colorization.dataset.shards import Dataset
 from colorization.evaluation.metrics import DIRECTION, grey_baseline
 from colorization.network.card import is_random_id
-from colorization.network.training import EpochResult, TrainConfig, Trainer, to_srgb
-from colorization.preflight import DEFAULT_HEAD, Head, Keep, Loss, Objective, Schedule, check_pipeline, check_train
+from colorization.network.training import STALL_EPOCHS, EpochResult, TrainConfig, Trainer, to_srgb
+from colorization.preflight import (
+    DEFAULT_HEAD,
+    Activation,
+    Head,
+    Keep,
+    Loss,
+    Objective,
+    Schedule,
+    check_pipeline,
+    check_train,
+)
 from flows.common import LiveTable, gpu_slot, locked, resolve_weights
 from flows.embed import embed
 from flows.paths import project_path
@@ -56,6 +66,7 @@ def train(
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.5,
     keep: Keep = "best",
     loss: Loss = "huber",
+    activation: Activation = "leaky_relu",
     wait: bool = False,
 ) -> dict:
     """Train the fusion model on ``dataset``'s shards and embeddings into ``model_dir``.
@@ -68,7 +79,9 @@ def train(
     ``schedule``: the learning rate falls along a half cosine over the epochs (default), or stays constant.
     ``dropout`` drops that share of the embedding's channels while training; ``keep`` saves the weights of the
     epoch with the lowest validation loss (``best``) or of the last epoch. ``loss`` is a regression model's:
-    ``huber`` or the paper's ``mse``. The defaults colour unseen photos best of what was measured (QUALITY.md).
+    ``huber`` or the paper's ``mse``. ``activation``: ``leaky_relu`` or the paper's ``relu``, of the fusion and
+    decoder layers (a ReLU run can stall at one colour for good). The defaults colour unseen photos best of what
+    was measured (QUALITY.md). A run whose validation loss has not fallen after 4 epochs is warned about.
     The run holds ``model_dir``'s lock; ``wait`` waits for another run that holds it instead of failing.
     """
     logger = get_run_logger()
@@ -76,7 +89,7 @@ def train(
     check_train(dataset, model_dir, epochs, batch_size, learning_rate, width, resume, extractor, validation_percent,
                 dropout)
     config = TrainConfig(epochs, batch_size, learning_rate, width, validation_percent, seed, objective=objective,
-                         schedule=schedule, dropout=dropout, keep=keep, loss=loss)
+                         schedule=schedule, dropout=dropout, keep=keep, loss=loss, activation=activation)
     trainer = Trainer(Dataset(dataset), model_dir, config, extractor)
     if objective == "classification":
         ab_prior(dataset=dataset, validation_percent=validation_percent)
@@ -95,12 +108,17 @@ def train(
         rows.append(_metrics_row(result))
         table.show(rows)
         logger.info("%s", ", ".join(f"{k} {v}" for k, v in result.row().items()))
+        if result.epoch == STALL_EPOCHS and (note := trainer.stall_note()):
+            logger.warning(note)
 
     with gpu_slot():
         card = trainer.run(on_epoch)
     _publish_samples(trainer, card)
     _publish_evaluation(card)
-    _publish_model(trainer.model_dir, card)
+    stalled = trainer.stall_note()
+    if stalled:
+        logger.warning(stalled)
+    _publish_model(trainer.model_dir, card, stalled)
     return card
 
 
@@ -109,9 +127,9 @@ def _metrics_row(result: EpochResult) -> dict:
     return {METRIC_COLUMNS[name]: value for name, value in result.row().items()}
 
 
-def _publish_model(model_dir: Path, card: dict) -> None:
+def _publish_model(model_dir: Path, card: dict, stalled: str | None = None) -> None:
     """Where the model is and what to do with it: paths as text (a browser opens no file:// link from the
-    dashboard)."""
+    dashboard), under the ``stalled`` warning when the run learnt nothing."""
     lines = [
         f"**Model**: `{model_dir / 'model.keras'}` (card: `{model_dir / 'model.json'}`), the weights of epoch "
         f"{card['kept_epoch']} of {card['epochs']}.",
@@ -120,6 +138,8 @@ def _publish_model(model_dir: Path, card: dict) -> None:
     ]
     if card["random_extractor"]:
         lines.insert(0, RANDOM_NOTE)
+    if stalled:
+        lines.insert(0, f"**WARNING: {stalled}**")
     create_markdown_artifact(key="train-model", markdown="\n\n".join(lines), description="The trained model")
 
 
@@ -180,6 +200,7 @@ def pipeline(
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.5,
     keep: Keep = "best",
     loss: Loss = "huber",
+    activation: Activation = "leaky_relu",
     wait: bool = False,
 ) -> dict:
     """preprocess -> embed -> train from one photo folder, each stage a subflow (and each incremental).
@@ -195,4 +216,5 @@ def pipeline(
         get_run_logger().warning(RANDOM_NOTE.replace("*", ""))
     return train(dataset=dataset, model_dir=model_dir, epochs=epochs, batch_size=batch_size, width=width,
                  resume=resume, extractor=summary["extractor_id"], validation_percent=validation_percent,
-                 wait=wait, objective=objective, schedule=schedule, dropout=dropout, keep=keep, loss=loss)
+                 wait=wait, objective=objective, schedule=schedule, dropout=dropout, keep=keep, loss=loss,
+                 activation=activation)

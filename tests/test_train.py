@@ -17,7 +17,7 @@ from colorization.dataset.shards import read_shard
 from colorization.errors import ConfigError
 from colorization.network.card import ModelCard
 from colorization.network.model import build_model, load_trained, save_trained
-from colorization.network.training import TrainConfig, Trainer, compile_model
+from colorization.network.training import EpochResult, TrainConfig, Trainer, compile_model, is_stalled
 from flows.cli import main
 from flows.train import pipeline, train
 from tests.helpers import FAKE_EXTRACTOR, SAMPLES, copy_samples, train_tiny
@@ -299,17 +299,77 @@ def test_dropout_drops_whole_embedding_channels_in_training_only():
         TrainConfig(dropout=1.0).check()
 
 
-def test_keep_best_saves_the_epoch_with_the_lowest_validation_loss(embedded_dataset, tmp_path, monkeypatch, caplog):
+def scripted_validation_losses(monkeypatch, losses: list[float]) -> None:
+    """Make each epoch's validation loss the next of ``losses``; the other figures stay measured."""
     import colorization.network.training as training
 
-    losses = iter([0.5, 0.2, 0.4])  # epoch 2 is the best
-    real = training.validation_metrics
+    scripted, real = iter(losses), training.validation_metrics
 
-    def scripted(*args, **kwargs):
+    def validation_metrics(*args, **kwargs):
         _, psnr, colour, colour_true = real(*args, **kwargs)
-        return next(losses), psnr, colour, colour_true
+        return next(scripted), psnr, colour, colour_true
 
-    monkeypatch.setattr(training, "validation_metrics", scripted)
+    monkeypatch.setattr(training, "validation_metrics", validation_metrics)
+
+
+@pytest.mark.parametrize("losses, stalled", [
+    ([0.0243, 0.0243, 0.0244, 0.0245], True),  # the ReLU run of QUALITY.md: one colour for every pixel
+    ([0.0225, 0.0232, 0.0232, 0.0235, 0.0227], True),  # overfitting from the first epoch
+    ([0.0245, 0.0235, 0.0229, 0.0210], False),  # a run that learns
+    ([0.0243, 0.0244, 0.0244, 0.0245, 0.0245, 0.0230], False),  # a late start still counts
+    ([0.0243, 0.0244, 0.0244], False),  # too early to tell
+])
+def test_a_run_whose_validation_loss_never_falls_is_stalled(losses, stalled):
+    history = [EpochResult(i + 1, 0.0025, loss, 20.5, 3.0, 54.0, 10.0) for i, loss in enumerate(losses)]
+    assert is_stalled(history) is stalled
+
+
+def test_train_warns_on_the_dashboard_when_a_run_stalls(prefect_harness, embedded_dataset, tmp_path, monkeypatch,
+                                                        caplog):
+    scripted_validation_losses(monkeypatch, [0.03, 0.0299, 0.0301, 0.0300])
+    card = train(dataset=embedded_dataset.root, model_dir=tmp_path / "m", epochs=4, batch_size=4, width=0.125,
+                 validation_percent=20.0, keep="last")
+    assert card["stalled"] is True
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "has stalled" in r.getMessage()]
+    assert len(warnings) == 2, "once when epoch 4 shows it, once at the end"
+    assert "validation loss 0.03 after epoch 1, no lower than 0.0299 in the 3 epochs since" in warnings[0]
+    assert "--seed" in warnings[0] and str(tmp_path / "m") in warnings[0]
+    assert "WARNING" in artifacts("train-model")[-1].data and "has stalled" in artifacts("train-model")[-1].data
+
+
+def test_a_leaky_decoder_unit_still_learns_where_a_relu_one_is_dead(embedded_dataset):
+    """A ReLU unit whose input is below zero for every photo gets no gradient and never fires again; the default
+    leaky_relu passes a fifth of it, so the unit can come back."""
+    split = Split(embedded_dataset, FAKE_EXTRACTOR, validation=False, percent=1.0)
+    inputs, target = next(split.batches(4))
+    changed = {}
+    for activation in ("relu", "leaky_relu"):
+        keras.utils.set_random_seed(0)
+        model = build_model(32, 16, 0.25, activation=activation)
+        compile_model(model, 1e-2)
+        last = model.get_layer("decoder_3")
+        kernel, bias = last.get_weights()
+        last.set_weights([kernel, np.full_like(bias, -100.0)])  # below zero for any input: dead under ReLU
+        model.train_on_batch(inputs, target)
+        changed[activation] = not np.array_equal(kernel, last.get_weights()[0])
+    assert changed == {"relu": False, "leaky_relu": True}
+
+
+def test_training_builds_leaky_fusion_and_decoder_layers_unless_asked_for_relu(embedded_dataset, tmp_path):
+    for activation, expected in (("leaky_relu", "leaky_relu"), ("relu", "relu")):
+        config = TrainConfig(**{**TINY.__dict__, "activation": activation})
+        trainer = Trainer(embedded_dataset, tmp_path / activation, config)
+        trainer.start(resume=False)
+        activations = {layer.name: layer.activation.__name__ for layer in trainer.model.layers
+                       if layer.name.startswith(("encoder", "fusion", "decoder"))}
+        assert activations["fusion"] == activations["decoder_3"] == expected
+        assert activations["encoder_7"] == "relu"
+    with pytest.raises(ConfigError, match="--activation must be leaky_relu or relu, got 'elu'"):
+        Trainer(embedded_dataset, tmp_path / "x", TrainConfig(**{**TINY.__dict__, "activation": "elu"}))
+
+
+def test_keep_best_saves_the_epoch_with_the_lowest_validation_loss(embedded_dataset, tmp_path, monkeypatch, caplog):
+    scripted_validation_losses(monkeypatch, [0.5, 0.2, 0.4])  # epoch 2 is the best
     trainer = Trainer(embedded_dataset, tmp_path / "m", TrainConfig(**{**TINY.__dict__, "epochs": 3, "keep": "best"}))
     trainer.start(resume=False)
     assert "validation photos are too few to choose the best epoch by" in caplog.text

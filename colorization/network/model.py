@@ -79,13 +79,18 @@ def embedding_grid(embedding: keras.KerasTensor, grid: int) -> keras.KerasTensor
 
 
 def build_model(size: int = 256, embedding_shape: int | tuple[int, ...] = 1000, width: float = 1.0, classes: int = 0,
-                dropout: float = 0.0) -> keras.Model:
+                dropout: float = 0.0, activation: str = "relu") -> keras.Model:
     """The network for ``size``x``size`` inputs and embeddings of ``embedding_shape`` (a vector's length, or an
     (h, w, c) map; see :func:`fusion_kind`); ``width`` scales every layer's filters (1.0 = the paper's).
 
     ``dropout`` > 0 drops that share of the embedding's channels, whole, at each training step (spatial
     dropout on the grid, Tompson et al. 2015): with 2048 semantic channels and a few thousand photos the
     decoder otherwise learns to recognise training photos by their embedding instead of colouring them.
+
+    ``activation`` of the fusion and decoder convs: the paper's ``relu``, or ``leaky_relu`` (slope 0.2 below
+    zero). A ReLU unit that stops firing for every photo gets no gradient and never fires again; when that
+    happens to the narrow last decoder layer, the output is one colour for every pixel and training stalls for
+    good (seen on the hypercolumn: QUALITY.md, "A stall at the mean colour"). A leaky unit cannot die.
 
     ``classes`` > 0 swaps the regression head for Zhang et al.'s classification head: logits over that many
     a,b bins at half the input size (:mod:`colorization.network.classification` decodes them).
@@ -107,10 +112,11 @@ def build_model(size: int = 256, embedding_shape: int | tuple[int, ...] = 1000, 
     if dropout:
         grid = keras.layers.SpatialDropout2D(dropout, name="embedding_dropout")(grid)
     x = keras.layers.Concatenate(name="fuse")([x, keras.ops.cast(grid, x.dtype)])
-    x = keras.layers.Conv2D(_filters(FUSION, width), 1, activation="relu", name="fusion")(x)
+    x = keras.layers.Conv2D(_filters(FUSION, width), 1, activation=activation, name="fusion")(x)
 
     for i, (filters, upsample) in enumerate(DECODER):
-        x = keras.layers.Conv2D(_filters(filters, width), 3, padding="same", activation="relu", name=f"decoder_{i}")(x)
+        x = keras.layers.Conv2D(_filters(filters, width), 3, padding="same", activation=activation,
+                                name=f"decoder_{i}")(x)
         if upsample:
             x = keras.layers.UpSampling2D(2, name=f"upsample_{i}")(x)
     if classes:

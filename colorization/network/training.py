@@ -41,6 +41,7 @@ from colorization.network.card import (
 from colorization.network.model import build_model, fusion_kind, save_trained
 from colorization.photos import lab
 from colorization.preflight import (
+    check_activation,
     check_dropout,
     check_hyperparameters,
     check_keep,
@@ -56,8 +57,10 @@ HUBER_DELTA = 0.03  # in a,b / 128: where the Huber loss turns from squared to a
 COSINE_FLOOR = 0.02  # the cosine schedule's last learning rate, as a share of the first
 BEST_WEIGHTS = "best.weights.h5"  # in the checkpoint: the weights of the epoch with the lowest validation loss
 FEW_TO_CHOOSE_BY = 20  # validation photos below which the best epoch is mostly chance
+STALL_EPOCHS = 4  # a run is judged for a stall once it has this many epochs
+STALL_MARGIN = 0.02  # how far below the first epoch's a learning run's validation loss has fallen by then
 # What a checkpoint written before an option existed did: its run goes on the same way when resumed.
-BEFORE_OPTIONS = {"schedule": "constant", "dropout": 0.0, "keep": "last", "loss": "mse"}
+BEFORE_OPTIONS = {"schedule": "constant", "dropout": 0.0, "keep": "last", "loss": "mse", "activation": "relu"}
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class TrainConfig:
     dropout: float = 0.5
     keep: str = "best"
     loss: str = "huber"
+    activation: str = "leaky_relu"
 
     def check(self) -> None:
         check_hyperparameters(self.epochs, self.batch_size, self.learning_rate, self.width, self.validation_percent)
@@ -84,6 +88,7 @@ class TrainConfig:
         check_dropout(self.dropout)
         check_keep(self.keep)
         check_loss(self.loss)
+        check_activation(self.activation)
 
     def learning_rate_at(self, epoch: int) -> float:
         """The learning rate of ``epoch`` (1-based): constant, or a half cosine from ``learning_rate`` down to
@@ -124,6 +129,16 @@ class State:
     @property
     def epochs_done(self) -> int:
         return len(self.history)
+
+
+def is_stalled(history: list[EpochResult]) -> bool:
+    """Whether a run of at least ``STALL_EPOCHS`` epochs never brought its validation loss ``STALL_MARGIN`` below
+    the first epoch's: it learns nothing that carries to photos it has not seen. Typically every pixel gets the
+    same faint colour (QUALITY.md, "A stall at the mean colour"); an overfitting run looks the same."""
+    losses = [h.val_loss for h in history]
+    if len(losses) < STALL_EPOCHS or not np.isfinite(losses[0]):
+        return False
+    return not any(loss < (1 - STALL_MARGIN) * losses[0] for loss in losses[1:])
 
 
 def regression_loss(name: str) -> keras.losses.Loss:
@@ -278,7 +293,8 @@ class Trainer:
             classes, loss = len(weights), classification.RebalancedCrossEntropy(weights.tolist())
         keras.utils.set_random_seed(self.config.seed)
         with distribution_scope(), device.dtype_policy(device.compute_policy(self.config.mixed_precision)):
-            self.model = build_model(size, shape, self.config.width, classes, self.config.dropout)
+            self.model = build_model(size, shape, self.config.width, classes, self.config.dropout,
+                                     self.config.activation)
             compile_model(self.model, self.config.learning_rate, loss)
         self.state = State(self.config, self.extractor_id, size, shape)
         self.decode = self._decoder()
@@ -365,6 +381,16 @@ class Trainer:
             return self.state.epochs_done
         return min(finite, key=lambda h: h.val_loss).epoch
 
+    def stall_note(self) -> str | None:
+        """What to tell the user when the run so far has stalled (:func:`is_stalled`), else None."""
+        if not is_stalled(self.state.history):
+            return None
+        first, *rest = (h.val_loss for h in self.state.history)
+        return (f"{self.model_dir}: training has stalled: validation loss {first:.4g} after epoch 1, no lower than "
+                f"{min(rest):.4g} in the {len(rest)} epochs since. The model is learning nothing that carries to "
+                "photos it has not seen (often one faint colour for every pixel). Train again with another --seed "
+                "or a lower --learning-rate, or give it more photos.")
+
     def kept_epoch(self) -> int:
         """The epoch whose weights the saved model has."""
         return self.best_epoch() if self.state.config.keep == "best" else self.state.epochs_done
@@ -412,6 +438,7 @@ class Trainer:
             "kept_epoch": self.kept_epoch(),
             "metrics": kept.row() if kept else {},
             "evaluation": self.evaluation,
+            "stalled": is_stalled(self.state.history),
             "history": [h.row() for h in self.state.history],
             "config": asdict(self.state.config),
             "backend": device.describe(),
