@@ -165,12 +165,14 @@ def check_model_dir(model_dir: Path, resume: bool) -> None:
 
 def check_preprocess(
     source: Path, dataset: Path, size: int, rows_per_shard: int | None = None, workers: int | None = None,
-    framing: Framing | None = None,
+    framing: Framing | None = None, grey_threshold: float = 0.0,
 ) -> None:
     if not source.is_dir():
         raise ConfigError(f"{source}: no such folder")
     check_size(size)
     at_least("--rows-per-shard", rows_per_shard)
+    if grey_threshold < 0:
+        raise ConfigError(f"--grey-threshold must be at least 0, got {grey_threshold}")
     at_least("--workers", workers)
     writable_folder(dataset, "--dataset")
     Dataset(dataset).check(size, framing)
@@ -238,11 +240,13 @@ def check_colorize(
 
 
 def check_evaluate(photos: Path, models: list[Path], report_dir: Path | None, long_side: int, batch_size: int,
-                   temperature: float | None = None, saturation: float = 1.0) -> list[ModelCard]:
+                   temperature: float | None = None, saturation: float = 1.0,
+                   max_pixels: int | None = None) -> list[ModelCard]:
     """The models' cards, read while checking."""
     check_decoding(temperature, saturation)
     at_least("--long-side", long_side, MIN_SIZE)
     at_least("--batch-size", batch_size)
+    at_least("--max-pixels", max_pixels)
     if not photos.exists():
         raise ConfigError(f"{photos}: no such folder or archive")
     cards = [ModelCard.read(model_dir) for model_dir in models]

@@ -21,6 +21,7 @@ from colorization.dataset.shards import ROWS_PER_SHARD
 from colorization.errors import ConfigError
 from colorization.lock import LOCK_FILE, ensure_free
 from colorization.photos.images import DEFAULT_MAX_PIXELS, Framing
+from colorization.photos.lab import GREY_THRESHOLD
 from colorization.preflight import ACTIVATIONS, DEFAULT_HEAD, HEADS, KEEPS, LOSSES, OBJECTIVES, SCHEDULES
 from flows.paths import project_path
 
@@ -68,7 +69,7 @@ def _start(args: argparse.Namespace, *folders: Path, lock_name: str = LOCK_FILE,
 
 def _preprocess(args: argparse.Namespace) -> None:
     preflight.check_preprocess(args.source, args.dataset, args.size, args.rows_per_shard, args.workers,
-                               args.framing)
+                               args.framing, args.grey_threshold)
     _start(args, args.dataset)
     from flows.preprocess import preprocess
 
@@ -80,6 +81,7 @@ def _preprocess(args: argparse.Namespace) -> None:
         workers=args.workers,
         dask_address=args.dask_address,
         keep_grey=args.keep_grey,
+        grey_threshold=args.grey_threshold,
         framing=args.framing,
         wait=args.wait,
     )
@@ -102,7 +104,8 @@ def _train(args: argparse.Namespace) -> None:
     train(dataset=args.dataset, model_dir=args.model_dir, epochs=args.epochs, batch_size=args.batch_size,
           learning_rate=args.learning_rate, width=args.width, resume=args.resume, extractor=args.extractor,
           validation_percent=args.validation_percent, objective=args.objective, schedule=args.schedule,
-          dropout=args.dropout, keep=args.keep, loss=args.loss, activation=args.activation, wait=args.wait)
+          dropout=args.dropout, keep=args.keep, loss=args.loss, activation=args.activation, seed=args.seed,
+          wait=args.wait)
 
 
 def _pipeline(args: argparse.Namespace) -> None:
@@ -124,7 +127,7 @@ def _pipeline(args: argparse.Namespace) -> None:
              head=args.head, epochs=args.epochs, batch_size=args.batch_size, width=args.width, workers=args.workers,
              resume=args.resume, validation_percent=args.validation_percent, objective=args.objective,
              schedule=args.schedule, dropout=args.dropout, keep=args.keep, loss=args.loss,
-             activation=args.activation, wait=args.wait)
+             activation=args.activation, seed=args.seed, wait=args.wait)
 
 
 def _colorize(args: argparse.Namespace) -> None:
@@ -143,13 +146,13 @@ def _colorize(args: argparse.Namespace) -> None:
 
 def _evaluate(args: argparse.Namespace) -> None:
     preflight.check_evaluate(args.photos, [args.model, *args.compare], args.report, args.long_side, args.batch_size,
-                             args.temperature, args.saturation)
+                             args.temperature, args.saturation, args.max_pixels)
     from flows.common import start_api
     from flows.evaluate import evaluate
 
     start_api()
     evaluate(model=args.model, photos=args.photos, report_dir=args.report, compare=args.compare,
-             long_side=args.long_side, batch_size=args.batch_size, upsample=args.upsample,
+             long_side=args.long_side, batch_size=args.batch_size, max_pixels=args.max_pixels, upsample=args.upsample,
              temperature=args.temperature, saturation=args.saturation)
 
 
@@ -189,6 +192,12 @@ def _command(commands: argparse._SubParsersAction, name: str, summary: str, exam
     """A subcommand whose ``--help`` says what it does, lists its options with their defaults, then examples."""
     return commands.add_parser(name, help=summary, description=summary[:1].upper() + summary[1:] + ".",
                                epilog="examples:\n" + examples.strip("\n"), formatter_class=_HelpFormatter)
+
+
+def _add_max_pixels(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help=f"refuse larger photos (default: {DEFAULT_MAX_PIXELS:_}, i.e. "
+                             f"{DEFAULT_MAX_PIXELS // 1_000_000} MP)")
 
 
 def _add_wait(parser: argparse.ArgumentParser) -> None:
@@ -279,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--rows-per-shard", type=int, default=ROWS_PER_SHARD, help="photos per shard file")
     _add_workers(pre, "for decoding")
     pre.add_argument("--keep-grey", action="store_true", help="keep grey and sepia photos in the shards")
+    pre.add_argument("--grey-threshold", type=float, default=GREY_THRESHOLD,
+                     help="a,b spread (Lab units) under which a photo counts as grey or toned")
     _add_wait(pre)
     pre.set_defaults(run=_preprocess)
 
@@ -331,9 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--recolor", action="store_true", help="also colour photos that are already in colour")
     col.add_argument("--overwrite", action="store_true", help="redo everything, replacing existing outputs")
     _add_workers(col, "for decoding and encoding")
-    col.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                     help=f"refuse larger photos (default: {DEFAULT_MAX_PIXELS:_}, i.e. "
-                          f"{DEFAULT_MAX_PIXELS // 1_000_000} MP)")
+    _add_max_pixels(col)
     _add_wait(col)
     _add_upsample(col)
     col.add_argument("--temperature", type=float, default=None, help=TEMPERATURE_HELP)
@@ -350,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="more models to score on the same photos (default: none)")
     ev.add_argument("--long-side", type=int, default=512, help="resize originals to this long side, in pixels")
     ev.add_argument("--batch-size", type=int, default=8, help="photos per network batch")
+    _add_max_pixels(ev)
     _add_upsample(ev)
     ev.add_argument("--temperature", type=float, default=None, help=TEMPERATURE_HELP)
     ev.add_argument("--saturation", type=float, default=1.0, help=SATURATION_HELP)
@@ -376,6 +386,8 @@ def _add_training(command: argparse.ArgumentParser, learning_rate: bool) -> None
     command.add_argument("--keep", choices=KEEPS, default="best", help=KEEP_HELP)
     command.add_argument("--loss", choices=LOSSES, default="huber", help=LOSS_HELP)
     command.add_argument("--activation", choices=ACTIVATIONS, default="leaky_relu", help=ACTIVATION_HELP)
+    command.add_argument("--seed", type=int, default=0,
+                         help="initial weights and batch order (the validation split is by photo, not by seed)")
 
 
 def main(argv: list[str] | None = None) -> int:

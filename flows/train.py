@@ -201,6 +201,7 @@ def pipeline(
     keep: Keep = "best",
     loss: Loss = "huber",
     activation: Activation = "leaky_relu",
+    seed: int = 0,
     wait: bool = False,
 ) -> dict:
     """preprocess -> embed -> train from one photo folder, each stage a subflow (and each incremental).
@@ -217,4 +218,4 @@ def pipeline(
     return train(dataset=dataset, model_dir=model_dir, epochs=epochs, batch_size=batch_size, width=width,
                  resume=resume, extractor=summary["extractor_id"], validation_percent=validation_percent,
                  wait=wait, objective=objective, schedule=schedule, dropout=dropout, keep=keep, loss=loss,
-                 activation=activation)
+                 activation=activation, seed=seed)

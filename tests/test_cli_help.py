@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import re
 import shutil
@@ -32,6 +33,20 @@ def cli(*arguments: str) -> subprocess.CompletedProcess:
 
 def test_every_subcommand_is_covered():
     assert sorted(subcommands()) == sorted(COMMANDS)
+
+
+RENAMED = {"report_dir": "report"}  # flow parameter -> the command's option, where the names differ
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_flow_parameter_has_an_option(name):
+    """What a deployment can set, the command can too (a stalled run's advice, --seed, was once flow-only)."""
+    import importlib
+
+    module = importlib.import_module(f"flows.{'train' if name == 'pipeline' else name}")
+    parameters = inspect.signature(getattr(module, name).fn).parameters
+    options = {action.dest for action in subcommands()[name]._actions}
+    assert {RENAMED.get(p, p) for p in parameters} - options == set()
 
 
 @pytest.mark.parametrize("name", COMMANDS)
