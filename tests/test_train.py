@@ -326,6 +326,9 @@ def test_a_run_whose_validation_loss_never_falls_is_stalled(losses, stalled):
 
 def test_train_warns_on_the_dashboard_when_a_run_stalls(prefect_harness, embedded_dataset, tmp_path, monkeypatch,
                                                         caplog):
+    import colorization.network.training as training
+
+    monkeypatch.setattr(training, "FEW_TO_CHOOSE_BY", 1)  # the test dataset holds out a handful of photos
     scripted_validation_losses(monkeypatch, [0.03, 0.0299, 0.0301, 0.0300])
     card = train(dataset=embedded_dataset.root, model_dir=tmp_path / "m", epochs=4, batch_size=4, width=0.125,
                  validation_percent=20.0, keep="last")
@@ -335,6 +338,13 @@ def test_train_warns_on_the_dashboard_when_a_run_stalls(prefect_harness, embedde
     assert "validation loss 0.03 after epoch 1, no lower than 0.0299 in the 3 epochs since" in warnings[0]
     assert "--seed" in warnings[0] and str(tmp_path / "m") in warnings[0]
     assert "WARNING" in artifacts("train-model")[-1].data and "has stalled" in artifacts("train-model")[-1].data
+
+
+def test_a_few_validation_photos_cannot_tell_a_stall(embedded_dataset, tmp_path, monkeypatch, caplog):
+    """The demo holds out 4 photos; their loss wanders whatever the model learns, so no stall is called."""
+    scripted_validation_losses(monkeypatch, [0.03, 0.0299, 0.0301, 0.0300])
+    trainer, card = train_tiny(embedded_dataset, tmp_path / "m", epochs=4, keep="last")
+    assert trainer.val_split.size < 20 and card["stalled"] is None and trainer.stall_note() is None
 
 
 def test_a_leaky_decoder_unit_still_learns_where_a_relu_one_is_dead(embedded_dataset):

@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 HUBER_DELTA = 0.03  # in a,b / 128: where the Huber loss turns from squared to absolute (3.84 a,b units)
 COSINE_FLOOR = 0.02  # the cosine schedule's last learning rate, as a share of the first
 BEST_WEIGHTS = "best.weights.h5"  # in the checkpoint: the weights of the epoch with the lowest validation loss
-FEW_TO_CHOOSE_BY = 20  # validation photos below which the best epoch is mostly chance
+FEW_TO_CHOOSE_BY = 20  # validation photos below which the best epoch, or a stall, is mostly chance
 STALL_EPOCHS = 4  # a run is judged for a stall once it has this many epochs
 STALL_MARGIN = 0.02  # how far below the first epoch's a learning run's validation loss has fallen by then
 # What a checkpoint written before an option existed did: its run goes on the same way when resumed.
@@ -381,9 +381,16 @@ class Trainer:
             return self.state.epochs_done
         return min(finite, key=lambda h: h.val_loss).epoch
 
+    def stalled(self) -> bool | None:
+        """Whether the run so far has stalled (:func:`is_stalled`); None when the validation split is too small
+        for its loss to tell (a few photos' loss wanders whatever the model learns)."""
+        if self.val_split.size < FEW_TO_CHOOSE_BY:
+            return None
+        return is_stalled(self.state.history)
+
     def stall_note(self) -> str | None:
-        """What to tell the user when the run so far has stalled (:func:`is_stalled`), else None."""
-        if not is_stalled(self.state.history):
+        """What to tell the user when the run so far has stalled, else None."""
+        if not self.stalled():
             return None
         first, *rest = (h.val_loss for h in self.state.history)
         return (f"{self.model_dir}: training has stalled: validation loss {first:.4g} after epoch 1, no lower than "
@@ -438,7 +445,7 @@ class Trainer:
             "kept_epoch": self.kept_epoch(),
             "metrics": kept.row() if kept else {},
             "evaluation": self.evaluation,
-            "stalled": is_stalled(self.state.history),
+            "stalled": self.stalled(),
             "history": [h.row() for h in self.state.history],
             "config": asdict(self.state.config),
             "backend": device.describe(),
