@@ -42,7 +42,7 @@ from colorization.colorize.loop import (
 )
 from colorization.colorize.render import Upsample
 from colorization.errors import TransientError
-from colorization.network.card import RANDOM_WARNING, ModelCard
+from colorization.network.card import RANDOM_WARNING, STALLED_WARNING, ModelCard
 from colorization.photos.archive import Entry, list_entries
 from colorization.photos.images import DEFAULT_MAX_PIXELS
 from colorization.preflight import check_colorize
@@ -279,6 +279,8 @@ def _predictor(trained: TrainedModel, batch_size: int) -> Callable[[np.ndarray],
                                    trained.saturation)
     if colorizer.extractor.random:
         get_run_logger().warning("%s: %s", trained.card.model_dir, RANDOM_WARNING)
+    if trained.card.stalled:
+        get_run_logger().warning("%s: %s", trained.card.model_dir, STALLED_WARNING)
 
     def predict(lightness: np.ndarray) -> np.ndarray:
         with gpu_slot():

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -280,6 +282,23 @@ def test_split_run_without_its_share_deployment_stops_before_writing_shares(pref
     with pytest.raises(ConfigError, match="no deployment colorize-share/gpu .*make deploy"):
         colorize_split(input=archive, output=out, model=tiny_model, gpus=2)
     assert shares.pending(out) == [] and catalog.read_manifest(out).empty
+
+
+def test_a_model_whose_training_stalled_is_named_as_such_when_it_colours(prefect_harness, tiny_model, tmp_path,
+                                                                         sample_paths, caplog):
+    model = tmp_path / "stalled-model"
+    shutil.copytree(tiny_model, model)
+    card = json.loads((model / "model.json").read_text())
+    (model / "model.json").write_text(json.dumps({**card, "stalled": True}))
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    grey_from(sample_paths[0]).save(archive / "one.png")
+
+    colorize(input=archive, output=tmp_path / "out", model=model, workers=1)
+
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "training stalled" in r.getMessage()]
+    assert any(getattr(r, "flow_run_id", None) for r in warnings), "on the run's own log, for the dashboard"
+    assert str(model) in warnings[0].getMessage() and "--seed" in warnings[0].getMessage()
 
 
 def test_saturation_scales_the_colour_and_a_new_saturation_colours_again(prefect_harness, tiny_model, tmp_path,

@@ -23,6 +23,8 @@ KERAS_MEMBERS = ("config.json", "metadata.json")
 DOWNSAMPLING = 8  # the encoder halves the photo 3 times, so model sizes are multiples of 8
 RANDOM_WARNING = "RANDOM WEIGHTS: this Xception was not trained; its embeddings are meaningless (tests only)"
 RANDOM_MARK = "RANDOM"  # in the id of embeddings made by an untrained Xception
+STALLED_WARNING = ("its training stalled (the card says \"stalled\": true), so it colours no better than grey; "
+                   "train it again with another --seed (README: train)")
 
 
 def make_extractor_id(head: str, checksum: str, random: bool) -> str:
@@ -83,6 +85,7 @@ class ModelCard:
     embedding_shape: tuple[int, ...]
     objective: str  # regression or classification
     temperature: float | None  # a classification model's default annealed-mean temperature
+    stalled: bool  # its validation loss never fell: it learnt nothing that carries to unseen photos
     data: dict = field(repr=False, compare=False)
 
     @classmethod
@@ -103,6 +106,7 @@ class ModelCard:
                 embedding_shape=tuple(int(d) for d in shape),
                 objective=data.get("objective", "regression"),
                 temperature=data.get("temperature"),
+                stalled=data.get("stalled") is True,
                 data=data,
             )
         except (KeyError, TypeError, ValueError) as exc:

@@ -10,7 +10,7 @@ import numpy as np
 
 from colorization.errors import ConfigError
 from colorization.network import classification
-from colorization.network.card import RANDOM_WARNING, ModelCard
+from colorization.network.card import RANDOM_WARNING, STALLED_WARNING, ModelCard
 from colorization.network.extractor import Extractor, load_extractor
 from colorization.network.model import load_trained
 from colorization.photos import lab
@@ -58,6 +58,8 @@ class Colorizer:
         if card.random:
             log.warning("%s: %s", card.model_dir, RANDOM_WARNING)
             weights = "none"
+        if card.stalled:
+            log.warning("%s: %s", card.model_dir, STALLED_WARNING)
         extractor = load_extractor(weights, card.head)
         if extractor.id != card.extractor_id:
             raise ConfigError(f"{card.model_dir}: model was trained on embeddings of {card.extractor_id}; "
