@@ -250,21 +250,24 @@ def test_cosine_schedule_lowers_the_rate_each_epoch_and_constant_keeps_it(embedd
         Trainer(embedded_dataset, tmp_path / "x", TrainConfig(**{**TINY.__dict__, "schedule": "step"}))
 
 
-def test_checkpoint_from_before_schedules_resumes_at_a_constant_rate_with_mse(embedded_dataset, tmp_path):
+def test_checkpoint_from_before_schedules_resumes_at_a_constant_rate_with_mse_and_relu(embedded_dataset, tmp_path):
     model_dir = tmp_path / "model"
-    first = Trainer(embedded_dataset, model_dir, TrainConfig(**{**TINY.__dict__, "epochs": 1, "loss": "mse"}))
+    old = TrainConfig(**{**TINY.__dict__, "epochs": 1, "loss": "mse", "activation": "relu"})
+    first = Trainer(embedded_dataset, model_dir, old)
     first.start(resume=False)
     first.run()
     state_file = model_dir / "checkpoint" / "state.json"
     state = json.loads(state_file.read_text())
-    del state["config"]["schedule"], state["config"]["loss"]
+    del state["config"]["schedule"], state["config"]["loss"], state["config"]["activation"]
     state_file.write_text(json.dumps(state))
     second = Trainer(embedded_dataset, model_dir, TINY)
     second.start(resume=True)
     assert (second.state.config.schedule, second.state.config.loss) == ("constant", "mse")
     assert isinstance(second.model.loss, keras.losses.MeanSquaredError)
+    assert second.model.get_layer("decoder_3").activation.__name__ == "relu"
     card = second.run()
-    assert (card["config"]["schedule"], card["config"]["loss"]) == ("constant", "mse")
+    assert (card["config"]["schedule"], card["config"]["loss"], card["config"]["activation"]) == \
+        ("constant", "mse", "relu")
 
 
 def test_regression_loss_is_huber_by_default_and_mse_on_request(embedded_dataset, tmp_path):
