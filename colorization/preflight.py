@@ -45,8 +45,8 @@ LOSSES: tuple[str, ...] = get_args(Loss)
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 
 
-def at_least(option: str, value: int | None, minimum: int = 1) -> None:
-    """Refuse an integer option below ``minimum``; ``None`` (the option's default) passes."""
+def at_least(option: str, value: float | None, minimum: float = 1) -> None:
+    """Refuse an option below ``minimum``; ``None`` (the option's default) passes."""
     if value is not None and value < minimum:
         raise ConfigError(f"{option} must be at least {minimum}, got {value}")
 
@@ -171,8 +171,7 @@ def check_preprocess(
         raise ConfigError(f"{source}: no such folder")
     check_size(size)
     at_least("--rows-per-shard", rows_per_shard)
-    if grey_threshold < 0:
-        raise ConfigError(f"--grey-threshold must be at least 0, got {grey_threshold}")
+    at_least("--grey-threshold", grey_threshold, 0)
     at_least("--workers", workers)
     writable_folder(dataset, "--dataset")
     Dataset(dataset).check(size, framing)
