@@ -21,7 +21,7 @@ paper's model (width 1.0 at 256x256) and random weights (speed does not depend o
     and a JPEG encode of it at the output's settings (``images.SAVE_OPTIONS``); the grey photos' lookup table
     (``lab.grey_to_srgb``) is built before, its one-off cost per process printed beside; and the floor of a
     colour result: the same decode, and a JPEG encode of the colour photo render makes (three channels, where
-    the grey photo's own encode has one).
+    the grey photo's own encode has one; handed to Pillow as render hands it, RGBX without a copy).
 
 Run as ``.venv/bin/python benchmarks/colorize.py [--images 24] [--small 20] [--large 200] [--workers 2]``;
 ``--split-only`` prints (a) and (e) alone and needs no Prefect or Dask (``benchmarks/gpu.sh`` runs it on a GPU machine).
@@ -136,14 +136,14 @@ def floor_and_render(paths: list[Path], out: Path) -> dict:
         render(path.read_bytes(), path.name, ab, out / f"floor-{path.name}", 10**9)
         times["render"] += time.perf_counter() - began
         a, b = upsample_ab(ab, grey.shape[::-1])
-        conversions = {"table lookup": lambda: lab.grey_to_srgb(grey, a, b),
-                       "band by band": lambda: lab.lab_to_srgb_fast(grey, a, b, ab_offset=lab.AB_OFFSET)}
+        conversions = {"band by band": lambda: lab.lab_to_srgb_fast(grey, a, b, ab_offset=lab.AB_OFFSET),
+                       "table lookup": lambda: lab.grey_to_srgb(grey, a, b, pad=True)}  # last: render's own result
         for name, convert in conversions.items():
             began = time.perf_counter()
             colour = convert()
             times[name] += time.perf_counter() - began
         began = time.perf_counter()
-        Image.fromarray(colour).save(io.BytesIO(), "JPEG", **images.SAVE_OPTIONS["JPEG"])
+        images.as_image(colour).save(io.BytesIO(), "JPEG", **images.SAVE_OPTIONS["JPEG"])
         times["colour floor"] += time.perf_counter() - began
     return {step: seconds / len(paths) for step, seconds in times.items()}
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from colorization.colorize import catalog
+from colorization.colorize import catalog, render
 from colorization.errors import ConfigError
 from colorization.evaluation import metrics
 from colorization.photos import lab
@@ -164,6 +164,26 @@ def manifest_with(output: Path, records: list[dict]) -> pd.DataFrame:
     ledger = catalog.Ledger(output)
     ledger.add(records)
     return ledger.frame()
+
+
+@pytest.mark.parametrize("fmt, suffix, exact", [("JPEG", "jpg", False), ("PNG", "png", True),
+                                                ("TIFF", "tif", True), ("WEBP", "webp", False)])
+def test_a_grey_photo_renders_as_rgb_in_its_own_format(tmp_path, sample_paths, fmt, suffix, exact):
+    """Grey photos take the lookup table's RGBX result straight into the encoder; every format gets RGB."""
+    grey = grey_from(sample_paths[1])
+    source = io.BytesIO()
+    grey.save(source, fmt, **({"quality": 95} if fmt != "PNG" and fmt != "TIFF" else {}))
+    ab = np.random.default_rng(1).normal(0, 25, (8, 8, 2)).astype(np.float32)
+    target = tmp_path / f"out.{suffix}"
+    before, after = render.render(source.getvalue(), target.name, ab, target, 10**8, thumbnail=64)
+    expected = render.colorize_pixels(np.asarray(Image.open(io.BytesIO(source.getvalue()))), ab)
+    with Image.open(target) as written:
+        assert (written.format, written.mode, written.size) == (fmt, "RGB", grey.size)
+        pixels = np.asarray(written)
+    difference = np.abs(pixels.astype(int) - expected).mean()
+    assert difference == 0 if exact else difference < 3, difference
+    assert max(after.shape[:2]) == 64 and after.shape[2] == 3 and before.shape == after.shape
+    assert np.abs(after.astype(int) - np.asarray(Image.fromarray(expected).resize(after.shape[1::-1]))).mean() < 4
 
 
 def test_plan_redoes_changed_files_and_all_after_a_model_change(tmp_path):

@@ -174,3 +174,13 @@ def test_keep_grey_leaves_untagged_grey_images_single_channel():
     assert images.decode(encode(grey)).image.mode == "RGB"
     tagged = encode(grey, icc_profile=icc.rgb_profile(icc.SRGB_PRIMARIES_D50))
     assert images.decode(tagged, keep_grey=True).image.mode == "RGB", "a profile still needs converting"
+
+
+def test_rgbx_pixels_become_an_rgb_image_without_a_copy():
+    pixels = np.zeros((3, 5, 4), np.uint8)
+    pixels[..., :3] = (10, 200, 30)
+    image = images.as_image(pixels)
+    assert (image.mode, image.size, image.getpixel((4, 2))) == ("RGBX", (5, 3), (10, 200, 30, 0))
+    pixels[2, 4, 0] = 99
+    assert image.getpixel((4, 2))[0] == 99, "the image is the array's memory"
+    assert images.as_image(pixels[..., :3].copy()).mode == "RGB"

@@ -60,12 +60,14 @@ def upsample_ab(ab: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.n
                  for c in range(2))
 
 
-def colorize_pixels(pixels: np.ndarray, ab_small: np.ndarray, upsample: Upsample = "bicubic") -> np.ndarray:
+def colorize_pixels(pixels: np.ndarray, ab_small: np.ndarray, upsample: Upsample = "bicubic", pad: bool = False
+                    ) -> np.ndarray:
     """Full-resolution colour of sRGB (h, w, 3) or grey (h, w) uint8 pixels, or of a float CIELab L plane
     (h, w): their own L with the predicted a,b upsampled to their size. The one Lab -> sRGB conversion of
     results: colorize writes it to files, evaluation and training score it in memory.
 
-    ``guided`` needs L as a float plane (the guide), which grey 8-bit photos otherwise avoid.
+    ``guided`` needs L as a float plane (the guide), which grey 8-bit photos otherwise avoid. With ``pad``, a
+    grey 8-bit photo's result comes as RGBX (h, w, 4), which :func:`images.as_image` wraps without a copy.
     """
     height, width = pixels.shape[:2]
     if upsample == "guided":
@@ -75,7 +77,7 @@ def colorize_pixels(pixels: np.ndarray, ab_small: np.ndarray, upsample: Upsample
         lightness = pixels if pixels.ndim == 2 else lab.lightness(pixels)
         a, b = upsample_ab(ab_small, (width, height))
     if pixels.ndim == 2 and pixels.dtype == np.uint8 and a.dtype == np.uint8:  # a grey photo: the lookup table
-        return lab.grey_to_srgb(pixels, a, b)
+        return lab.grey_to_srgb(pixels, a, b, pad)
     return lab.lab_to_srgb_fast(lightness, a, b, ab_offset=lab.AB_OFFSET)
 
 
@@ -86,20 +88,19 @@ def render(data: bytes, name: str, ab_small: np.ndarray, target: Path, max_pixel
     Returns (before, after) thumbnails of at most ``thumbnail`` pixels when asked, for galleries.
     """
     photo = images.decode(data, name, max_pixels=max_pixels, keep_grey=True)
-    pixels = np.asarray(photo.image)
-    result = colorize_pixels(pixels, ab_small, upsample)
+    result = images.as_image(colorize_pixels(np.asarray(photo.image), ab_small, upsample, pad=True))
     encoded = images.encode_like(result, photo)
     with atomic_path(target) as temp:
         temp.write_bytes(encoded)
     if not thumbnail:
         return None
-    return _thumbnail(pixels, thumbnail), _thumbnail(result, thumbnail)
+    return _thumbnail(photo.image, thumbnail), _thumbnail(result, thumbnail)
 
 
-def _thumbnail(pixels: np.ndarray, side: int) -> np.ndarray:
-    image = Image.fromarray(pixels).convert("RGB")
-    image.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=2.0)
-    return np.asarray(image)
+def _thumbnail(image: Image.Image, side: int) -> np.ndarray:
+    small = image.convert("RGB")
+    small.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    return np.asarray(small)
 
 
 def file_hash(data: bytes) -> str:

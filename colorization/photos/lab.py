@@ -227,23 +227,24 @@ def lab_to_srgb_fast(lightness_: np.ndarray, a: np.ndarray, b: np.ndarray, ab_of
     return out
 
 
-def grey_to_srgb(grey: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def grey_to_srgb(grey: np.ndarray, a: np.ndarray, b: np.ndarray, pad: bool = False) -> np.ndarray:
     """:func:`lab_to_srgb_fast` of a grey photo's uint8 pixels with a and b as uint8 planes holding
     ``value + AB_OFFSET``, the same output by one table lookup per pixel: every input is one of 256³ triples.
+    With ``pad``, the result is (h, w, 4) RGBX, the fourth byte zero: the table's own layout, which Pillow
+    takes as an image without copying it (``images.as_image``).
 
     The index of a pixel is its bytes (grey, b, a, 0) read as one little-endian uint32, interleaved by OpenCV;
     the table is ordered by a, then b, then grey, so that neighbouring pixels, whose a and b (upsampled from the
     model's grid) barely change, read neighbouring entries.
     """
     table = _grey_table()
-    out = np.empty(grey.shape + (3,), np.uint8)
-    pad = np.zeros((GREY_BAND_ROWS, grey.shape[1]), np.uint8)
-    for rows in blocks(len(out), GREY_BAND_ROWS):  # cache-sized bands
-        count = rows.stop - rows.start
-        index = cv2.merge([grey[rows], b[rows], a[rows], pad[:count]]).view(np.uint32)[..., 0]
-        found = np.take(table, index)  # R, G, B and a pad byte, in memory order
-        cv2.cvtColor(found.view(np.uint8).reshape(count, grey.shape[1], 4), cv2.COLOR_RGBA2RGB, dst=out[rows])
-    return out
+    rgbx = np.empty(grey.shape + (4,), np.uint8)
+    entries = rgbx.view(np.uint32)[..., 0]
+    zeros = np.zeros((GREY_BAND_ROWS, grey.shape[1]), np.uint8)
+    for rows in blocks(len(rgbx), GREY_BAND_ROWS):  # cache-sized bands
+        index = cv2.merge([grey[rows], b[rows], a[rows], zeros[: rows.stop - rows.start]]).view(np.uint32)[..., 0]
+        np.take(table, index, out=entries[rows], mode="clip")  # every index is in the table: no bounds pass
+    return rgbx if pad else cv2.cvtColor(rgbx, cv2.COLOR_RGBA2RGB)
 
 
 GREY_BAND_ROWS = 64  # rows converted at a time by grey_to_srgb: its index and lookup stay in cache
