@@ -190,7 +190,7 @@ def child(n: int, mode: str) -> dict:
         started = time.perf_counter()
         report = colorize_pending(work.pending, ledger, "m1", prepare, predict, render, BATCH)
         result["bookkeeping full µs/photo"] = 1e6 * (time.perf_counter() - started) / n
-        assert report.left == 0 and len(report.records) == n
+        assert report.left == 0 and report.counts[COLORIZED] == n
     entries = list_entries(source)
     for entry in entries:  # outputs, so that a re-run finds every photo done (not timed)
         target = output / entry.name

@@ -252,9 +252,8 @@ def _close(output: Path, found: int, work: catalog.Plan, report: LoopReport, sec
     logger = get_run_logger()
     summary = {**run_summary(found, work, report, seconds), "upsample": upsample, "saturation": trained.saturation,
                **extra}
-    for row in report.records:
-        if row["status"] == ERROR:
-            logger.warning("%s", row["error"])
+    for _, error in report.errors:
+        logger.warning("%s", error)
     _publish(output, summary, report, trained.card.random, trained.id, sheet)
     logger.info("%s; contact sheet: %s", ", ".join(f"{k}: {v}" for k, v in summary.items()), sheet)
     if not work.pending and not work.records:
@@ -295,9 +294,6 @@ def _nothing_to_predict(lightness: np.ndarray) -> np.ndarray:
 
 def run_summary(found: int, work: catalog.Plan, report: LoopReport, seconds: float) -> dict:
     """What a run did to ``found`` photos, counted from the rows it recorded (its ``colorize-summary``)."""
-    def count(status: str) -> int:
-        return sum(r["status"] == status for r in report.records)
-
     processed = len(work.pending) - report.left
     if report.stopped:
         outcome = "stopped"
@@ -308,9 +304,9 @@ def run_summary(found: int, work: catalog.Plan, report: LoopReport, seconds: flo
     return {
         "outcome": outcome,
         "photos": found,
-        "colorized": count(COLORIZED),
-        "colour": count(COLOUR),
-        "errors": count(ERROR),
+        "colorized": report.counts[COLORIZED],
+        "colour": report.counts[COLOUR],
+        "errors": report.counts[ERROR],
         "left as they are": work.kept,
         "left to do": report.left,
         "images/s": round(processed / seconds, 3) if processed and seconds > 0 else 0.0,
@@ -322,7 +318,7 @@ def _publish(output: Path, summary: dict, report: LoopReport, random: bool, mode
     note = f"**WARNING: {RANDOM_WARNING}. These colours are meaningless.**" if random else ""
     create_table_artifact(key="colorize-summary", table=[summary],
                           description=f"Colorize run into {output}; contact sheet: {sheet_path}")
-    errors = [{"source": r["source"], "error": r["error"]} for r in report.records if r["status"] == ERROR]
+    errors = [{"source": source, "error": error} for source, error in report.errors]
     if errors:
         create_table_artifact(key="colorize-errors", table=errors, description="Photos that could not be coloured")
     columns = ["before", "after"]

@@ -112,8 +112,8 @@ def colorize_split(
     remove_temps(output, "a share's lost Dask worker", recursive=True)  # every share has ended
     seconds = time.perf_counter() - started
     settled = sum(row["status"] in (COLORIZED, COLOUR, ERROR) for row in merged)
-    report = LoopReport(records=work.records + merged, left=len(work.pending) - settled,
-                        stopped=_stopped(finished, "run again to redo them"))
+    report = LoopReport(left=len(work.pending) - settled, stopped=_stopped(finished, "run again to redo them"))
+    report.tally(work.records + merged)
     summary = run_summary(len(entries), work, report, seconds)
     create_table_artifact(key="colorize-split-summary", table=[summary],
                           description=f"Colorize run into {output} in {len(parts)} shares; contact sheets: "

@@ -60,13 +60,14 @@ def test_loop_colours_records_and_keeps_history(photos, tmp_path):
         assert rows["status"].to_dict() == {f"box/grey{i}.{'png' if i % 2 else 'jpg'}": "colorized" for i in range(4)} \
             | {"colour.jpg": "colour"}
         assert report.stopped is None and report.left == 0 and len(report.gallery) == 4
+        assert report.counts == {"colorized": 4, "colour": 1} and report.errors == [], "counts, not rows"
         assert str(rows["time"].dtype) == "datetime64[us, UTC]" and rows["time"].notna().all()
         coloured = np.asarray(Image.open(out / "box" / "grey1.png"))
         assert metrics.colorfulness(coloured) > 5, "the fake network's tint is in the output"
         assert not (out / "colour.jpg").exists()
 
         again, second = run_loop(photos, out, pool)
-    assert again.pending == [] and again.kept == 5 and second.records == []
+    assert again.pending == [] and again.kept == 5 and second.counts == {}
     assert catalog.read_manifest(out).equals(rows.reset_index()), "rows left as they are are untouched"
 
 
@@ -126,6 +127,8 @@ def test_tar_with_symlink_member_gets_a_row(photos, tmp_path):
         _, report = run_loop(archive, out, pool)
     rows = catalog.read_manifest(out).set_index("source")
     assert rows["status"].to_dict() == {"grey0.jpg": "colorized", "link.jpg": "error"}
+    assert report.counts == {"colorized": 1, "error": 1}
+    assert report.errors == [("link.jpg", rows.loc["link.jpg", "error"])], "the refused entry is listed with why"
     assert rows.loc["link.jpg", "error"] == "link.jpg: symbolic link in archive, skipped"
     assert not (out / "link.jpg").exists()
 
@@ -138,7 +141,7 @@ def test_gif_first_frame_is_coloured_and_preprocessed(tmp_path, sample_paths):
     out = tmp_path / "out"
     with ThreadPoolExecutor(1) as pool:
         _, report = run_loop(root, out, pool)
-    assert [r["status"] for r in report.records] == ["colorized"]
+    assert report.counts == {"colorized": 1} and report.errors == []
     result = Image.open(out / "anim.gif")
     assert result.format == "GIF" and result.size == (80, 60)
     assert metrics.colorfulness(np.asarray(result.convert("RGB"))) > 5

@@ -7,7 +7,8 @@ futures (anything with ``result()`` and ``done()``, such as :class:`concurrent.f
 :func:`render_to_file` are the steps colorize submits; another stage can render somewhere else.
 
 Memory stays bounded whatever the archive's size: ``PREPARE_AHEAD`` batches are being prepared ahead, and at
-most ``RENDER_BATCHES × batch_size`` renders are in flight. Photos are claimed in the manifest before their render
+most ``RENDER_BATCHES × batch_size`` renders are in flight, and the run's report counts outcomes instead of
+keeping their rows (only errors are kept, to be listed). Photos are claimed in the manifest before their render
 is submitted (see :mod:`colorization.colorize.catalog`); each flush appends only its own rows to the manifest, which is
 compacted at the end. A transient failure (disk full, permissions, I/O, a lost worker) stops the loop: nothing
 more is submitted, renders in flight are waited for and recorded, and photos not done keep the row they had, so
@@ -17,8 +18,8 @@ that the next run retries them; bad photos are recorded as errors and the loop g
 from __future__ import annotations
 
 import logging
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -72,12 +73,21 @@ class RenderResult:
 
 @dataclass
 class LoopReport:
-    """What one run of the loop did: the rows it recorded, gallery thumbnails, photos not done and why."""
+    """What one run of the loop did: how many photos ended in each status, the photos that could not be
+    coloured (source, error), gallery thumbnails, photos not done and why."""
 
-    records: list[dict] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    errors: list[tuple[str, str]] = field(default_factory=list)
     gallery: list[tuple[str, list[np.ndarray]]] = field(default_factory=list)
     left: int = 0
     stopped: str | None = None
+
+    def tally(self, rows: Iterable[dict]) -> None:
+        """Count manifest rows by status, keeping the errors'."""
+        for row in rows:
+            self.counts[row["status"]] += 1
+            if row["status"] == ERROR:
+                self.errors.append((row["source"], row["error"]))
 
 
 def prepare_batch(source: Path, entries: list[Entry], size: int, max_pixels: int) -> list[PrepareResult]:
@@ -137,8 +147,10 @@ def colorize_pending(
     and once more when the last renders are in. Returns when every photo has an outcome, or after a transient
     failure with ``stopped`` saying what happened and what to do.
     """
-    report = LoopReport(records=list(records))
-    ledger.add(report.records)
+    report = LoopReport()
+    report.tally(records)
+    ledger.add(list(records))
+    settled = 0  # photos of ``pending`` with an outcome
     batches = [list(pending[i : i + batch_size]) for i in range(0, len(pending), batch_size)]
     preparing = deque(submit_prepare(batch) for batch in batches[:PREPARE_AHEAD])
     rendering: deque[tuple[PrepareResult, Future[RenderResult]]] = deque()
@@ -146,8 +158,10 @@ def colorize_pending(
     thumbnails = 0
 
     def settle(item: PrepareResult, status: str, error: str | None = None) -> None:
+        nonlocal settled
         row = catalog.record(item.entry, status, model_id, item.digest, error)
-        report.records.append(row)
+        report.tally([row])
+        settled += 1
         ledger.add([row])
         claimed.pop(item.entry.name, None)
 
@@ -184,12 +198,12 @@ def colorize_pending(
                 finish(*rendering.popleft())
             ledger.flush()
             if on_progress is not None:
-                on_progress(len(report.records) - len(records), len(pending))
+                on_progress(settled, len(pending))
         while rendering:
             finish(*rendering.popleft())
         ledger.flush()
         if on_progress is not None and pending:  # the last renders finish after the last batch
-            on_progress(len(report.records) - len(records), len(pending))
+            on_progress(settled, len(pending))
     except Exception as exc:
         stop = _as_stop(exc, transient)
         if stop is None:
@@ -207,7 +221,7 @@ def colorize_pending(
         ledger.compact()
     except TransientError as exc:
         log.warning("%s: the manifest's latest rows stay in its parts; the next run folds them in", exc)
-    report.left = len(pending) - (len(report.records) - len(records))
+    report.left = len(pending) - settled
     if report.stopped:
         report.stopped += f" — {report.left} photos left to do"
     return report
