@@ -42,8 +42,6 @@ VARIANTS: dict[str, dict] = {
     "regression-long": {"objective": "regression", "epochs_factor": 2},
     "regression-dropout-0.7": {"objective": "regression", "dropout": 0.7},
     "regression-relu": {"objective": "regression", "activation": "relu"},
-    "regression-rebalanced": {"objective": "regression", "rebalance": 1.0},
-    "regression-rebalanced-0.5": {"objective": "regression", "rebalance": 0.5},
     "classification": {"objective": "classification"},
     "classification-plain": {"objective": "classification", **PLAIN},
     "classification-wide": {"objective": "classification", "width": 1.0},

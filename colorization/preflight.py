@@ -100,14 +100,6 @@ def check_activation(activation: str) -> None:
     one_of("--activation", activation, ACTIVATIONS)
 
 
-def check_rebalance(rebalance: float, objective: str) -> None:
-    """A strength between 0 (off) and 1 (Zhang's weights), for regression: classification always rebalances."""
-    if not 0 <= rebalance <= 1:
-        raise ConfigError(f"--rebalance must be between 0 and 1, got {rebalance}")
-    if rebalance and objective != "regression":
-        raise ConfigError(f"--rebalance is for --objective regression; {objective} always rebalances its colours")
-
-
 def check_schedule(schedule: str) -> None:
     one_of("--schedule", schedule, SCHEDULES)
 

@@ -15,10 +15,8 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from colorization.dataset.batches import Split, is_validation
 from colorization.dataset.shards import read_shard
 from colorization.errors import ConfigError
-from colorization.network import colour_classes
 from colorization.network.card import ModelCard
 from colorization.network.model import build_model, load_trained, save_trained
-from colorization.network.rebalanced import HUBER_DELTA, RebalancedRegression
 from colorization.network.training import EpochResult, TrainConfig, Trainer, compile_model, is_stalled
 from flows.cli import main
 from flows.train import pipeline, train
@@ -273,6 +271,8 @@ def test_checkpoint_from_before_schedules_resumes_at_a_constant_rate_with_mse_an
 
 
 def test_regression_loss_is_huber_by_default_and_mse_on_request(embedded_dataset, tmp_path):
+    from colorization.network.training import HUBER_DELTA
+
     huber = Trainer(embedded_dataset, tmp_path / "huber", TINY)
     huber.start(resume=False)
     assert isinstance(huber.model.loss, keras.losses.Huber) and huber.config.loss == "huber"
@@ -286,52 +286,6 @@ def test_regression_loss_is_huber_by_default_and_mse_on_request(embedded_dataset
     assert isinstance(mse.model.loss, keras.losses.MeanSquaredError)
     with pytest.raises(ConfigError, match="--loss must be huber or mse, got 'l1'"):
         Trainer(embedded_dataset, tmp_path / "x", TrainConfig(**{**TINY.__dict__, "loss": "l1"}))
-
-
-def rare_colour_weights(rare_ab: tuple[int, int], weight: float) -> list[float]:
-    """Bin weights of 1 everywhere but ``weight`` on the bin nearest ``rare_ab``."""
-    weights = np.ones(len(colour_classes.ab_bins()))
-    weights[colour_classes.nearest_bin(np.array(rare_ab))] = weight
-    return weights.tolist()
-
-
-def test_rebalanced_regression_weighs_rare_colours_up_and_keeps_the_plain_loss_scale():
-    target = np.zeros((2, 4, 4, 2), np.float32)
-    target[0, :2] = 64 / 128  # a quarter of the pixels: a rare, saturated colour; the rest grey
-    prediction = np.full_like(target, 0.01)
-    prediction[0, :2] = 0.2  # far off on the rare pixels
-    huber = float(keras.losses.Huber(delta=HUBER_DELTA)(target, prediction))
-    weights = rare_colour_weights((64, 64), 9.0)
-    assert float(RebalancedRegression(weights, strength=0.0)(target, prediction)) == pytest.approx(huber, rel=1e-6)
-    rare, grey = (float(keras.losses.huber(target, prediction, delta=HUBER_DELTA)[0, 0, 0]),
-                  float(keras.losses.huber(target, prediction, delta=HUBER_DELTA)[1, 0, 0]))
-    share = 8 / 32  # pixels of the rare colour
-    for strength in (1.0, 0.5):
-        w = 9.0 ** strength
-        expected = (share * w * rare + (1 - share) * grey) / (share * w + 1 - share)  # mean weight is 1
-        assert float(RebalancedRegression(weights, strength)(target, prediction)) == pytest.approx(expected, rel=1e-5)
-    mse = float(RebalancedRegression(weights, 1.0, "mse")(target, prediction))
-    assert mse == pytest.approx((share * 9 * 0.3**2 + (1 - share) * 1e-4) / (share * 9 + 1 - share), rel=1e-4)
-    with pytest.raises(ValueError, match="3 weights for"):
-        RebalancedRegression([1.0, 2.0, 3.0])
-
-
-def test_rebalanced_regression_trains_resumes_and_is_refused_for_classification(embedded_dataset, tmp_path):
-    config = TrainConfig(**{**TINY.__dict__, "epochs": 1, "rebalance": 0.5})
-    first = Trainer(embedded_dataset, tmp_path / "model", config)
-    first.start(resume=False)
-    assert isinstance(first.model.loss, RebalancedRegression) and first.model.loss.strength == 0.5
-    assert (embedded_dataset.root / "ab_prior.json").is_file(), "the weights come from the dataset's a,b prior"
-    assert first.run()["config"]["rebalance"] == 0.5
-    second = Trainer(embedded_dataset, tmp_path / "model", TrainConfig(**{**config.__dict__, "epochs": 2}))
-    second.start(resume=True)
-    assert isinstance(second.model.loss, RebalancedRegression) and second.model.loss.strength == 0.5
-    assert second.run()["epochs"] == 2
-    for rebalance, objective, message in ((1.5, "regression", "--rebalance must be between 0 and 1, got 1.5"),
-                                          (0.5, "classification", "--rebalance is for --objective regression")):
-        with pytest.raises(ConfigError, match=message):
-            Trainer(embedded_dataset, tmp_path / "x",
-                    TrainConfig(**{**TINY.__dict__, "rebalance": rebalance, "objective": objective}))
 
 
 def test_dropout_drops_whole_embedding_channels_in_training_only():

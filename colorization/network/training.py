@@ -39,7 +39,6 @@ from colorization.network.card import (
     read_card,
 )
 from colorization.network.model import build_model, fusion_kind, save_trained
-from colorization.network.rebalanced import HUBER_DELTA, RebalancedRegression
 from colorization.photos import lab
 from colorization.preflight import (
     check_activation,
@@ -49,12 +48,12 @@ from colorization.preflight import (
     check_loss,
     check_model_dir,
     check_objective,
-    check_rebalance,
     check_schedule,
 )
 
 log = logging.getLogger(__name__)
 
+HUBER_DELTA = 0.03  # in a,b / 128: where the Huber loss turns from squared to absolute (3.84 a,b units)
 COSINE_FLOOR = 0.02  # the cosine schedule's last learning rate, as a share of the first
 BEST_WEIGHTS = "best.weights.h5"  # in the checkpoint: the weights of the epoch with the lowest validation loss
 FEW_TO_CHOOSE_BY = 20  # validation photos below which the best epoch, or a stall, is mostly chance
@@ -81,7 +80,6 @@ class TrainConfig:
     keep: str = "best"
     loss: str = "huber"
     activation: str = "leaky_relu"
-    rebalance: float = 0.0
 
     def check(self) -> None:
         check_hyperparameters(self.epochs, self.batch_size, self.learning_rate, self.width, self.validation_percent)
@@ -91,7 +89,6 @@ class TrainConfig:
         check_keep(self.keep)
         check_loss(self.loss)
         check_activation(self.activation)
-        check_rebalance(self.rebalance, self.objective)
 
     def learning_rate_at(self, epoch: int) -> float:
         """The learning rate of ``epoch`` (1-based): constant, or a half cosine from ``learning_rate`` down to
@@ -294,9 +291,6 @@ class Trainer:
         if self.config.objective == "classification":
             weights = prior.dataset_weights(self.dataset, self.config.validation_percent)
             classes, loss = len(weights), classification.RebalancedCrossEntropy(weights.tolist())
-        elif self.config.rebalance:
-            weights = prior.dataset_weights(self.dataset, self.config.validation_percent)
-            loss = RebalancedRegression(weights.tolist(), self.config.rebalance, self.config.loss)
         keras.utils.set_random_seed(self.config.seed)
         with distribution_scope(), device.dtype_policy(device.compute_policy(self.config.mixed_precision)):
             self.model = build_model(size, shape, self.config.width, classes, self.config.dropout,
