@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from colorization.errors import ConfigError, ImageError, as_transient
-from colorization.photos.discover import find_images, is_image_name
+from colorization.photos.discover import is_image_name, iter_images
 
 
 @dataclass(frozen=True)
@@ -78,12 +78,13 @@ def list_entries(source: Path) -> list[Entry]:
         ]
     elif source.is_dir():
         entries = []
-        for path in find_images(source):
+        for path in iter_images(source):  # one entry a photo as the walk goes: no list of paths besides them
             stat = path.stat()
             entries.append(Entry(path.relative_to(source).as_posix(), stat.st_size, stat.st_mtime_ns))
     else:
         raise ConfigError(f"{source}: not a folder, .zip or .tar archive")
-    return sorted(entries, key=lambda e: e.name)
+    entries.sort(key=lambda e: e.name)
+    return entries
 
 
 def _tar_skip(member: tarfile.TarInfo) -> str | None:
