@@ -150,7 +150,6 @@ def colorize_pending(
     report = LoopReport()
     report.tally(records)
     ledger.add(list(records))
-    settled = 0  # photos of ``pending`` with an outcome
     batches = [list(pending[i : i + batch_size]) for i in range(0, len(pending), batch_size)]
     preparing = deque(submit_prepare(batch) for batch in batches[:PREPARE_AHEAD])
     rendering: deque[tuple[PrepareResult, Future[RenderResult]]] = deque()
@@ -158,12 +157,14 @@ def colorize_pending(
     thumbnails = 0
 
     def settle(item: PrepareResult, status: str, error: str | None = None) -> None:
-        nonlocal settled
         row = catalog.record(item.entry, status, model_id, item.digest, error)
         report.tally([row])
-        settled += 1
         ledger.add([row])
         claimed.pop(item.entry.name, None)
+
+    def settled() -> int:
+        """Photos of ``pending`` with an outcome: every row counted but those recorded while planning."""
+        return report.counts.total() - len(records)
 
     def finish(item: PrepareResult, future: Future[RenderResult]) -> None:
         result = future.result()
@@ -198,12 +199,12 @@ def colorize_pending(
                 finish(*rendering.popleft())
             ledger.flush()
             if on_progress is not None:
-                on_progress(settled, len(pending))
+                on_progress(settled(), len(pending))
         while rendering:
             finish(*rendering.popleft())
         ledger.flush()
         if on_progress is not None and pending:  # the last renders finish after the last batch
-            on_progress(settled, len(pending))
+            on_progress(settled(), len(pending))
     except Exception as exc:
         stop = _as_stop(exc, transient)
         if stop is None:
@@ -221,7 +222,7 @@ def colorize_pending(
         ledger.compact()
     except TransientError as exc:
         log.warning("%s: the manifest's latest rows stay in its parts; the next run folds them in", exc)
-    report.left = len(pending) - settled
+    report.left = len(pending) - settled()
     if report.stopped:
         report.stopped += f" — {report.left} photos left to do"
     return report
