@@ -8,7 +8,11 @@ rendering, buys colourfulness; this measures what it costs on photos the model n
 A classification model's annealed-mean temperature moves it along the same trade-off from the other side
 (``--temperature``), so both can be compared on one scale.
 
-Run as ``.venv/bin/python benchmarks/chroma_gain.py PHOTOS MODEL [--weights W] [--gains 1 1.5 2] [--temperature T]``.
+Two models are best compared at the same colourfulness, photo by photo: ``--against OTHER --pairs 1:1.25 1.1:1.4``
+prints MODEL at the first gain minus OTHER at the second, with 95% intervals of the paired differences.
+
+Run as ``.venv/bin/python benchmarks/chroma_gain.py PHOTOS MODEL [--weights W] [--gains 1 1.5 2] [--temperature T]
+[--against OTHER --pairs GAIN:OTHER_GAIN ...]``.
 """
 
 from __future__ import annotations
@@ -32,11 +36,15 @@ def main() -> int:
     parser.add_argument("--temperature", type=float, help="a classification model's decoding temperature")
     parser.add_argument("--gains", type=float, nargs="+", default=[1.0, 1.25, 1.5, 1.75, 2.0, 2.5])
     parser.add_argument("--long-side", type=int, default=512)
+    parser.add_argument("--against", type=Path, help="a second model folder (with its card's weights), compared "
+                        "photo by photo (--pairs)")
+    parser.add_argument("--pairs", nargs="+", default=[], metavar="GAIN:OTHER_GAIN",
+                        help="gains of MODEL and of --against to compare, e.g. 1:1.25 (default: each gain to itself)")
     args = parser.parse_args()
     colorizer = Colorizer.load(args.model, args.weights, args.temperature)
     loaded = (load_sample(read_entry(args.photos, e.name), e.name, args.long_side) for e in list_entries(args.photos))
     samples = [sample for sample in loaded if sample is not None]
-    ab = colorizer.predict_ab(np.stack([s.lightness(colorizer.size) for s in samples]))
+    ab = _predict(colorizer, samples)
     grey = [metrics.score(s.grey, s.original) for s in samples]
     print(f"{len(samples)} colour photos of {args.photos}, model {colorizer.id}")
     print(f"{'gain':>5} {'PSNR':>6} {'-grey [95% interval]':>22} {'wins':>5} {'SSIM':>6} {'AuC':>6} "
@@ -49,7 +57,29 @@ def main() -> int:
         print(f"{gain:5.2f} {figures['psnr']:6.2f} {_paired(psnr, '+.2f'):>22} {(psnr > 0).mean():5.0%} "
               f"{figures['ssim']:6.3f} {figures['auc']:6.3f} {_paired(auc, '+.4f'):>25} {figures['delta_e']:6.2f} "
               f"{figures['colorfulness_ratio']:11.2f}")
+    if args.against:
+        other = Colorizer.load(args.against)
+        pairs = [tuple(map(float, pair.split(":"))) for pair in args.pairs] or [(g, g) for g in args.gains]
+        _compare(samples, ab, _predict(other, samples), pairs, f"{colorizer.id} - {other.id}")
     return 0
+
+
+def _predict(colorizer: Colorizer, samples: list) -> np.ndarray:
+    return colorizer.predict_ab(np.stack([s.lightness(colorizer.size) for s in samples]))
+
+
+def _compare(samples: list, ab: np.ndarray, other_ab: np.ndarray, pairs: list[tuple[float, float]], title: str
+             ) -> None:
+    """Per-photo differences of one model at one gain minus another at another, with 95% intervals."""
+    print(f"\npaired, {title} (95% intervals)")
+    print(f"{'gains':>11} {'PSNR':>22} {'AuC':>25} {'ΔE':>22} {'colour/orig':>22}")
+    for gain, other_gain in pairs:
+        scores = [metrics.score(s.colour(a * gain), s.original) for s, a in zip(samples, ab)]
+        others = [metrics.score(s.colour(a * other_gain), s.original) for s, a in zip(samples, other_ab)]
+        cells = [_paired(np.array([getattr(x, name) - getattr(y, name) for x, y in zip(scores, others)]), spec)
+                 for name, spec in (("psnr", "+.2f"), ("auc", "+.4f"), ("delta_e", "+.2f"),
+                                    ("colorfulness_ratio", "+.3f"))]
+        print(f"{gain:5.2f}:{other_gain:<5.2f} {cells[0]:>22} {cells[1]:>25} {cells[2]:>22} {cells[3]:>22}")
 
 
 def _paired(differences: np.ndarray, spec: str) -> str:
