@@ -14,12 +14,18 @@ process:
 - **top-up**: a run where only the last 200 photos changed (size or time), per photo processed: plan + loop;
 - **peak RSS** of the process (``ru_maxrss``), and its RSS after imports.
 
+Bookkeeping is timed in wall time and in the process's CPU time, steadier where other jobs share the cores.
+Each case runs ``--repeats`` times (default 3), each in a fresh process, the cases taking turns; the table
+gives the median of each timing and the largest peak RSS. On a shared machine the speed drifts by up to 2x
+from one minute to the next: a short 1k case run in a quiet moment against a 100k case in a busy one, or the
+other way round, would make the ratio, so no case runs all its repeats in a row.
+
 ``--mode old`` runs the same with the manifest as earlier versions kept it (a dict per row, the whole file
 rewritten at every flush; the old ``Ledger`` and ``plan`` are copied below): its full run is quadratic, so at
 100k it is not run (the manifest is written directly instead) and only the top-up shows the flush cost.
 By default both modes and both sizes run and the table is printed at the end.
 
-Run as ``.venv/bin/python benchmarks/manifest.py [--sizes 1000 100000] [--modes new old]``.
+Run as ``.venv/bin/python benchmarks/manifest.py [--sizes 1000 100000] [--modes new old] [--repeats 3]``.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -180,6 +187,7 @@ def child(n: int, mode: str) -> dict:
     result["plan first µs/photo"] = 1e6 * seconds / n
     if old and n > 20_000:
         result["bookkeeping full µs/photo"] = None  # quadratic: not run; the manifest is written directly
+        result["bookkeeping CPU µs/photo"] = None
         import pyarrow as pa
 
         from colorization import manifest
@@ -187,9 +195,10 @@ def child(n: int, mode: str) -> dict:
         manifest.write(catalog.manifest_path(output), pa.Table.from_pylist(records, schema=catalog.SCHEMA),
                        catalog.SCHEMA)
     else:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         report = colorize_pending(work.pending, ledger, "m1", prepare, predict, render, BATCH)
         result["bookkeeping full µs/photo"] = 1e6 * (time.perf_counter() - started) / n
+        result["bookkeeping CPU µs/photo"] = 1e6 * (time.process_time() - cpu) / n
         assert report.left == 0 and report.counts[COLORIZED] == n
     entries = list_entries(source)
     for entry in entries:  # outputs, so that a re-run finds every photo done (not timed)
@@ -216,20 +225,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 100_000])
     parser.add_argument("--modes", nargs="+", choices=["new", "old"], default=["new", "old"])
+    parser.add_argument("--repeats", type=int, default=3, help="fresh processes per case (median taken)")
     parser.add_argument("--child", nargs=2, metavar=("N", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(int(args.child[0]), args.child[1])))
         return
     print(f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}", flush=True)
-    results = []
-    for mode in args.modes:
-        for n in args.sizes:
+    cases = [(mode, n) for mode in args.modes for n in args.sizes]
+    runs: dict[tuple[str, int], list[dict]] = {case: [] for case in cases}
+    for _ in range(args.repeats):  # interleaved, so that a slow minute of a shared machine hits every case
+        for mode, n in cases:
             started = time.perf_counter()
             line = subprocess.run([sys.executable, __file__, "--child", str(n), mode], check=True,
                                   capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-            results.append(json.loads(line.stdout.strip().splitlines()[-1]))
-            print(f"{mode} {n}: {time.perf_counter() - started:.0f} s  {results[-1]}", flush=True)
+            runs[mode, n].append(json.loads(line.stdout.strip().splitlines()[-1]))
+            print(f"{mode} {n}: {time.perf_counter() - started:.0f} s  {runs[mode, n][-1]}", flush=True)
+    results = [_combined(runs[case]) for case in cases]
     keys = [k for k in results[0] if k not in ("photos", "mode")]
     print("\n| mode | photos | " + " | ".join(keys) + " |")
     print("|---|---:|" + "---:|" * len(keys))
@@ -241,6 +253,15 @@ def main() -> None:
             small, large = rows[min(rows)], rows[max(rows)]
             ratios = {k: _fmt(large[k] / small[k]) for k in keys if large[k] and small[k] and "RSS" not in k}
             print(f"{mode}: per photo {max(rows)}/{min(rows)}: {ratios}")
+
+
+def _combined(runs: list[dict]) -> dict:
+    """One row for several runs of a case: the median of each timing, the largest of each memory figure."""
+    def pick(key: str, values: list):
+        if any(v is None for v in values) or not isinstance(values[0], (int, float)):
+            return values[0]
+        return max(values) if "RSS" in key else statistics.median(values)
+    return {key: pick(key, [run[key] for run in runs]) for key in runs[0]}
 
 
 def _fmt(value) -> str:
