@@ -63,19 +63,6 @@ def test_batches_carry_maps_and_mirror_them_with_the_photo(spatial_dataset, spat
         assert np.array_equal(inputs["embedding"][i], expected.astype(np.float32))
 
 
-def test_zoom_crops_the_photo_and_its_map_alike():
-    columns = np.broadcast_to(np.arange(16, dtype=np.uint8), (2, 16, 16))
-    map_columns = np.broadcast_to((np.arange(5, dtype=np.float16) + 0.5) / 5, (2, 5, 5))
-    rows = Rows(columns.copy(), np.zeros((2, 16, 16, 2), np.int8), map_columns[..., None].copy())
-    boxes = np.array([[0.1, 0.2, 0.6], [0.3, 0.05, 0.8]])  # top, left, side, inside the photo
-    inputs, target = to_batch(rows, boxes=boxes)
-    assert inputs["L"].shape == (2, 16, 16, 1) and inputs["embedding"].shape == (2, 5, 5, 1) and target.shape[1] == 16
-    for i, (_, left, side) in enumerate(boxes):
-        photo = (inputs["L"][i, 0, :, 0] + 0.5) / 16  # where each output column lies across the original
-        assert np.allclose(photo[1:-1], left + (np.arange(1, 15) + 0.5) / 16 * side, atol=1e-5)
-        assert np.allclose(inputs["embedding"][i, 0, 1:-1, 0], left + (np.arange(1, 4) + 0.5) / 5 * side, atol=2e-3)
-
-
 def test_spatial_model_trains_loads_and_colours(prefect_harness, spatial_dataset, spatial_extractor, sample_paths,
                                                 tmp_path):
     model_dir = tmp_path / "model"

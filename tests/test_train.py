@@ -76,8 +76,7 @@ def test_batches_are_the_same_whatever_the_number_of_threads(embedded_dataset):
     split = Split(embedded_dataset, FAKE_EXTRACTOR, validation=False, percent=20.0)
 
     def one_pass(threads: int) -> list:
-        return list(split.batches(3, np.random.default_rng(7), flip=True, shards_in_memory=1, threads=threads,
-                                  zoom=0.25))
+        return list(split.batches(3, np.random.default_rng(7), flip=True, shards_in_memory=1, threads=threads))
 
     single, several = one_pass(1), one_pass(4)
     assert [len(t) for _, t in single] == [len(t) for _, t in several] and sum(len(t) for _, t in single) == split.size
@@ -301,8 +300,6 @@ def test_dropout_drops_whole_embedding_channels_in_training_only():
     assert "embedding_dropout" not in [layer.name for layer in build_model(32, 16, 0.25).layers]
     with pytest.raises(ConfigError, match="--dropout must be at least 0 and below 1, got 1.0"):
         TrainConfig(dropout=1.0).check()
-    with pytest.raises(ConfigError, match="--zoom must be at least 0 and below 1, got 1.0"):
-        TrainConfig(zoom=1.0).check()
 
 
 def scripted_validation_losses(monkeypatch, losses: list[float]) -> None:

@@ -97,11 +97,9 @@ class Split:
         flip: bool = False,
         shards_in_memory: int = 4,
         threads: int = 4,
-        zoom: float = 0.0,
     ) -> Iterator[Batch]:
         """One pass over the split. With ``rng``, shard order and rows within each window of
-        ``shards_in_memory`` shards are shuffled; ``flip`` mirrors a random half of each batch; ``zoom`` > 0
-        shows each photo as a random crop, its sides between ``1 - zoom`` and all of the photo's, resized back.
+        ``shards_in_memory`` shards are shuffled; ``flip`` mirrors a random half of each batch.
 
         ``threads`` decode the next window's shards while the current one is served, and convert batches a few
         ahead: shard decoding and conversion release the GIL, so a GPU is fed several cores' worth. The output
@@ -114,8 +112,7 @@ class Split:
 
             def convert(rows: Rows) -> Iterator[Batch]:
                 mirror = rng.random(len(rows)) < 0.5 if flip and rng is not None else None
-                boxes = crop_boxes(rng, len(rows), zoom) if zoom and rng is not None else None
-                converting.append(pool.submit(to_batch, rows, mirror, boxes))
+                converting.append(pool.submit(to_batch, rows, mirror))
                 while len(converting) > threads or (converting and converting[0].done()):
                     yield converting.popleft().result()
 
@@ -138,47 +135,15 @@ class Split:
                 yield converting.popleft().result()
 
 
-def to_batch(rows: Rows, mirror: np.ndarray | None = None, boxes: np.ndarray | None = None) -> Batch:
+def to_batch(rows: Rows, mirror: np.ndarray | None = None) -> Batch:
     """Model inputs (L as float 0..255, embedding as float32) and target ab / 128; the rows where ``mirror`` is
-    true are mirrored left to right, and with ``boxes`` (:func:`crop_boxes`) each row is cropped and resized back.
+    true are mirrored left to right.
 
-    A mirrored or cropped photo gets the same done to its feature map, so the map still lies over what it
-    describes.
+    A mirrored photo gets its feature map mirrored too, so the map still lies over what it describes.
     """
     if mirror is not None and mirror.any():
         rows = Rows(*(_mirrored(array, mirror) for array in (rows.L, rows.ab, rows.embedding)))
-    lightness, embedding, target = model_inputs(rows.L), rows.embedding.astype(np.float32), model_target(rows.ab)
-    if boxes is not None:
-        lightness, target = _cropped(lightness, boxes), _cropped(target, boxes)
-        embedding = _cropped(embedding, boxes) if embedding.ndim == 4 else embedding
-    return {"L": lightness, "embedding": embedding}, target
-
-
-def crop_boxes(rng: np.random.Generator, n: int, zoom: float) -> np.ndarray:
-    """``n`` random square crops (top, left, side) as fractions of the photo: side between ``1 - zoom`` and 1,
-    anywhere inside it."""
-    side = rng.uniform(1 - zoom, 1, n)
-    return np.stack([rng.uniform(0, 1, n) * (1 - side), rng.uniform(0, 1, n) * (1 - side), side], axis=1)
-
-
-def _cropped(array: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Each (h, w, c) image of ``array`` (n, h, w, c) cropped to its box and resized bilinearly back to h, w."""
-    result = np.empty_like(array)
-    height, width = array.shape[1:3]
-    for i, (top, left, side) in enumerate(boxes):
-        y0, y1, wy = _taps(top, side, height)
-        x0, x1, wx = _taps(left, side, width)
-        rows = array[i, y0] * (1 - wy)[:, None, None] + array[i, y1] * wy[:, None, None]
-        result[i] = rows[:, x0] * (1 - wx)[None, :, None] + rows[:, x1] * wx[None, :, None]
-    return result
-
-
-def _taps(start: float, side: float, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source pixels and weights of bilinear sampling: the centres of ``size`` output pixels spread over the
-    fraction [start, start + side] of ``size`` input pixels."""
-    position = np.clip((start + (np.arange(size) + 0.5) / size * side) * size - 0.5, 0, size - 1)
-    low = np.floor(position).astype(np.intp)
-    return low, np.minimum(low + 1, size - 1), (position - low).astype(np.float32)
+    return {"L": model_inputs(rows.L), "embedding": rows.embedding.astype(np.float32)}, model_target(rows.ab)
 
 
 def _mirrored(array: np.ndarray, mirror: np.ndarray) -> np.ndarray:

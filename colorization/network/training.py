@@ -80,7 +80,6 @@ class TrainConfig:
     keep: str = "best"
     loss: str = "huber"
     activation: str = "leaky_relu"
-    zoom: float = 0.0
 
     def check(self) -> None:
         check_hyperparameters(self.epochs, self.batch_size, self.learning_rate, self.width, self.validation_percent)
@@ -90,8 +89,6 @@ class TrainConfig:
         check_keep(self.keep)
         check_loss(self.loss)
         check_activation(self.activation)
-        if not 0 <= self.zoom < 1:
-            raise ConfigError(f"--zoom must be at least 0 and below 1, got {self.zoom}")
 
     def learning_rate_at(self, epoch: int) -> float:
         """The learning rate of ``epoch`` (1-based): constant, or a half cosine from ``learning_rate`` down to
@@ -346,7 +343,7 @@ class Trainer:
             return read_card(self.model_dir)
         for epoch in range(self.state.epochs_done + 1, self.config.epochs + 1):
             rng = np.random.default_rng([config.seed, epoch])
-            batches = prefetch(self.train_split.batches(config.batch_size, rng, flip=True, zoom=config.zoom))
+            batches = prefetch(self.train_split.batches(config.batch_size, rng, flip=True))
             self.model.optimizer.learning_rate = config.learning_rate_at(epoch)
             started = time.perf_counter()
             history = self.model.fit(batches, epochs=1, steps_per_epoch=self.train_split.steps(config.batch_size),
