@@ -12,7 +12,9 @@ process:
   loop, the claims and outcomes recorded, the flushes and the final compaction;
 - **plan, re-run**: the same planning once every photo has its row and output (hard links), nothing to do;
 - **top-up**: a run where only the last 200 photos changed (size or time), per photo processed: plan + loop;
-- **peak RSS** of the process (``ru_maxrss``), and its RSS after imports.
+- **peak RSS** of the process (``ru_maxrss``) by the end of the first run (what one colorize run of the
+  archive holds: its listing, plan and bookkeeping) and by the end of the script (which also keeps the lists of
+  entries of its later runs), and its RSS after imports.
 
 Bookkeeping is timed in wall time and in the process's CPU time, steadier where other jobs share the cores.
 Each case runs ``--repeats`` times (default 3), each in a fresh process, the cases taking turns; the table
@@ -200,6 +202,7 @@ def child(n: int, mode: str) -> dict:
         result["bookkeeping full µs/photo"] = 1e6 * (time.perf_counter() - started) / n
         result["bookkeeping CPU µs/photo"] = 1e6 * (time.process_time() - cpu) / n
         assert report.left == 0 and report.counts[COLORIZED] == n
+    result["first run peak RSS MB"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     entries = list_entries(source)
     for entry in entries:  # outputs, so that a re-run finds every photo done (not timed)
         target = output / entry.name
