@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # QUALITY.md's GPU training runs, under KERAS_BACKEND=jax on a machine without Prefect or Dask (see
-# benchmarks/gpu.sh for the wheels to carry in .whl/):
+# benchmarks/gpu.sh for the wheels to carry in .whl/; benchmarks/quality_payload.py packs PHOTOS and WEIGHTS,
+# a .xz file unpacked to /tmp here, small enough to travel):
 #   bash benchmarks/gpu_quality.sh PHOTOS WEIGHTS DATASET MODELS VARIANT...
 # builds DATASET from PHOTOS at $SIZE (default 256) with WEIGHTS' $HEAD head (default hypercolumn, the
 # default of embed; benchmarks/build_dataset.py; skipped when DATASET already has shards), trains each
@@ -11,6 +12,12 @@
 set -euo pipefail
 photos=$1 weights=$2 dataset=$3 models=$4; shift 4
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+if [[ $weights == *.xz ]]; then  # as benchmarks/quality_payload.py packs them to travel
+    unpacked="/tmp/$(basename "${weights%.xz}")"
+    python3 -c "import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], 'wb'))" \
+        "$weights" "$unpacked"
+    weights=$unpacked
+fi
 export PYTHONPATH="/tmp/site:$PWD" KERAS_BACKEND=jax PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
 out="${OUT:-$(mktemp -d)}"
 [[ -d $dataset/shards ]] || python3 benchmarks/build_dataset.py "$photos" "$dataset" --size "${SIZE:-256}" \
