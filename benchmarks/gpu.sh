@@ -9,9 +9,10 @@
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-#       -d .whl keras namex optree opencv-python-headless
-# then, through the device tool: command "bash benchmarks/gpu.sh", carry [".whl"]. Each figure also goes to
-# $OUT/gpu-*.txt when OUT is set.
+#       -d .whl keras namex optree
+# (the device's image has numpy, pandas, pyarrow, Pillow, scikit-image, h5py, psutil and OpenCV already), then,
+# through the device tool: command "bash benchmarks/gpu.sh", carry [".whl"]. Each figure also goes to
+# $OUT/gpu-*.txt when OUT is set. It took 230 s on an H200 (session 24), the machine's start not counted.
 set -euo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH="/tmp/site:$PWD" KERAS_BACKEND=jax PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
