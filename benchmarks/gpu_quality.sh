@@ -25,25 +25,15 @@ out="${OUT:-$(mktemp -d)}"
 for variant in "$@"; do
     python3 benchmarks/ablation.py "$dataset" "$models" --variants "$variant" --epochs "${EPOCHS:-30}" \
         --batch-size "${BATCH:-16}" --width "${WIDTH:-1.0}" || continue
-    python3 - "$models/$variant" "$out/$variant.tar" <<'PY'
+    PYTHONPATH="$PYTHONPATH:$PWD/benchmarks" python3 - "$models/$variant" "$out/$variant.tar" <<'PY'
 import io, sys, tarfile, zipfile
 from pathlib import Path
-import h5py, numpy as np
+from quality_payload import halve_weights  # benchmarks/ is on PYTHONPATH
+
 
 def halve(data: bytes) -> bytes:
-    """The same .weights.h5 with every float32 array stored as float16."""
     result = io.BytesIO()
-    with h5py.File(io.BytesIO(data), "r") as src, h5py.File(result, "w") as dst:
-        def copy(s, d):
-            d.attrs.update(s.attrs)
-            for name, item in s.items():
-                if isinstance(item, h5py.Group):
-                    copy(item, d.create_group(name))
-                else:
-                    value = item[()]
-                    d.create_dataset(name, data=value.astype(np.float16) if value.dtype == np.float32 else value)
-                    d[name].attrs.update(item.attrs)
-        copy(src, dst)
+    halve_weights(io.BytesIO(data), result)
     return result.getvalue()
 
 folder, target = Path(sys.argv[1]), sys.argv[2]

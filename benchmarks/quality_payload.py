@@ -54,20 +54,28 @@ def pack_photos(photos: Path, out: Path, size: int, quality: int) -> tuple[int, 
     return written, left_out
 
 
+def halve_weights(source, target) -> None:
+    """Copy a Keras ``.weights.h5`` (a path or a file object) to ``target`` with every float32 array rounded to
+    float16: half the bytes, and the arrays load into the float32 model as they are."""
+    with h5py.File(source, "r") as src, h5py.File(target, "w") as dst:
+        _copy_halved(src, dst)
+
+
+def _copy_halved(src: h5py.Group, dst: h5py.Group) -> None:
+    dst.attrs.update(src.attrs)
+    for name, item in src.items():
+        if isinstance(item, h5py.Group):
+            _copy_halved(item, dst.create_group(name))
+            continue
+        value = item[()]
+        dst.create_dataset(name, data=value.astype(np.float16) if value.dtype == np.float32 else value)
+        dst[name].attrs.update(item.attrs)
+
+
 def pack_weights(weights: Path, target: Path) -> None:
-    """``weights`` (.weights.h5) with every float32 array rounded to float16, xz-compressed into ``target``."""
+    """``weights`` halved (:func:`halve_weights`) and xz-compressed into ``target``."""
     halved = target.with_suffix("")
-    with h5py.File(weights, "r") as source, h5py.File(halved, "w") as copy:
-        def copy_group(src: h5py.Group, dst: h5py.Group) -> None:
-            dst.attrs.update(src.attrs)
-            for name, item in src.items():
-                if isinstance(item, h5py.Group):
-                    copy_group(item, dst.create_group(name))
-                    continue
-                value = item[()]
-                dst.create_dataset(name, data=value.astype(np.float16) if value.dtype == np.float32 else value)
-                dst[name].attrs.update(item.attrs)
-        copy_group(source, copy)
+    halve_weights(weights, halved)
     with halved.open("rb") as raw, lzma.open(target, "wb", preset=9) as packed:
         while chunk := raw.read(2**20):
             packed.write(chunk)
