@@ -104,10 +104,40 @@ def _overlay(base: pa.Table, changes: pa.Table) -> pa.Table:
     return pa.concat_tables([kept, added]).sort_by("source")
 
 
+class SourceIndex:
+    """Where each source of a column of strings sits, found through 64-bit hashes of the strings.
+
+    Sixteen bytes a row and no Python object per row: a pandas index of the sources held each as a Python
+    string (~100 bytes a row with its hash table) and made them anew at every compaction.
+    """
+
+    _SLICE = 65_536  # sources hashed at a time, so that only this many Python strings exist at once
+
+    def __init__(self, sources: pa.ChunkedArray | pa.Array):
+        self._sources = sources.combine_chunks() if isinstance(sources, pa.ChunkedArray) else sources
+        hashes = np.empty(len(self._sources), np.int64)
+        for start in range(0, len(hashes), self._SLICE):
+            strings = self._sources.slice(start, self._SLICE).to_pylist()
+            hashes[start : start + len(strings)] = np.fromiter(map(hash, strings), np.int64, len(strings))
+        self._order = np.argsort(hashes, kind="stable")
+        self._hashes = hashes[self._order]
+
+    def find(self, source: str) -> int | None:
+        """The row of ``source`` (None: it has none)."""
+        key = hash(source)
+        at = int(np.searchsorted(self._hashes, key))
+        while at < len(self._hashes) and self._hashes[at] == key:  # more than one only on a hash collision
+            row = int(self._order[at])
+            if self._sources[row].as_py() == source:
+                return row
+            at += 1
+        return None
+
+
 class Manifest:
     """A manifest's rows in memory, and its writer (a manifest has one writer at a time: the lock's holder).
 
-    The table read at the start (or last compaction) is kept as one Arrow table with an index on ``source``;
+    The table read at the start (or last compaction) is kept as one Arrow table with a :class:`SourceIndex`;
     rows appended since are kept apart until the next compaction folds them in, so a lookup or an append never
     copies the table. ``normalize`` adjusts the table read (say, statuses of earlier versions).
     ``full_rewrite`` writes the whole manifest at every append instead (what earlier versions did; for
@@ -126,18 +156,18 @@ class Manifest:
 
     def _set_base(self, table: pa.Table) -> None:
         self._base = table
-        self._position = pd.Index(table["source"].to_pylist(), dtype=object)
+        self._index = SourceIndex(table["source"])
 
     def __len__(self) -> int:
-        return len(self._base) + sum((r is not None) - (s in self._position) for s, r in self._recent.items())
+        return len(self._base) + sum((r is not None) - (self._index.find(s) is not None)
+                                     for s, r in self._recent.items())
 
     def get(self, source: str) -> dict | None:
         """The row of ``source`` (None: it has none)."""
         if source in self._recent:
             return self._recent[source]
-        if source not in self._position:
-            return None
-        return self._base.slice(self._position.get_loc(source), 1).to_pylist()[0]
+        row = self._index.find(source)
+        return None if row is None else self._base.slice(row, 1).to_pylist()[0]
 
     def table(self, changes: dict[str, dict | None] | None = None) -> pa.Table:
         """The whole table, sorted by source, with ``changes`` (not yet appended) over it."""
@@ -177,6 +207,9 @@ class Manifest:
         write(self.path, merged, self.schema)
         self._set_base(merged)
         self._recent, self._part_rows, self._next_part = {}, 0, 0
+        # Hand the old base's and the merge's buffers back: Arrow's pool keeps freed memory otherwise, and a
+        # run's memory would grow by several copies of the table (BENCHMARKS.md, "manifests").
+        pa.default_memory_pool().release_unused()
 
     def _changes_table(self, changes: dict[str, dict | None]) -> pa.Table:
         rows = [row if row is not None else {"source": source} for source, row in changes.items()]

@@ -145,7 +145,7 @@ def colorize(
     ledger = catalog.Ledger(output)
     merge_shares(output, ledger, wait)
     entries = list_entries(source)
-    work = catalog.plan(entries, ledger.frame(), output, trained.id, recolor, overwrite)
+    work = catalog.plan(entries, ledger.table(), output, trained.id, recolor, overwrite)
     logger.info("%s: %d photos, %d to process, %d left as they are", source, len(entries), len(work.pending),
                 work.kept)
     report, seconds = _colour(source, output, trained, work, ledger, batch_size, recolor, workers, dask_address,

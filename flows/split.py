@@ -89,7 +89,7 @@ def colorize_split(
     ledger = catalog.Ledger(output)
     merge_shares(output, ledger, wait)
     entries = list_entries(source)
-    work = catalog.plan(entries, ledger.frame(), output, trained.id, recolor, overwrite)
+    work = catalog.plan(entries, ledger.table(), output, trained.id, recolor, overwrite)
     ledger.add(work.records)
     ledger.flush()
     parts = shares.partition(work.pending, gpus)

@@ -167,14 +167,27 @@ def test_a_transient_write_error_keeps_the_rows_unsaved(tmp_path, monkeypatch):
     assert statuses(catalog.read_manifest(tmp_path)) == expected({0: "colorized", 1: "colorized"})
 
 
-def test_plan_on_a_merged_manifest(tmp_path):
+@pytest.mark.parametrize("as_frame", [False, True], ids=["arrow", "pandas"])
+def test_plan_on_a_merged_manifest(tmp_path, as_frame):
     ledger = catalog.Ledger(tmp_path)
     ledger.add(rows({0: "colorized", 1: "colour", 2: "pending"}))
     ledger.flush()
     (tmp_path / entry(0).name).parent.mkdir(parents=True)
     (tmp_path / entry(0).name).write_bytes(b"ours")
-    work = catalog.plan([entry(0), entry(1), entry(2), entry(3), entry(1, size=5)], ledger.frame(), tmp_path, "m1")
-    assert work.kept == 2 and [e.name for e in work.pending] == [entry(2).name, entry(3).name, entry(1).name]
+    touched = Entry(entry(0).name, 100, entry(0).mtime_ns + 1)
+    listed = [entry(0), entry(1), entry(2), entry(3), entry(1, size=5), touched]
+    work = catalog.plan(listed, ledger.frame() if as_frame else ledger.table(), tmp_path, "m1")
+    assert work.kept == 2, "unchanged to the nanosecond: kept; one nanosecond later: redone"
+    assert [e.name for e in work.pending] == [entry(2).name, entry(3).name, entry(1).name, entry(0).name]
+
+
+def test_the_source_index_finds_every_source_and_survives_hash_collisions():
+    sources = pa.chunked_array([[entry(i).name for i in range(0, 50)], [entry(i).name for i in range(50, 120)]])
+    index = manifest.SourceIndex(sources)
+    assert [index.find(entry(i).name) for i in range(120)] == list(range(120))
+    assert index.find("roll0/missing.jpg") is None
+    index._hashes[:] = hash(entry(77).name)  # every row's hash now collides with the one looked for
+    assert index.find(entry(77).name) == 77, "the strings, not the hashes, decide"
 
 
 def test_the_dataset_manifest_appends_a_part_per_shard(tmp_path):

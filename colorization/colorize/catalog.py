@@ -104,6 +104,10 @@ class Ledger:
         """The rows, unsaved ones included, as a table sorted by source."""
         return self._manifest.frame(self._unsaved)
 
+    def table(self) -> pa.Table:
+        """The rows, unsaved ones included, as an Arrow table sorted by source."""
+        return self._manifest.table(self._unsaved)
+
     def rows(self) -> list[dict]:
         """Every row, unsaved ones included, as :meth:`get` gives them (ready for :meth:`add` to another ledger)."""
         return self._manifest.table(self._unsaved).to_pylist()
@@ -150,15 +154,12 @@ class Plan:
 _PLAN_COLUMNS = ("status", "bytes", manifest.MODIFIED, "model_id")  # what plan needs of a row
 
 
-def plan(entries: list[Entry], rows: pd.DataFrame, output: Path, model_id: str, recolor: bool = False,
+def plan(entries: list[Entry], rows: pa.Table | pd.DataFrame, output: Path, model_id: str, recolor: bool = False,
          overwrite: bool = False) -> Plan:
     """Split the source's entries into work to do, entries refused and work already done (see the module
-    docstring)."""
-    found = pd.Index(rows["source"]).get_indexer([entry.name for entry in entries]) if len(rows) else None
-    columns = [rows[c].to_numpy(dtype=object)[found].tolist() for c in _PLAN_COLUMNS] if found is not None else []
+    docstring). ``rows`` is the manifest (:meth:`Ledger.table`)."""
     pending, records, kept = [], [], 0
-    for i, entry in enumerate(entries):
-        row = dict(zip(_PLAN_COLUMNS, (c[i] for c in columns))) if found is not None and found[i] >= 0 else None
+    for entry, row in zip(entries, _rows_of(entries, rows)):
         ours = row is not None and row["status"] in (COLORIZED, PENDING)
         if not _redo(entry, row, output, model_id, recolor, overwrite):
             kept += 1
@@ -174,10 +175,24 @@ def plan(entries: list[Entry], rows: pd.DataFrame, output: Path, model_id: str, 
     return Plan(pending, records, kept)
 
 
+def _rows_of(entries: list[Entry], rows: pa.Table | pd.DataFrame) -> list[dict | None]:
+    """The manifest's row of each entry, as far as :func:`plan` needs it (None: it has none). One join in
+    Arrow: only the rows found become Python objects, and only the columns plan reads."""
+    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows, preserve_index=False)
+    if not len(table):
+        return [None] * len(entries)
+    names = pa.array([entry.name for entry in entries], pa.string())
+    position = pc.index_in(names, value_set=table["source"]).fill_null(-1).to_numpy()
+    found = table.select(_PLAN_COLUMNS).take(position[position >= 0])
+    found = found.set_column(2, manifest.MODIFIED, found[manifest.MODIFIED].cast(pa.int64()))
+    matched = iter(found.to_pylist())
+    return [next(matched) if at >= 0 else None for at in position]
+
+
 def _redo(entry: Entry, row: dict | None, output: Path, model_id: str, recolor: bool, overwrite: bool) -> bool:
     if overwrite or row is None or row["status"] == PENDING:
         return True
-    if (row["bytes"], manifest.nanoseconds(row[manifest.MODIFIED])) != (entry.size, entry.mtime_ns):
+    if (row["bytes"], row[manifest.MODIFIED]) != (entry.size, entry.mtime_ns):
         return True
     if row["status"] == COLORIZED:
         return row["model_id"] != model_id or not (output / entry.name).exists()

@@ -19,10 +19,10 @@ from colorization.errors import ConfigError, ImageError, as_transient
 from colorization.photos.discover import is_image_name, iter_images
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One photo of the source: its relative name, size and modification time; ``skip`` says why a member
-    that is not a regular file is not read."""
+    that is not a regular file is not read. (Slots: an archive's listing holds one per photo.)"""
 
     name: str
     size: int
