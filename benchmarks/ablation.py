@@ -36,7 +36,6 @@ PLAIN = BEFORE_OPTIONS  # training as the paper's: constant rate, no dropout, la
 VARIANTS: dict[str, dict] = {
     "regression": {"objective": "regression"},  # today's defaults: Huber, cosine, dropout 0.5, best epoch
     "regression-mse": {"objective": "regression", "loss": "mse"},
-    "regression-chroma": {"objective": "regression", "loss": "huber-chroma"},
     "regression-plain": {"objective": "regression", **PLAIN},
     "regression-cosine": {"objective": "regression", **PLAIN, "schedule": "cosine"},
     "regression-wide": {"objective": "regression", "width": 1.0},

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from keras import ops
 
 from colorization.atomic import atomic_path, remove_stale_temps
 from colorization.colorize import render
@@ -142,47 +141,11 @@ def is_stalled(history: list[EpochResult]) -> bool:
     return not any(loss < (1 - STALL_MARGIN) * losses[0] for loss in losses[1:])
 
 
-CHROMA_WEIGHT = 0.03  # of the per-photo chroma term of ``huber-chroma``: a pixel's Huber gradient above HUBER_DELTA
-
-
-@keras.saving.register_keras_serializable(package="colorization")
-class ChromaMatchedHuber(keras.losses.Loss):
-    """Huber on a,b / 128 plus, photo by photo, ``weight`` times the absolute difference between the mean
-    chroma of the prediction and of the original.
-
-    The Huber term alone hedges towards grey where the hue is uncertain, so a photo comes out paler than it
-    was; the chroma term asks each photo for its own amount of colour and leaves it to the fit to put that
-    colour where the hue is surest, where a uniform ``--saturation`` gain boosts every pixel alike.
-    """
-
-    def __init__(self, delta: float = HUBER_DELTA, weight: float = CHROMA_WEIGHT, name: str = "huber_chroma",
-                 **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.delta, self.weight = float(delta), float(weight)
-
-    def call(self, y_true, y_pred):
-        y_true, y_pred = ops.cast(y_true, "float32"), ops.cast(y_pred, "float32")
-        error = ops.abs(y_pred - y_true)
-        huber = ops.where(error <= self.delta, 0.5 * error**2, self.delta * (error - 0.5 * self.delta))
-        return ops.mean(huber, axis=(1, 2, 3)) + self.weight * ops.abs(_mean_chroma(y_pred) - _mean_chroma(y_true))
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "delta": self.delta, "weight": self.weight}
-
-
-def _mean_chroma(ab):
-    """Each photo's mean chroma sqrt(a² + b²) of a (batch, h, w, 2) tensor (smoothed at 0, where sqrt has no
-    gradient)."""
-    return ops.mean(ops.sqrt(ops.sum(ab**2, axis=-1) + 1e-8), axis=(1, 2))
-
-
 def regression_loss(name: str) -> keras.losses.Loss:
     """The regression loss on a,b / 128: ``mse``, the paper's; or ``huber``, squared below HUBER_DELTA (about 4
     a,b units) and absolute above, so that pixels whose colour cannot be told from the grey photo (a shirt of
     any colour) weigh linearly, not quadratically, in the fit. Huber colours unseen photos more faithfully
     (QUALITY.md, "Loss")."""
-    if name == "huber-chroma":
-        return ChromaMatchedHuber()
     return keras.losses.Huber(delta=HUBER_DELTA) if name == "huber" else keras.losses.MeanSquaredError()
 
 
