@@ -18,12 +18,10 @@ paper's model (width 1.0 at 256x256) and random weights (speed does not depend o
 (e) render with ``upsample="guided"`` against ``"bicubic"`` on the same photos and a,b, alternating photo by
     photo so that both see the same load: the whole render and its pixel work alone (``colorize_pixels``);
 (f) render against its I/O floor, alternating photo by photo: the floor is Pillow's full decode of the photo
-    and a JPEG encode of it at the output's settings (``images.SAVE_OPTIONS``); the grey photos' lookup tables
-    (``lab.grey_to_srgb``'s RGBX, ``lab.grey_to_ycbcr``'s Y and CbCr) are built before, their one-off cost per
-    process printed beside; render's colour work on its own (Y, Cb, Cr planes, and their JPEG encode), beside
-    the RGBX lookup and Pillow's encode of it that render used before and still uses for other formats; and the
-    floor of a colour result: the same decode, and Pillow's JPEG encode of the RGBX colour photo (three
-    channels, where the grey photo's own encode has one).
+    and a JPEG encode of it at the output's settings (``images.SAVE_OPTIONS``); the grey photos' lookup table
+    (``lab.grey_to_srgb``) is built before, its one-off cost per process printed beside; and the floor of a
+    colour result: the same decode, and a JPEG encode of the colour photo render makes (three channels, where
+    the grey photo's own encode has one; handed to Pillow as render hands it, RGBX without a copy).
 
 Run as ``.venv/bin/python benchmarks/colorize.py [--images 24] [--small 20] [--large 200] [--workers 2]``;
 ``--split-only`` prints (a) and (e) alone and needs no Prefect or Dask (``benchmarks/gpu.sh`` runs it on a GPU machine).
@@ -115,7 +113,7 @@ def print_upsampling(times: dict) -> None:
 
 def floor_and_render(paths: list[Path], out: Path) -> dict:
     """Seconds per photo of the I/O floor (full decode + JPEG encode at the output's settings) and of render,
-    alternating photo by photo, and of its colour work: the Y, Cb, Cr planes and their encode, and the RGBX lookup."""
+    alternating photo by photo, and of render's colour conversion by table lookup and band by band."""
     import io
 
     from PIL import Image
@@ -124,7 +122,7 @@ def floor_and_render(paths: list[Path], out: Path) -> dict:
     from colorization.photos import images, lab
 
     ab = np.random.default_rng(0).normal(0, 20, (SIZE, SIZE, 2)).astype(np.float32)  # speed ignores values
-    times = dict.fromkeys(["floor", "render", "planes", "planes encode", "table lookup", "colour floor"], 0.0)
+    times = {"floor": 0.0, "render": 0.0, "table lookup": 0.0, "band by band": 0.0, "colour floor": 0.0}
     for path in paths:
         began = time.perf_counter()
         with Image.open(path) as photo:
@@ -138,15 +136,12 @@ def floor_and_render(paths: list[Path], out: Path) -> dict:
         render(path.read_bytes(), path.name, ab, out / f"floor-{path.name}", 10**9)
         times["render"] += time.perf_counter() - began
         a, b = upsample_ab(ab, grey.shape[::-1])
-        began = time.perf_counter()
-        planes = lab.grey_to_ycbcr(grey, a, b)
-        converted = time.perf_counter()
-        images.encode_jpeg_planes(*planes, images.Photo(photo, *photo.size))
-        times["planes"] += converted - began
-        times["planes encode"] += time.perf_counter() - converted
-        began = time.perf_counter()
-        colour = lab.grey_to_srgb(grey, a, b, pad=True)
-        times["table lookup"] += time.perf_counter() - began
+        conversions = {"band by band": lambda: lab.lab_to_srgb_fast(grey, a, b, ab_offset=lab.AB_OFFSET),
+                       "table lookup": lambda: lab.grey_to_srgb(grey, a, b, pad=True)}  # last: render's own result
+        for name, convert in conversions.items():
+            began = time.perf_counter()
+            colour = convert()
+            times[name] += time.perf_counter() - began
         began = time.perf_counter()
         images.as_image(colour).save(io.BytesIO(), "JPEG", **images.SAVE_OPTIONS["JPEG"])
         times["colour floor"] += time.perf_counter() - began
@@ -154,13 +149,12 @@ def floor_and_render(paths: list[Path], out: Path) -> dict:
 
 
 def build_grey_table() -> float:
-    """Seconds to build the grey photos' lookup tables, as a Dask worker's first photos do; every later step
-    of this process finds them built."""
+    """Seconds to build the grey photos' lookup table, as a Dask worker's first photo does; every later step
+    of this process finds it built."""
     from colorization.photos import lab
 
     began = time.perf_counter()
     lab.grey_to_srgb(*np.zeros((3, 1, 1), np.uint8))
-    lab.grey_to_ycbcr(*np.zeros((3, 1, 1), np.uint8))
     return time.perf_counter() - began
 
 
@@ -168,11 +162,10 @@ def print_floor(times: dict, table: float) -> None:
     ratio = times["render"] / times["floor"]
     print(f"(f) per photo: I/O floor (full decode + JPEG encode) {times['floor']:.3f} s, render "
           f"{times['render']:.3f} s: render/floor = {ratio:.2f} (aim <= 2: {'met' if ratio <= 2 else 'missed'})")
-    print(f"    its colour work: Y, Cb, Cr planes {times['planes']:.3f} s and their JPEG encode "
-          f"{times['planes encode']:.3f} s; before (and for other formats), RGBX by table lookup "
-          f"{times['table lookup']:.3f} s and Pillow's JPEG encode of it (in the colour floor below); the tables "
-          f"are built once per process in {table:.2f} s")
-    print(f"    the floor of a colour result (decode the grey photo, Pillow's encode of the colour one) "
+    print(f"    its colour conversion: table lookup {times['table lookup']:.3f} s, band by band (before) "
+          f"{times['band by band']:.3f} s: {times['band by band'] / times['table lookup']:.2f}x; the table is built "
+          f"once per process in {table:.2f} s")
+    print(f"    the floor of a colour result (decode the grey photo, encode the colour one) "
           f"{times['colour floor']:.3f} s: render/that = {times['render'] / times['colour floor']:.2f}")
 
 

@@ -128,20 +128,3 @@ def test_grey_photo_lookup_table_gives_the_conversion_exactly():
     expected = lab.lab_to_srgb_fast(grey, a, b, ab_offset=lab.AB_OFFSET)
     assert np.array_equal(lab.grey_to_srgb(grey, a, b), expected)
     assert lab.grey_to_srgb(grey, a, b).shape == (64, 96, 3) and lab.grey_to_srgb(grey, a, b).flags.c_contiguous
-
-
-def test_grey_to_ycbcr_gives_jpegs_planes_of_the_same_colours():
-    """Y per pixel is the JFIF luma of grey_to_srgb's colour; Cb and Cr come at half size (odd sides rounded
-    up), and where a 2x2 block is even they are exactly the JFIF chroma of its colour."""
-    rng = np.random.default_rng(3)
-    grey, a, b = (rng.integers(0, 256, (7, 9), dtype=np.uint8) for _ in range(3))
-    luma, cb, cr = lab.grey_to_ycbcr(grey, a, b)
-    rgb = lab.grey_to_srgb(grey, a, b).astype(np.float64)
-    assert np.array_equal(luma, np.clip(np.rint(rgb @ [0.299, 0.587, 0.114]), 0, 255))
-    assert cb.shape == cr.shape == (4, 5) and cb.dtype == cr.dtype == np.uint8
-
-    even = [np.kron(rng.integers(0, 256, (4, 5), dtype=np.uint8), np.ones((2, 2), np.uint8)) for _ in range(3)]
-    _, cb, cr = lab.grey_to_ycbcr(*even)
-    block = lab.grey_to_srgb(*(plane[::2, ::2] for plane in even)).astype(np.float64)
-    assert np.array_equal(cb, np.clip(np.rint(block @ [-0.168736, -0.331264, 0.5] + 128), 0, 255))
-    assert np.array_equal(cr, np.clip(np.rint(block @ [0.5, -0.418688, -0.081312] + 128), 0, 255))

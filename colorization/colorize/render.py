@@ -13,7 +13,6 @@ A photo goes through three steps so that only small arrays ever travel between p
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -70,51 +69,35 @@ def colorize_pixels(pixels: np.ndarray, ab_small: np.ndarray, upsample: Upsample
     ``guided`` needs L as a float plane (the guide), which grey 8-bit photos otherwise avoid. With ``pad``, a
     grey 8-bit photo's result comes as RGBX (h, w, 4), which :func:`images.as_image` wraps without a copy.
     """
-    lightness, a, b = _full_size(pixels, ab_small, upsample)
-    if pixels.ndim == 2 and pixels.dtype == np.uint8:  # a grey photo: the lookup table
-        return lab.grey_to_srgb(pixels, a, b, pad)
-    return lab.lab_to_srgb_fast(lightness, a, b, ab_offset=lab.AB_OFFSET)
-
-
-def _full_size(pixels: np.ndarray, ab_small: np.ndarray, upsample: Upsample
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The L to convert (grey 8-bit pixels stay as they are) and a, b upsampled to the pixels' size as uint8
-    planes holding ``value + AB_OFFSET``."""
     height, width = pixels.shape[:2]
     if upsample == "guided":
         lightness = pixels if pixels.dtype != np.uint8 else lab.lightness(pixels)
         a, b = guided.guided_upsample(lightness, ab_small, offset=lab.AB_OFFSET)
-        return (pixels if pixels.ndim == 2 else lightness), a, b
-    return (pixels if pixels.ndim == 2 else lab.lightness(pixels)), *upsample_ab(ab_small, (width, height))
+    else:
+        lightness = pixels if pixels.ndim == 2 else lab.lightness(pixels)
+        a, b = upsample_ab(ab_small, (width, height))
+    if pixels.ndim == 2 and pixels.dtype == np.uint8 and a.dtype == np.uint8:  # a grey photo: the lookup table
+        return lab.grey_to_srgb(pixels, a, b, pad)
+    return lab.lab_to_srgb_fast(lightness, a, b, ab_offset=lab.AB_OFFSET)
 
 
 def render(data: bytes, name: str, ab_small: np.ndarray, target: Path, max_pixels: int,
            thumbnail: int = 0, upsample: Upsample = "bicubic") -> tuple[np.ndarray, np.ndarray] | None:
     """Colour one photo at full size and write it to ``target`` atomically, in the original's format.
 
-    A grey JPEG (most scanned archives) is written from JPEG's own Y, Cb, Cr planes (:func:`lab.grey_to_ycbcr`,
-    :func:`images.encode_jpeg_planes`), without ever holding its RGB pixels. Returns (before, after)
-    thumbnails of at most ``thumbnail`` pixels when asked, for galleries.
+    Returns (before, after) thumbnails of at most ``thumbnail`` pixels when asked, for galleries.
     """
     photo = images.decode(data, name, max_pixels=max_pixels, keep_grey=True)
-    pixels = np.asarray(photo.image)
-    if photo.format == "JPEG" and pixels.ndim == 2:
-        _, a, b = _full_size(pixels, ab_small, upsample)
-        encoded = images.encode_jpeg_planes(*lab.grey_to_ycbcr(pixels, a, b), photo)
-        result = None
-    else:
-        result = images.as_image(colorize_pixels(pixels, ab_small, upsample, pad=True))
-        encoded = images.encode_like(result, photo)
+    result = images.as_image(colorize_pixels(np.asarray(photo.image), ab_small, upsample, pad=True))
+    encoded = images.encode_like(result, photo)
     with atomic_path(target) as temp:
         temp.write_bytes(encoded)
     if not thumbnail:
         return None
-    after = result if result is not None else Image.open(io.BytesIO(encoded))
-    return _thumbnail(photo.image, thumbnail), _thumbnail(after, thumbnail)
+    return _thumbnail(photo.image, thumbnail), _thumbnail(result, thumbnail)
 
 
 def _thumbnail(image: Image.Image, side: int) -> np.ndarray:
-    image.draft("RGB", (side, side))  # a JPEG not yet decoded decodes at a reduced scale; others are as they are
     small = image.convert("RGB")
     small.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=2.0)
     return np.asarray(small)

@@ -5,13 +5,11 @@ from __future__ import annotations
 import io
 import logging
 import math
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import simplejpeg
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from colorization.errors import ImageError
@@ -157,28 +155,6 @@ def as_image(pixels: np.ndarray) -> Image.Image:
         height, width = pixels.shape[:2]
         return Image.frombuffer("RGBX", (width, height), np.ascontiguousarray(pixels), "raw", "RGBX", 0, 1)
     return Image.fromarray(pixels, "RGB")
-
-
-def encode_jpeg_planes(luma: np.ndarray, cb: np.ndarray, cr: np.ndarray, original: Photo) -> bytes:
-    """A JPEG of its Y plane and its Cb and Cr planes at half size (4:2:0, as :func:`encode_like` writes a
-    JPEG), at the same quality, with the original's EXIF and DPI.
-
-    libjpeg-turbo (through simplejpeg) takes the planes as they are, which spares the RGB pixels, their
-    conversion to YCbCr and the averaging of chroma that a writer of RGB does.
-    """
-    data = simplejpeg.encode_jpeg_yuv_planes(luma, cb, cr, quality=SAVE_OPTIONS["JPEG"]["quality"])
-    if data[2:4] != b"\xff\xe0" or data[6:11] != b"JFIF\x00":
-        raise ValueError("simplejpeg wrote no JFIF header to carry the DPI and EXIF over")
-    head = bytearray(data[:20])  # SOI and the JFIF segment: units at 13, x and y density at 14 and 16
-    if original.dpi and min(round(v) for v in original.dpi) >= 1:
-        head[13:18] = struct.pack(">BHH", 1, *(round(v) for v in original.dpi))
-    exif = b""
-    if original.exif:
-        payload = original.exif if original.exif.startswith(b"Exif\x00\x00") else b"Exif\x00\x00" + original.exif
-        if len(payload) > 65533:
-            raise ValueError("EXIF data is too long")  # as Pillow's writer says
-        exif = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
-    return bytes(head) + exif + data[20:]
 
 
 def encode_like(image: Image.Image, original: Photo) -> bytes:

@@ -11,7 +11,6 @@ float32 matrix work that the tests hold to within a fraction of a grey level of 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 from functools import cache
 
 import cv2
@@ -238,49 +237,17 @@ def grey_to_srgb(grey: np.ndarray, a: np.ndarray, b: np.ndarray, pad: bool = Fal
     the table is ordered by a, then b, then grey, so that neighbouring pixels, whose a and b (upsampled from the
     model's grid) barely change, read neighbouring entries.
     """
-    rgbx = _lookup(_grey_table(), grey, a, b).view(np.uint8).reshape(grey.shape + (4,))
+    table = _grey_table()
+    rgbx = np.empty(grey.shape + (4,), np.uint8)
+    entries = rgbx.view(np.uint32)[..., 0]
+    zeros = np.zeros((GREY_BAND_ROWS, grey.shape[1]), np.uint8)
+    for rows in blocks(len(rgbx), GREY_BAND_ROWS):  # cache-sized bands
+        index = cv2.merge([grey[rows], b[rows], a[rows], zeros[: rows.stop - rows.start]]).view(np.uint32)[..., 0]
+        np.take(table, index, out=entries[rows], mode="clip")  # every index is in the table: no bounds pass
     return rgbx if pad else cv2.cvtColor(rgbx, cv2.COLOR_RGBA2RGB)
 
 
 GREY_BAND_ROWS = 64  # rows converted at a time by grey_to_srgb: its index and lookup stay in cache
-
-
-def grey_to_ycbcr(grey: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`grey_to_srgb`'s colours as the planes a JPEG stores, for an encoder that takes them as they are:
-    Y at full size, Cb and Cr at half size each way (4:2:0, what JPEG writers use by default).
-
-    Y is looked up per pixel like :func:`grey_to_srgb` (one byte an entry instead of four). Cb and Cr are
-    looked up once per 2x2 block, from the block's mean grey level and mean a, b: where a JPEG writer would
-    convert every pixel and then average the four, this converts the average, a quarter of the work, and
-    differs only where a block straddles a sharp step of grey.
-    """
-    height, width = grey.shape
-    luma_table, chroma_table = _ycbcr_tables()
-    luma = _lookup(luma_table, grey, a, b)
-    half = ((width + 1) // 2, (height + 1) // 2)
-    small = [cv2.resize(plane, half, interpolation=cv2.INTER_AREA) for plane in (grey, a, b)]
-    chroma = _lookup(chroma_table, *small).view(np.uint8).reshape(half[1], half[0], 2)
-    return luma, np.ascontiguousarray(chroma[..., 0]), np.ascontiguousarray(chroma[..., 1])
-
-
-def _lookup(table: np.ndarray, grey: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``table`` at every pixel's (a, b, grey): its index is the bytes (grey, b, a, 0) read as one uint32."""
-    out = np.empty(grey.shape, table.dtype)
-    zeros = np.zeros((GREY_BAND_ROWS, grey.shape[1]), np.uint8)
-    for rows in blocks(len(out), GREY_BAND_ROWS):  # cache-sized bands
-        index = cv2.merge([grey[rows], b[rows], a[rows], zeros[: rows.stop - rows.start]]).view(np.uint32)[..., 0]
-        np.take(table, index, out=out[rows], mode="clip")  # every index is in the table: no bounds pass
-    return out
-
-
-def _grey_colours() -> Iterator[tuple[int, np.ndarray]]:
-    """(a + AB_OFFSET, sRGB of every (b + AB_OFFSET, grey level) as (256, 256, 3) uint8) for each a: what the
-    grey photos' tables hold."""
-    levels = np.arange(256, dtype=np.uint8)
-    grey = np.ascontiguousarray(np.broadcast_to(levels[None, :], (256, 256)))
-    b = np.broadcast_to(levels[:, None], (256, 256))
-    for a in range(256):
-        yield a, lab_to_srgb_fast(grey, np.full((256, 256), a, np.uint8), b, ab_offset=AB_OFFSET)
 
 
 @cache
@@ -289,27 +256,12 @@ def _grey_table() -> np.ndarray:
     once per process (about a second), after which a 12 MP photo costs a seventh of the band-by-band
     conversion."""
     table = np.zeros((256, 256, 256, 4), np.uint8)
-    for a, colours in _grey_colours():
-        table[a, ..., :3] = colours
+    levels = np.arange(256, dtype=np.uint8)
+    grey = np.ascontiguousarray(np.broadcast_to(levels[None, :], (256, 256)))
+    b = np.broadcast_to(levels[:, None], (256, 256))
+    for a in range(256):
+        table[a, ..., :3] = lab_to_srgb_fast(grey, np.full((256, 256), a, np.uint8), b, ab_offset=AB_OFFSET)
     return table.view(np.uint32).reshape(-1)
-
-
-# JPEG's (JFIF's) full-range YCbCr from 8-bit sRGB: ITU-R BT.601's weights, Cb and Cr centred on 128.
-_YCBCR = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
-
-
-@cache
-def _ycbcr_tables() -> tuple[np.ndarray, np.ndarray]:
-    """Y (one byte) and Cb, Cr (two bytes, Cb first) of every entry of :func:`_grey_table`: 48 MiB, built once
-    per process from the same colours."""
-    luma = np.empty((256, 256, 256), np.uint8)
-    chroma = np.empty((256, 256, 256, 2), np.uint8)
-    for a, colours in _grey_colours():
-        ycc = np.rint(colours @ _YCBCR.T + [0, 128, 128])
-        np.clip(ycc, 0, 255, out=ycc)
-        luma[a] = ycc[..., 0]
-        chroma[a] = ycc[..., 1:]
-    return luma.reshape(-1), chroma.view(np.uint16).reshape(-1)
 
 
 def _desaturate_into_gamut(linear: list[np.ndarray], luminance: np.ndarray) -> None:
