@@ -8,11 +8,14 @@ rendering, buys colourfulness; this measures what it costs on photos the model n
 A classification model's annealed-mean temperature moves it along the same trade-off from the other side
 (``--temperature``), so both can be compared on one scale.
 
+``--gamma G`` bends the gain instead of applying it evenly: each pixel's chroma c becomes
+``gain * c * (c / median c) ** (G - 1)``, so G < 1 lifts pale pixels more than vivid ones and G > 1 the other way.
+
 Two models are best compared at the same colourfulness, photo by photo: ``--against OTHER --pairs 1:1.25 1.1:1.4``
 prints MODEL at the first gain minus OTHER at the second, with 95% intervals of the paired differences.
 
 Run as ``.venv/bin/python benchmarks/chroma_gain.py PHOTOS MODEL [--weights W] [--gains 1 1.5 2] [--temperature T]
-[--against OTHER --pairs GAIN:OTHER_GAIN ...]``.
+[--gamma G] [--against OTHER --pairs GAIN:OTHER_GAIN ...]``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ def main() -> int:
     parser.add_argument("--weights", help="extractor weights (default: the card's)")
     parser.add_argument("--temperature", type=float, help="a classification model's decoding temperature")
     parser.add_argument("--gains", type=float, nargs="+", default=[1.0, 1.25, 1.5, 1.75, 2.0, 2.5])
+    parser.add_argument("--gamma", type=float, default=1.0, help="chroma curve before the gain (1: even gain)")
     parser.add_argument("--long-side", type=int, default=512)
     parser.add_argument("--against", type=Path, help="a second model folder (with its card's weights), compared "
                         "photo by photo (--pairs)")
@@ -44,7 +48,7 @@ def main() -> int:
     colorizer = Colorizer.load(args.model, args.weights, args.temperature)
     loaded = (load_sample(read_entry(args.photos, e.name), e.name, args.long_side) for e in list_entries(args.photos))
     samples = [sample for sample in loaded if sample is not None]
-    ab = _predict(colorizer, samples)
+    ab = _bend(_predict(colorizer, samples), args.gamma)
     grey = [metrics.score(s.grey, s.original) for s in samples]
     print(f"{len(samples)} colour photos of {args.photos}, model {colorizer.id}")
     print(f"{'gain':>5} {'PSNR':>6} {'-grey [95% interval]':>22} {'wins':>5} {'SSIM':>6} {'AuC':>6} "
@@ -66,6 +70,14 @@ def main() -> int:
 
 def _predict(colorizer: Colorizer, samples: list) -> np.ndarray:
     return colorizer.predict_ab(np.stack([s.lightness(colorizer.size) for s in samples]))
+
+
+def _bend(ab: np.ndarray, gamma: float) -> np.ndarray:
+    """Predicted a,b with each pixel's chroma c scaled by (c / median c) ** (gamma - 1); hue kept."""
+    if gamma == 1.0:
+        return ab
+    chroma = np.hypot(ab[..., 0], ab[..., 1])
+    return ab * ((np.maximum(chroma, 1e-6) / np.median(chroma)) ** (gamma - 1.0))[..., None]
 
 
 def _compare(samples: list, ab: np.ndarray, other_ab: np.ndarray, pairs: list[tuple[float, float]], title: str

@@ -14,7 +14,8 @@ process:
 - **top-up**: a run where only the last 200 photos changed (size or time), per photo processed: plan + loop;
 - **peak RSS** of the process (``ru_maxrss``) by the end of the first run (what one colorize run of the
   archive holds: its listing, plan and bookkeeping) and by the end of the script (which also keeps the lists of
-  entries of its later runs), and its RSS after imports.
+  entries of its later runs), its RSS after imports, and its RSS once the first run is over (what stays held
+  besides the transient peaks of compactions).
 
 Bookkeeping is timed in wall time and in the process's CPU time, steadier where other jobs share the cores.
 Each case runs ``--repeats`` times (default 3), each in a fresh process, the cases taking turns; the table
@@ -181,7 +182,7 @@ def child(n: int, mode: str) -> dict:
         started = time.perf_counter()
         entries = list_entries(source) if entries is None else entries
         ledger = new_ledger(output)
-        work = planner(entries, ledger.frame(), output, "m1")
+        work = planner(entries, ledger.frame() if old else ledger.table(), output, "m1")
         return ledger, work, time.perf_counter() - started
 
     result = {"photos": n, "mode": mode, "rss after imports MB": round(after_imports)}
@@ -203,6 +204,7 @@ def child(n: int, mode: str) -> dict:
         result["bookkeeping CPU µs/photo"] = 1e6 * (time.process_time() - cpu) / n
         assert report.left == 0 and report.counts[COLORIZED] == n
     result["first run peak RSS MB"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    result["first run RSS at its end MB"] = round(rss_mb())
     entries = list_entries(source)
     for entry in entries:  # outputs, so that a re-run finds every photo done (not timed)
         target = output / entry.name
