@@ -15,7 +15,9 @@ process:
 - **peak RSS** of the process (``ru_maxrss``) by the end of the first run (what one colorize run of the
   archive holds: its listing, plan and bookkeeping) and by the end of the script (which also keeps the lists of
   entries of its later runs), its RSS after imports, and its RSS once the first run is over (what stays held
-  besides the transient peaks of compactions).
+  besides the transient peaks of compactions);
+- **merge a share**: a split run's share holding a row for every photo folded into the archive's manifest
+  (``shares.merge``), per photo, and the RSS growth while it runs (sampled every 5 ms).
 
 Bookkeeping is timed in wall time and in the process's CPU time, steadier where other jobs share the cores.
 Each case runs ``--repeats`` times (default 3), each in a fresh process, the cases taking turns; the table
@@ -43,6 +45,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
@@ -223,7 +226,40 @@ def child(n: int, mode: str) -> dict:
     assert len(catalog.read_manifest(output)) == n
     result["peak RSS MB"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     shutil.rmtree(output)
+    if not old:
+        result.update(merge_share(entries))
     return result
+
+
+def merge_share(entries: list) -> dict:
+    """Time and RSS growth of folding a split run's share holding every photo into a new archive manifest."""
+    from colorization.colorize import catalog, shares
+    from colorization.colorize.catalog import COLORIZED
+
+    output = WORK / f"merge-{len(entries)}"
+    shutil.rmtree(output, ignore_errors=True)
+    child = shares.ledger(output, shares.write(output, 0, entries))
+    child.add([catalog.record(e, COLORIZED, "m1", "0123456789abcdef") for e in entries])
+    child.flush()
+    child.compact()
+    del child
+    before, peak, done = rss_mb(), [0.0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.005):
+            peak[0] = max(peak[0], rss_mb())
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    started = time.perf_counter()
+    merged = shares.merge(output, catalog.Ledger(output))
+    seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    assert len(merged) == len(entries)
+    shutil.rmtree(output)
+    return {"merge a share µs/photo": 1e6 * seconds / len(entries),
+            "merge a share RSS growth MB": round(max(peak[0], rss_mb()) - before)}
 
 
 def main() -> None:
@@ -247,16 +283,16 @@ def main() -> None:
             runs[mode, n].append(json.loads(line.stdout.strip().splitlines()[-1]))
             print(f"{mode} {n}: {time.perf_counter() - started:.0f} s  {runs[mode, n][-1]}", flush=True)
     results = [_combined(runs[case]) for case in cases]
-    keys = [k for k in results[0] if k not in ("photos", "mode")]
+    keys = list(dict.fromkeys(k for r in results for k in r if k not in ("photos", "mode")))
     print("\n| mode | photos | " + " | ".join(keys) + " |")
     print("|---|---:|" + "---:|" * len(keys))
     for r in results:
-        print(f"| {r['mode']} | {r['photos']:,} | " + " | ".join(_fmt(r[k]) for k in keys) + " |")
+        print(f"| {r['mode']} | {r['photos']:,} | " + " | ".join(_fmt(r.get(k)) for k in keys) + " |")
     for mode in args.modes:
         rows = {r["photos"]: r for r in results if r["mode"] == mode}
         if len(rows) >= 2:
             small, large = rows[min(rows)], rows[max(rows)]
-            ratios = {k: _fmt(large[k] / small[k]) for k in keys if large[k] and small[k] and "RSS" not in k}
+            ratios = {k: _fmt(large[k] / small[k]) for k in keys if large.get(k) and small.get(k) and "RSS" not in k}
             print(f"{mode}: per photo {max(rows)}/{min(rows)}: {ratios}")
 
 

@@ -199,11 +199,32 @@ class Manifest:
         if self._part_rows > max(COMPACT_MIN_ROWS, COMPACT_FRACTION * len(self._base)):
             self.compact()
 
+    def append_table(self, rows: pa.Table) -> None:
+        """Record ``rows`` (one per source, each replacing the source's row) as one part, then fold everything
+        into the base at once: many rows (a split run's share) without a Python object for each."""
+        if not len(rows):
+            return
+        rows = rows.select(self.schema.names).cast(self.schema)
+        with atomic_path(parts_dir(self.path) / f"part-{self._next_part:06d}.parquet") as temp:
+            pq.write_table(rows, temp)
+        self._next_part += 1
+        self._part_rows += len(rows)
+        older = self._changes_table(self._recent) if self._recent else self.schema.empty_table()
+        older = older.filter(pc.invert(pc.is_in(older["source"], value_set=rows["source"])))
+        try:
+            self._rewrite(_overlay(self._base, pa.concat_tables([older, rows])))
+        except BaseException:  # the part holds the rows: keep them here too, as a plain append would
+            self._recent.update((row["source"], row) for row in rows.to_pylist())
+            raise
+
     def compact(self) -> None:
         """Write base and parts merged as the new base and delete the parts (nothing to do when there are none)."""
         if not self._recent and not self._part_rows:
             return
-        merged = self.table()
+        self._rewrite(self.table())
+
+    def _rewrite(self, merged: pa.Table) -> None:
+        """Make ``merged`` (base and every part since) the new base, on disk and here."""
         write(self.path, merged, self.schema)
         self._set_base(merged)
         self._recent, self._part_rows, self._next_part = {}, 0, 0

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
+import pyarrow as pa
 from distributed import KilledWorker
 from distributed.comm import CommClosedError
 from prefect import flow, get_run_logger, task
@@ -190,10 +191,10 @@ def colorize_share(
                   shares.sheet_path(output, share_dir), **{"pinned device": pinned_device()})
 
 
-def merge_shares(output: Path, ledger: catalog.Ledger, wait: bool) -> list[dict]:
+def merge_shares(output: Path, ledger: catalog.Ledger, wait: bool) -> pa.Table:
     """Fold shares left in ``output`` (a split run's, :mod:`colorization.colorize.shares`) into its manifest."""
     merged = shares.merge(output, ledger, wait)
-    if merged:
+    if len(merged):
         get_run_logger().info("%s: %d rows of a split run merged into its manifest", output, len(merged))
     return merged
 

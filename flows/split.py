@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Annotated
 from uuid import UUID
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.client.orchestration import get_client
@@ -111,9 +113,10 @@ def colorize_split(
     merged = merge_shares(output, ledger, wait=True)
     remove_temps(output, "a share's lost Dask worker", recursive=True)  # every share has ended
     seconds = time.perf_counter() - started
-    settled = sum(row["status"] in (COLORIZED, COLOUR, ERROR) for row in merged)
+    settled = pc.sum(pc.is_in(merged["status"], value_set=pa.array([COLORIZED, COLOUR, ERROR]))).as_py() or 0
     report = LoopReport(left=len(work.pending) - settled, stopped=_stopped(finished, "run again to redo them"))
-    report.tally(work.records + merged)
+    report.tally(work.records)
+    report.tally_table(merged)
     summary = run_summary(len(entries), work, report, seconds)
     create_table_artifact(key="colorize-split-summary", table=[summary],
                           description=f"Colorize run into {output} in {len(parts)} shares; contact sheets: "

@@ -9,15 +9,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from PIL import Image
 
 from colorization.atomic import atomic_path, remove_stale_temps
 from colorization.colorize import catalog
-from colorization.colorize.loop import colorize_pending, prepare_batch, render_to_file
+from colorization.colorize.loop import LoopReport, colorize_pending, prepare_batch, render_to_file
 from colorization.dataset.preprocess import process_files
 from colorization.evaluation import metrics
-from colorization.photos.archive import list_entries
+from colorization.photos.archive import Entry, list_entries
 
 SIZE = 32
 
@@ -180,3 +181,16 @@ def test_progress_ends_at_every_photo_done(photos, tmp_path):
             2, records=work.records, on_progress=lambda done, total: calls.append((done, total)),
         )
     assert calls[-1] == (5, 5), calls
+
+
+def test_a_report_tallies_an_arrow_table_as_it_tallies_rows():
+    """A split run's merged shares are counted from their Arrow table, the errors kept with their reasons."""
+    entries = [Entry(f"p{i}.jpg", 10, i) for i in range(5)]
+    rows = [catalog.record(entries[0], "colorized", "m1"), catalog.record(entries[1], "error", "m1", error="bad"),
+            catalog.record(entries[2], "colour", "m1"), catalog.record(entries[3], "colorized", "m1"),
+            catalog.record(entries[4], "error", "m1", error="worse")]
+    by_rows, by_table = LoopReport(), LoopReport()
+    by_rows.tally(rows)
+    by_table.tally_table(pa.Table.from_pylist(rows, schema=catalog.SCHEMA))
+    assert by_table.counts == by_rows.counts == {"colorized": 2, "error": 2, "colour": 1}
+    assert by_table.errors == by_rows.errors == [("p1.jpg", "bad"), ("p4.jpg", "worse")]

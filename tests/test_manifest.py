@@ -181,6 +181,28 @@ def test_plan_on_a_merged_manifest(tmp_path, as_frame):
     assert [e.name for e in work.pending] == [entry(2).name, entry(3).name, entry(1).name, entry(0).name]
 
 
+def test_a_table_of_rows_goes_in_as_one_part_folded_at_once(tmp_path, monkeypatch):
+    """How a split run merges a share: no row dicts, the parts folded into manifest.parquet straight away."""
+    ledger = catalog.Ledger(tmp_path)
+    ledger.add(rows({0: "colorized", 1: "error", 2: "colorized"}))
+    ledger.flush()
+    ledger.add(rows({3: "colour"}))  # not flushed yet: it goes first
+    ledger.add_table(pa.Table.from_pylist(rows({1: "colorized", 4: "colorized"}, model="m2"), schema=catalog.SCHEMA))
+    want = expected({0: "colorized", 1: "error", 2: "colorized"}, {3: "colour"}, {1: "colorized", 4: "colorized"})
+    assert statuses(catalog.read_manifest(tmp_path)) == want and statuses(ledger.frame()) == want
+    assert not manifest.part_paths(catalog.manifest_path(tmp_path)), "folded into manifest.parquet"
+    assert ledger.get(entry(1).name)["model_id"] == "m2" and len(ledger) == 5
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(manifest, "write", full_disk)  # the part is written, the new base is not
+    with pytest.raises(TransientError, match="No space left"):
+        ledger.add_table(pa.Table.from_pylist(rows({0: "error"}), schema=catalog.SCHEMA))
+    assert statuses(catalog.read_manifest(tmp_path))[entry(0).name] == "error", "the part carries the rows"
+    assert ledger.get(entry(0).name)["status"] == "error", "and the ledger knows them"
+
+
 def test_the_source_index_finds_every_source_and_survives_hash_collisions():
     sources = pa.chunked_array([[entry(i).name for i in range(0, 50)], [entry(i).name for i in range(50, 120)]])
     index = manifest.SourceIndex(sources)

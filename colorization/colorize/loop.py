@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from colorization.colorize import catalog
 from colorization.colorize.catalog import COLORIZED, COLOUR, ERROR, PENDING
@@ -88,6 +90,14 @@ class LoopReport:
             self.counts[row["status"]] += 1
             if row["status"] == ERROR:
                 self.errors.append((row["source"], row["error"]))
+
+    def tally_table(self, rows: pa.Table) -> None:
+        """:meth:`tally` of rows held as an Arrow table (a split run's merged shares): no Python object per row
+        but the errors'."""
+        for count in pc.value_counts(rows["status"]).to_pylist():
+            self.counts[count["values"]] += count["counts"]
+        errors = rows.filter(pc.equal(rows["status"], ERROR))
+        self.errors += zip(errors["source"].to_pylist(), errors["error"].to_pylist())
 
 
 def prepare_batch(source: Path, entries: list[Entry], size: int, max_pixels: int) -> list[PrepareResult]:

@@ -108,22 +108,20 @@ def pending(output: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
 
-def merge(output: Path, into: Ledger, wait: bool = False) -> list[dict]:
+def merge(output: Path, into: Ledger, wait: bool = False) -> pa.Table:
     """Fold every share of ``output`` into its manifest (``into``) and delete the shares; returns the rows merged.
 
     Each share is merged holding its lock: a child still colouring it makes this wait (``wait``) or raise
     :class:`colorization.lock.FolderBusy` naming that run. Rows a child never settled (a claim it put back) were
-    written as removals of the share's own row and are not merged, so the archive keeps the row it had.
+    written as removals of the share's own row and are not merged, so the archive keeps the row it had. The
+    rows stay Arrow tables throughout: a share may hold a million of them.
     """
     merged = []
     for share in pending(output):
         with folder_lock(share, "colorize (merging a share)", wait=wait):
-            rows = ledger(output, share).rows()
-            into.add(rows)
-            into.flush()
+            rows = ledger(output, share).table()
+            into.add_table(rows)
         shutil.rmtree(share)
-        merged += rows
+        merged.append(rows)
         log.info("%s: share %s merged (%d rows)", output, share.name, len(rows))
-    if merged:
-        into.compact()
-    return merged
+    return pa.concat_tables(merged) if merged else SCHEMA.empty_table()
