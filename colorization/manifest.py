@@ -114,7 +114,9 @@ class SourceIndex:
     _SLICE = 65_536  # sources hashed at a time, so that only this many Python strings exist at once
 
     def __init__(self, sources: pa.ChunkedArray | pa.Array):
-        self._sources = sources.combine_chunks() if isinstance(sources, pa.ChunkedArray) else sources
+        if isinstance(sources, pa.ChunkedArray):  # one chunk (a merged table's) is used as it is, not copied
+            sources = sources.chunk(0) if sources.num_chunks == 1 else sources.combine_chunks()
+        self._sources = sources
         hashes = np.empty(len(self._sources), np.int64)
         for start in range(0, len(hashes), self._SLICE):
             strings = self._sources.slice(start, self._SLICE).to_pylist()
