@@ -108,10 +108,6 @@ class Ledger:
         """The rows, unsaved ones included, as an Arrow table sorted by source."""
         return self._manifest.table(self._unsaved)
 
-    def rows(self) -> list[dict]:
-        """Every row, unsaved ones included, as :meth:`get` gives them (ready for :meth:`add` to another ledger)."""
-        return self._manifest.table(self._unsaved).to_pylist()
-
     def get(self, source: str) -> dict | None:
         return self._unsaved[source] if source in self._unsaved else self._manifest.get(source)
 
