@@ -192,11 +192,7 @@ class Manifest:
             self._recent.update(changes)
             self._part_rows = 0
             return
-        table = self._changes_table(changes)
-        with atomic_path(parts_dir(self.path) / f"part-{self._next_part:06d}.parquet") as temp:
-            pq.write_table(table, temp)
-        self._next_part += 1
-        self._part_rows += len(table)
+        self._write_part(self._changes_table(changes))
         self._recent.update(changes)
         if self._part_rows > max(COMPACT_MIN_ROWS, COMPACT_FRACTION * len(self._base)):
             self.compact()
@@ -207,10 +203,7 @@ class Manifest:
         if not len(rows):
             return
         rows = rows.select(self.schema.names).cast(self.schema)
-        with atomic_path(parts_dir(self.path) / f"part-{self._next_part:06d}.parquet") as temp:
-            pq.write_table(rows, temp)
-        self._next_part += 1
-        self._part_rows += len(rows)
+        self._write_part(rows)
         older = self._changes_table(self._recent) if self._recent else self.schema.empty_table()
         older = older.filter(pc.invert(pc.is_in(older["source"], value_set=rows["source"])))
         try:
@@ -218,6 +211,13 @@ class Manifest:
         except BaseException:  # the part holds the rows: keep them here too, as a plain append would
             self._recent.update((row["source"], row) for row in rows.to_pylist())
             raise
+
+    def _write_part(self, table: pa.Table) -> None:
+        """``table`` as the next part, written atomically."""
+        with atomic_path(parts_dir(self.path) / f"part-{self._next_part:06d}.parquet") as temp:
+            pq.write_table(table, temp)
+        self._next_part += 1
+        self._part_rows += len(table)
 
     def compact(self) -> None:
         """Write base and parts merged as the new base and delete the parts (nothing to do when there are none)."""

@@ -13,7 +13,9 @@ whatever the size of the archive; :func:`read_manifest` reads both.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,10 +122,8 @@ class Ledger:
         ``manifest.parquet``: a split run's share, merged without a Python object for each row. Rows added
         before are flushed first; a failure to write raises :class:`TransientError` if transient."""
         self.flush()
-        try:
+        with self._writing():
             self._manifest.append_table(rows)
-        except OSError as exc:
-            raise as_transient(exc, f"writing {self.path}") or exc
 
     def put_back(self, source: str, row: dict | None) -> None:
         """Restore the row a source had before (None: it had none)."""
@@ -133,17 +133,22 @@ class Ledger:
         """Append the rows changed since the last flush to the manifest (nothing when none changed)."""
         if not self._unsaved:
             return
-        try:
+        with self._writing():
             self._manifest.append(self._unsaved)
-        except OSError as exc:
-            raise as_transient(exc, f"writing {self.path}") or exc
         self._unsaved = {}
 
     def compact(self) -> None:
         """Fold the parts flushed so far into ``manifest.parquet``, so that other tools can read it alone. A
         failure leaves the parts (the rows are safe in them) and raises :class:`TransientError` if transient."""
-        try:
+        with self._writing():
             self._manifest.compact()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Raise a failure to write the manifest as :class:`TransientError` where it is one (disk full,
+        permissions)."""
+        try:
+            yield
         except OSError as exc:
             raise as_transient(exc, f"writing {self.path}") or exc
 
