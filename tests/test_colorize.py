@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 import pytest
 from PIL import Image
 
@@ -159,11 +159,11 @@ def test_empty_inbox_is_nothing_to_do_only_when_allowed(prefect_harness, tiny_mo
                    for p in (tmp_path / "out").rglob("*"))
 
 
-def manifest_with(output: Path, records: list[dict]) -> pd.DataFrame:
+def manifest_with(output: Path, records: list[dict]) -> pa.Table:
     """The manifest of ``output`` with ``records`` added, as the ledger holds it before a flush."""
     ledger = catalog.Ledger(output)
     ledger.add(records)
-    return ledger.frame()
+    return ledger.table()
 
 
 @pytest.mark.parametrize("fmt, suffix, exact", [("JPEG", "jpg", False), ("PNG", "png", True),

@@ -42,7 +42,7 @@ def photos(tmp_path, sample_paths) -> Path:
 
 def run_loop(source: Path, output: Path, pool: ThreadPoolExecutor, render=render_to_file, batch_size: int = 2):
     ledger = catalog.Ledger(output)
-    work = catalog.plan(list_entries(source), ledger.frame(), output, "m1")
+    work = catalog.plan(list_entries(source), ledger.table(), output, "m1")
     report = colorize_pending(
         work.pending, ledger, "m1",
         lambda batch: pool.submit(prepare_batch, source, batch, SIZE, 10**8),
@@ -171,7 +171,7 @@ def test_progress_ends_at_every_photo_done(photos, tmp_path):
 
     out, calls = tmp_path / "out", []
     ledger = catalog.Ledger(out)
-    work = catalog.plan(list_entries(photos), ledger.frame(), out, "m1")
+    work = catalog.plan(list_entries(photos), ledger.table(), out, "m1")
     with ThreadPoolExecutor(2) as pool:
         colorize_pending(
             work.pending, ledger, "m1",

@@ -143,7 +143,7 @@ def test_a_single_file_manifest_of_earlier_versions_reads_as_before(tmp_path):
     assert read.drop(columns="status").equals(before.drop(columns="status"))
     ledger = catalog.Ledger(tmp_path)
     assert ledger.frame().equals(read) and ledger.get(entry(1).name)["status"] == "colorized"
-    assert catalog.plan([entry(0), entry(1)], ledger.frame(), tmp_path, "m1").kept == 0  # outputs are missing
+    assert catalog.plan([entry(0), entry(1)], ledger.table(), tmp_path, "m1").kept == 0  # outputs are missing
 
 
 def test_a_transient_write_error_keeps_the_rows_unsaved(tmp_path, monkeypatch):
@@ -167,8 +167,7 @@ def test_a_transient_write_error_keeps_the_rows_unsaved(tmp_path, monkeypatch):
     assert statuses(catalog.read_manifest(tmp_path)) == expected({0: "colorized", 1: "colorized"})
 
 
-@pytest.mark.parametrize("as_frame", [False, True], ids=["arrow", "pandas"])
-def test_plan_on_a_merged_manifest(tmp_path, as_frame):
+def test_plan_on_a_merged_manifest(tmp_path):
     ledger = catalog.Ledger(tmp_path)
     ledger.add(rows({0: "colorized", 1: "colour", 2: "pending"}))
     ledger.flush()
@@ -176,7 +175,7 @@ def test_plan_on_a_merged_manifest(tmp_path, as_frame):
     (tmp_path / entry(0).name).write_bytes(b"ours")
     touched = Entry(entry(0).name, 100, entry(0).mtime_ns + 1)
     listed = [entry(0), entry(1), entry(2), entry(3), entry(1, size=5), touched]
-    work = catalog.plan(listed, ledger.frame() if as_frame else ledger.table(), tmp_path, "m1")
+    work = catalog.plan(listed, ledger.table(), tmp_path, "m1")
     assert work.kept == 2, "unchanged to the nanosecond: kept; one nanosecond later: redone"
     assert [e.name for e in work.pending] == [entry(2).name, entry(3).name, entry(1).name, entry(0).name]
 
@@ -256,4 +255,4 @@ def test_a_manifest_of_an_earlier_version_reads_as_today_and_plans_nothing_anew(
 
     read = catalog.read_manifest(output)
     assert modified_ns(read) == [entry(i).mtime_ns for i in range(3)]
-    assert catalog.plan([entry(i) for i in range(3)], catalog.Ledger(output).frame(), output, "m1").kept == 3
+    assert catalog.plan([entry(i) for i in range(3)], catalog.Ledger(output).table(), output, "m1").kept == 3

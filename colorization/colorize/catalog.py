@@ -165,7 +165,7 @@ class Plan:
 _PLAN_COLUMNS = ("status", "bytes", manifest.MODIFIED, "model_id")  # what plan needs of a row
 
 
-def plan(entries: list[Entry], rows: pa.Table | pd.DataFrame, output: Path, model_id: str, recolor: bool = False,
+def plan(entries: list[Entry], rows: pa.Table, output: Path, model_id: str, recolor: bool = False,
          overwrite: bool = False) -> Plan:
     """Split the source's entries into work to do, entries refused and work already done (see the module
     docstring). ``rows`` is the manifest (:meth:`Ledger.table`)."""
@@ -186,16 +186,16 @@ def plan(entries: list[Entry], rows: pa.Table | pd.DataFrame, output: Path, mode
     return Plan(pending, records, kept)
 
 
-def _rows_of(entries: list[Entry], rows: pa.Table | pd.DataFrame) -> list[dict | None]:
+def _rows_of(entries: list[Entry], table: pa.Table) -> list[dict | None]:
     """The manifest's row of each entry, as far as :func:`plan` needs it (None: it has none). One join in
     Arrow: only the rows found become Python objects, and only the columns plan reads."""
-    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows, preserve_index=False)
     if not len(table):
         return [None] * len(entries)
     names = pa.array([entry.name for entry in entries], pa.string())
     position = pc.index_in(names, value_set=table["source"]).fill_null(-1).to_numpy()
     found = table.select(_PLAN_COLUMNS).take(position[position >= 0])
-    found = found.set_column(2, manifest.MODIFIED, found[manifest.MODIFIED].cast(pa.int64()))
+    modified = found.schema.get_field_index(manifest.MODIFIED)
+    found = found.set_column(modified, manifest.MODIFIED, found[manifest.MODIFIED].cast(pa.int64()))
     matched = iter(found.to_pylist())
     return [next(matched) if at >= 0 else None for at in position]
 
