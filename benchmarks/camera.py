@@ -42,3 +42,8 @@ def build_source(folder: Path, count: int, grey: bool = False) -> list[Path]:
         link.symlink_to(camera_photo(sample, grey))
         links.append(link)
     return links
+
+
+def sample_of(photo: Path) -> Path:
+    """The bundled sample a photo of :func:`build_source` was made from."""
+    return SAMPLES / photo.resolve().name

@@ -23,8 +23,14 @@ paper's model (width 1.0 at 256x256) and random weights (speed does not depend o
     colour result: the same decode, and a JPEG encode of the colour photo render makes (three channels, where
     the grey photo's own encode has one; handed to Pillow as render hands it, RGBX without a copy).
 
+The a,b that (e) and (f) render are each photo's own colours at the default model's 128x128 (``--ab own``):
+what a perfect model predicts, smooth as real predictions are. Render's cost depends on it: the lookup table
+is read where a,b lead and the encoder compresses what it is given, and noise (``--ab noise``, normal with
+sd 20 at 256x256, what this script used before) costs a third more than a real model's predictions.
+
 Run as ``.venv/bin/python benchmarks/colorize.py [--images 24] [--small 20] [--large 200] [--workers 2]``;
-``--split-only`` prints (a) and (e) alone and needs no Prefect or Dask (``benchmarks/gpu.sh`` runs it on a GPU machine).
+``--split-only`` prints (a), (e) and (f) alone and needs no Prefect or Dask (``benchmarks/gpu.sh`` runs it on a GPU
+machine); ``--floor-only`` prints (f) alone.
 """
 
 from __future__ import annotations
@@ -83,15 +89,29 @@ def split(paths: list[Path], model_dir: Path, out: Path) -> dict:
     return {step: seconds / len(paths) for step, seconds in times.items()}
 
 
-def upsampling(paths: list[Path], out: Path) -> dict:
+def colours(paths: list[Path], field: str) -> list[np.ndarray]:
+    """The a,b to render each photo with (module docstring): its colour original's at 128x128, or noise."""
+    from camera import sample_of
+
+    from colorization.photos import images, lab
+
+    if field == "noise":
+        return [np.random.default_rng(0).normal(0, 20, (SIZE, SIZE, 2)).astype(np.float32)] * len(paths)
+    own = []
+    for path in paths:
+        rgb = images.fit_square(images.load(sample_of(path), min_side=128).image, 128)
+        own.append(lab.quantize(lab.rgb_to_lab(rgb))[1].astype(np.float32))
+    return own
+
+
+def upsampling(paths: list[Path], out: Path, field: str) -> dict:
     """Seconds per photo of render and of its pixel work, for each upsampling, alternating photo by photo."""
     from PIL import Image
 
     from colorization.colorize.render import colorize_pixels, render
 
-    ab = np.random.default_rng(0).normal(0, 20, (SIZE, SIZE, 2)).astype(np.float32)  # speed ignores values
     times = {(mode, part): 0.0 for mode in ("bicubic", "guided") for part in ("render", "pixels")}
-    for path in paths:
+    for path, ab in zip(paths, colours(paths, field)):
         pixels = np.asarray(Image.open(path))
         for mode in ("bicubic", "guided"):
             began = time.perf_counter()
@@ -111,7 +131,7 @@ def print_upsampling(times: dict) -> None:
               f"{guided / bicubic:.2f} (+{guided - bicubic:.3f} s)")
 
 
-def floor_and_render(paths: list[Path], out: Path) -> dict:
+def floor_and_render(paths: list[Path], out: Path, field: str) -> dict:
     """Seconds per photo of the I/O floor (full decode + JPEG encode at the output's settings) and of render,
     alternating photo by photo, and of render's colour conversion by table lookup and band by band."""
     import io
@@ -121,16 +141,15 @@ def floor_and_render(paths: list[Path], out: Path) -> dict:
     from colorization.colorize.render import render, upsample_ab
     from colorization.photos import images, lab
 
-    ab = np.random.default_rng(0).normal(0, 20, (SIZE, SIZE, 2)).astype(np.float32)  # speed ignores values
     times = {"floor": 0.0, "render": 0.0, "table lookup": 0.0, "band by band": 0.0, "colour floor": 0.0}
-    for path in paths:
+    for path, ab in zip(paths, colours(paths, field)):
         began = time.perf_counter()
         with Image.open(path) as photo:
             photo.load()
             decoded = time.perf_counter()
             photo.save(io.BytesIO(), "JPEG", **images.SAVE_OPTIONS["JPEG"])
+            times["floor"] += time.perf_counter() - began
             grey = np.asarray(photo)
-        times["floor"] += time.perf_counter() - began
         times["colour floor"] += decoded - began
         began = time.perf_counter()
         render(path.read_bytes(), path.name, ab, out / f"floor-{path.name}", 10**9)
@@ -249,7 +268,10 @@ def main() -> int:
     parser.add_argument("--small", type=int, default=20)
     parser.add_argument("--large", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--split-only", action="store_true", help="measure (a) only: the library steps, no flow")
+    parser.add_argument("--split-only", action="store_true", help="measure (a), (e) and (f) only: no flow")
+    parser.add_argument("--floor-only", action="store_true", help="measure (f) only: render against its floor")
+    parser.add_argument("--ab", choices=("own", "noise"), default="own",
+                        help="a,b rendered in (e) and (f): each photo's own colours, or noise")
     parser.add_argument("--flow-only", nargs=4, metavar=("SOURCE", "MODEL", "OUTPUT", "WORKERS"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -261,13 +283,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="colorize-bench-") as tmp:
         work = Path(tmp)
         table = build_grey_table()
-        model_dir = make_model(work / "model")
         photos = build_source(work / "photos", args.images, grey=True)
         for folder in ("split", "seed", "flow"):
             (work / folder).mkdir()
+        floor = floor_and_render(photos, work / "split", args.ab)
+        if args.floor_only:
+            print_floor(floor, table)
+            return 0
+        model_dir = make_model(work / "model")
         steps = split(photos, model_dir, work / "split")
-        upsample_times = upsampling(photos, work / "split")
-        floor = floor_and_render(photos, work / "split")
+        upsample_times = upsampling(photos, work / "split", args.ab)
         if args.split_only:
             print_split(args, steps)
             print_upsampling(upsample_times)

@@ -186,6 +186,22 @@ def test_a_grey_photo_renders_as_rgb_in_its_own_format(tmp_path, sample_paths, f
     assert np.abs(after.astype(int) - np.asarray(Image.fromarray(expected).resize(after.shape[1::-1]))).mean() < 4
 
 
+
+def test_renders_in_a_row_reuse_memory_without_mixing_photos(tmp_path, sample_paths):
+    """One thread's renders share their working memory; photos of any size in any order come out right."""
+    rng = np.random.default_rng(2)
+    photos = []
+    for path, size in zip(sample_paths, [(120, 90), (40, 70), (200, 150), (40, 70)]):
+        source = io.BytesIO()
+        grey_from(path).resize(size).save(source, "PNG")
+        photos.append((source.getvalue(), rng.normal(0, 25, (8, 8, 2)).astype(np.float32)))
+    for n, (data, ab) in enumerate(photos):
+        render.render(data, f"{n}.png", ab, tmp_path / f"{n}.png", 10**8)
+    for n, (data, ab) in enumerate(photos):
+        expected = render.colorize_pixels(np.asarray(Image.open(io.BytesIO(data))), ab)
+        assert np.array_equal(np.asarray(Image.open(tmp_path / f"{n}.png")), expected), n
+
+
 def test_plan_redoes_changed_files_and_all_after_a_model_change(tmp_path):
     entries = [Entry("a.jpg", 10, 1), Entry("b.jpg", 20, 2), Entry("c.jpg", 30, 3)]
     (tmp_path / "a.jpg").write_bytes(b"x")

@@ -184,3 +184,21 @@ def test_rgbx_pixels_become_an_rgb_image_without_a_copy():
     pixels[2, 4, 0] = 99
     assert image.getpixel((4, 2))[0] == 99, "the image is the array's memory"
     assert images.as_image(pixels[..., :3].copy()).mode == "RGB"
+
+
+def test_pixels_of_a_grey_image_are_its_own_memory_and_outlive_it():
+    grey = images.decode(encode(Image.fromarray(np.arange(7 * 9, dtype=np.uint8).reshape(7, 9))),
+                         keep_grey=True).image
+    pixels = images.pixels(grey)
+    assert np.array_equal(pixels, np.asarray(grey)) and pixels.shape == (7, 9) and not pixels.flags.writeable
+    grey.putpixel((8, 6), 200)
+    assert pixels[6, 8] == 200, "a view of the image, not a copy"
+    del grey
+    assert pixels[6, 8] == 200 and pixels[0, 1] == 1, "the memory stays while the view does"
+
+
+def test_pixels_copy_what_cannot_be_viewed():
+    large = Image.new("L", (4200, 4200), 7)  # 17.6 MB: more than one of Pillow's 16 MiB blocks
+    assert np.array_equal(images.pixels(large), np.full((4200, 4200), 7, np.uint8))
+    colour = Image.fromarray(gradient_rgb(6, 8))
+    assert np.array_equal(images.pixels(colour), np.asarray(colour))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pyarrow as pa
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from colorization.errors import ImageError
@@ -146,6 +147,21 @@ def fit_square(image: Image.Image, size: int, framing: Framing = "whole") -> np.
     if framing == "crop":
         return np.asarray(ImageOps.fit(image, (size, size), method=Image.Resampling.LANCZOS))
     return np.asarray(image.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0))
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    """The image's pixels as a read-only array: a grey image is viewed in place, without a copy, when Pillow
+    holds it in one block of memory (up to 16 MiB: a 16 MP grey photo), through Pillow's Arrow export. Other
+    images are copied out (``np.asarray``), as is a grey image too large for one block. The copy of a 12 MP grey
+    photo cost render 5-13 ms (BENCHMARKS.md, "render against its I/O floor")."""
+    if image.mode == "L":
+        try:
+            exported = pa.array(image)
+        except ValueError:  # rows in several blocks
+            return np.asarray(image)
+        data = exported.buffers()[1]
+        return np.frombuffer(data, np.uint8, len(exported), exported.offset).reshape(image.height, image.width)
+    return np.asarray(image)
 
 
 def as_image(pixels: np.ndarray) -> Image.Image:

@@ -227,18 +227,20 @@ def lab_to_srgb_fast(lightness_: np.ndarray, a: np.ndarray, b: np.ndarray, ab_of
     return out
 
 
-def grey_to_srgb(grey: np.ndarray, a: np.ndarray, b: np.ndarray, pad: bool = False) -> np.ndarray:
+def grey_to_srgb(grey: np.ndarray, a: np.ndarray, b: np.ndarray, pad: bool = False,
+                 out: np.ndarray | None = None) -> np.ndarray:
     """:func:`lab_to_srgb_fast` of a grey photo's uint8 pixels with a and b as uint8 planes holding
     ``value + AB_OFFSET``, the same output by one table lookup per pixel: every input is one of 256³ triples.
     With ``pad``, the result is (h, w, 4) RGBX, the fourth byte zero: the table's own layout, which Pillow
-    takes as an image without copying it (``images.as_image``).
+    takes as an image without copying it (``images.as_image``). ``out`` is an RGBX buffer of that shape to
+    write into, for a caller that reuses one.
 
     The index of a pixel is its bytes (grey, b, a, 0) read as one little-endian uint32, interleaved by OpenCV;
     the table is ordered by a, then b, then grey, so that neighbouring pixels, whose a and b (upsampled from the
     model's grid) barely change, read neighbouring entries.
     """
     table = _grey_table()
-    rgbx = np.empty(grey.shape + (4,), np.uint8)
+    rgbx = np.empty(grey.shape + (4,), np.uint8) if out is None else out
     entries = rgbx.view(np.uint32)[..., 0]
     zeros = np.zeros((GREY_BAND_ROWS, grey.shape[1]), np.uint8)
     for rows in blocks(len(rgbx), GREY_BAND_ROWS):  # cache-sized bands
