@@ -5,14 +5,16 @@ Issue 14 asks that the cost per photo of planning and bookkeeping not grow with 
 written N times under nested folders, in ``data/benchmarks/manifest/``, built once), each case in a fresh
 process:
 
-- **plan, first run**: ``list_entries`` + opening the :class:`~colorization.colorize.catalog.Ledger` + ``catalog.plan``
+- **plan, first run**: ``iter_entries`` + opening the :class:`~colorization.colorize.catalog.Ledger` + ``catalog.plan``
   with no manifest yet;
 - **bookkeeping, full run**: :func:`~colorization.colorize.loop.colorize_pending` over all N photos in batches of
   8, with prepare, predict and render replaced by no-ops (futures already done), so that what is left is the
   loop, the claims and outcomes recorded, the flushes and the final compaction;
 - **plan, re-run**: the same planning once every photo has its row and output (hard links), nothing to do;
-- **top-up**: a run where only the last 200 photos changed (size or time), per photo processed: plan + loop;
-- **peak RSS** of the process (``ru_maxrss``) by the end of the first run (what one colorize run of the
+- **top-up**: a run where only the last 200 photos changed (size or time), per photo processed: plan + loop,
+  in a fresh process of its own, whose peak RSS above its RSS after imports is what a scheduled re-run of
+  the archive holds;
+- **peak RSS** of the process (``VmHWM``) by the end of the first run (what one colorize run of the
   archive holds: its listing, plan and bookkeeping) and by the end of the script (which also keeps the lists of
   entries of its later runs), its RSS after imports, and its RSS once the first run is over (what stays held
   besides the transient peaks of compactions);
@@ -40,7 +42,6 @@ import io
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -54,6 +55,13 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "data" / "benchmarks" / "manifest"
 BATCH = 8
 TOP_UP = 200
+
+
+def peak_rss_mb() -> float:
+    """The process's peak RSS so far: ``VmHWM``, which starts afresh at exec, where ``ru_maxrss`` carries over
+    the peak of the process that forked it (a top-up child would report its parent's)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
 
 def rss_mb() -> float:
@@ -147,15 +155,10 @@ def old_plan(entries, rows, output, model_id, recolor=False, overwrite=False):
 # --- one case, in a fresh process ----------------------------------------------------------------------------------
 
 def child(n: int, mode: str) -> dict:
-    import dataclasses
-
-    import numpy as np
-
     from colorization.colorize import catalog
     from colorization.colorize.catalog import COLORIZED
-    from colorization.colorize.loop import PrepareResult, RenderResult, colorize_pending
-    from colorization.colorize.render import Prepared
-    from colorization.photos.archive import list_entries
+    from colorization.colorize.loop import colorize_pending
+    from colorization.photos.archive import iter_entries, list_entries
 
     after_imports = rss_mb()
     source = build_archive(n)
@@ -163,29 +166,10 @@ def child(n: int, mode: str) -> dict:
     shutil.rmtree(output, ignore_errors=True)
     output.mkdir(parents=True)
     old = mode == "old"
-    new_ledger = OldLedger if old else catalog.Ledger
-    planner = old_plan if old else catalog.plan
-    lightness = np.zeros((1, 1), np.float32)
 
-    def done(value) -> Future:
-        future = Future()
-        future.set_result(value)
-        return future
-
-    def prepare(batch):
-        return done([PrepareResult(e, "0123456789abcdef", Prepared(e.name, lightness, False)) for e in batch])
-
-    def predict(stack):
-        return np.zeros((len(stack), 1, 1, 2), np.float32)
-
-    def render(entry, ab, thumbnail):
-        return done(RenderResult(COLORIZED))
-
-    def planning(entries=None):
+    def planning():
         started = time.perf_counter()
-        entries = list_entries(source) if entries is None else entries
-        ledger = new_ledger(output)
-        work = planner(entries, ledger.frame() if old else ledger.table(), output, "m1")
+        ledger, work = plan_run(source, output, old, iter_entries(source))
         return ledger, work, time.perf_counter() - started
 
     result = {"photos": n, "mode": mode, "rss after imports MB": round(after_imports)}
@@ -202,11 +186,11 @@ def child(n: int, mode: str) -> dict:
                        catalog.SCHEMA)
     else:
         started, cpu = time.perf_counter(), time.process_time()
-        report = colorize_pending(work.pending, ledger, "m1", prepare, predict, render, BATCH)
+        report = colorize_pending(work.pending, ledger, "m1", *NO_WORK, BATCH, previous=work.previous)
         result["bookkeeping full µs/photo"] = 1e6 * (time.perf_counter() - started) / n
         result["bookkeeping CPU µs/photo"] = 1e6 * (time.process_time() - cpu) / n
         assert report.left == 0 and report.counts[COLORIZED] == n
-    result["first run peak RSS MB"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    result["first run peak RSS MB"] = round(peak_rss_mb())
     result["first run RSS at its end MB"] = round(rss_mb())
     entries = list_entries(source)
     for entry in entries:  # outputs, so that a re-run finds every photo done (not timed)
@@ -217,18 +201,77 @@ def child(n: int, mode: str) -> dict:
     assert work.kept == n and not work.pending, (work.kept, len(work.pending))
     result["plan re-run µs/photo"] = 1e6 * seconds / n
 
-    changed = entries[:-TOP_UP] + [dataclasses.replace(e, mtime_ns=e.mtime_ns + 1) for e in entries[-TOP_UP:]]
-    started = time.perf_counter()
-    ledger, work, _ = planning(changed)
-    assert len(work.pending) == TOP_UP
-    colorize_pending(work.pending, ledger, "m1", prepare, predict, render, BATCH)
-    result["top-up ms/photo done"] = 1e3 * (time.perf_counter() - started) / TOP_UP
+    line = subprocess.run([sys.executable, __file__, "--top-up", str(n), mode], check=True, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    result.update(json.loads(line.stdout.strip().splitlines()[-1]))
     assert len(catalog.read_manifest(output)) == n
-    result["peak RSS MB"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    result["peak RSS MB"] = round(peak_rss_mb())
     shutil.rmtree(output)
     if not old:
         result.update(merge_share(entries))
     return result
+
+
+def plan_run(source: Path, output: Path, old: bool, entries):
+    """Open the archive's ledger and plan a run over ``entries``, as this project or earlier versions do."""
+    from colorization.colorize import catalog
+
+    if old:
+        ledger = OldLedger(output)
+        return ledger, old_plan(list(entries), ledger.frame(), output, "m1")
+    ledger = catalog.Ledger(output)
+    return ledger, catalog.plan(entries, ledger.pieces(), output, "m1")
+
+
+def _no_work():
+    """prepare, predict and render replaced by no-ops: futures already done."""
+    import numpy as np
+
+    from colorization.colorize.catalog import COLORIZED
+    from colorization.colorize.loop import PrepareResult, RenderResult
+    from colorization.colorize.render import Prepared
+
+    lightness = np.zeros((1, 1), np.float32)
+
+    def done(value) -> Future:
+        future = Future()
+        future.set_result(value)
+        return future
+
+    def prepare(batch):
+        return done([PrepareResult(e, "0123456789abcdef", Prepared(e.name, lightness, False)) for e in batch])
+
+    def predict(stack):
+        return np.zeros((len(stack), 1, 1, 2), np.float32)
+
+    def render(entry, ab, thumbnail):
+        return done(RenderResult(COLORIZED))
+
+    return prepare, predict, render
+
+
+NO_WORK = _no_work()
+
+
+def top_up(n: int, mode: str) -> dict:
+    """A run after the last TOP_UP photos changed (their time, one ns later), in this fresh process: time per
+    photo done, and the peak RSS above the RSS after imports."""
+    import dataclasses
+
+    from colorization.colorize.loop import colorize_pending
+    from colorization.photos.archive import iter_entries
+
+    after_imports = rss_mb()
+    source, output = build_archive(n), WORK / f"out-{n}-{mode}"
+    entries = (dataclasses.replace(e, mtime_ns=e.mtime_ns + 1) if i >= n - TOP_UP else e
+               for i, e in enumerate(iter_entries(source)))
+    started = time.perf_counter()
+    ledger, work = plan_run(source, output, mode == "old", entries)
+    assert len(work.pending) == TOP_UP, len(work.pending)
+    colorize_pending(work.pending, ledger, "m1", *NO_WORK, BATCH, previous=work.previous)
+    seconds = time.perf_counter() - started
+    peak = peak_rss_mb()
+    return {"top-up ms/photo done": 1e3 * seconds / TOP_UP, "top-up RSS above imports MB": round(peak - after_imports)}
 
 
 def merge_share(entries: list) -> dict:
@@ -268,9 +311,13 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", choices=["new", "old"], default=["new", "old"])
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per case (median taken)")
     parser.add_argument("--child", nargs=2, metavar=("N", "MODE"), help=argparse.SUPPRESS)
+    parser.add_argument("--top-up", nargs=2, metavar=("N", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(int(args.child[0]), args.child[1])))
+        return
+    if args.top_up:
+        print(json.dumps(top_up(int(args.top_up[0]), args.top_up[1])))
         return
     print(f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}", flush=True)
     cases = [(mode, n) for mode in args.modes for n in args.sizes]

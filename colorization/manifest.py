@@ -9,7 +9,9 @@ each written atomically (temporary name, then rename), so that recording a batch
 size of the manifest. Reading takes the base, then the parts in order, a later row for a source replacing an
 earlier one; a row whose ``status`` is null removes its source. When the parts hold more rows than
 :data:`COMPACT_FRACTION` of the base (and at the end of a run) the merged table is written as the new base and
-the parts are deleted, oldest first: the amortised cost stays constant per row.
+the parts are deleted, oldest first: the amortised cost stays constant per row. The base is written sorted by
+source, in row groups of :data:`PIECE_ROWS`, and says so in its schema's metadata, so that it can be read,
+merged and rewritten a piece at a time without holding it whole.
 
 A killed run leaves a readable manifest at every step: a part is whole or absent, and between writing the new
 base and deleting the last part, the parts still there are the newest ones (a suffix of the history), whose
@@ -20,8 +22,9 @@ re-compacting are idempotent. A finished run leaves the base alone, so other too
 
 from __future__ import annotations
 
+import bisect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +39,8 @@ MODIFIED = "modified"  # the column of the source file's modification time, exac
 MODIFIED_TYPE = pa.timestamp("ns", tz="UTC")
 COMPACT_FRACTION = 0.25  # compact when the parts hold more rows than this fraction of the base ...
 COMPACT_MIN_ROWS = 2048  # ... and at least this many rows (a new archive's first batches)
+PIECE_ROWS = 16_384  # rows of the base read, merged and written at a time (a row group each): see _read_pieces
+_SORTED = {b"colorization.sorted_by": b"source"}  # in the schema of a base written sorted (all since 2026-11-27)
 _PART_NAME = re.compile(r"part-(\d{6,})\.parquet")
 
 
@@ -73,12 +78,31 @@ def read_table(path: Path, schema: pa.Schema) -> pa.Table:
 
 
 def _read_file(path: Path, schema: pa.Schema) -> pa.Table:
-    """One file of a manifest, in ``schema``. Files of earlier versions held the source file's modification
+    """One file of a manifest, in ``schema``."""
+    return _conform(pq.read_table(path), schema)
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Rows of a manifest file in ``schema``. Files of earlier versions held the source file's modification
     time as integer nanoseconds (``mtime_ns``); they are read as today's timestamp column ``modified``."""
-    table = pq.read_table(path)
     if "mtime_ns" in table.column_names:
         table = table.rename_columns([MODIFIED if n == "mtime_ns" else n for n in table.column_names])
     return table.select(schema.names).cast(schema)
+
+
+def _read_pieces(path: Path, schema: pa.Schema) -> Iterator[pa.Table]:
+    """The rows of one manifest file, :data:`PIECE_ROWS` at a time. Small row groups read in one thread keep
+    the reader's memory small: row groups of 64k rows read with threads raised a process's memory by 55 MB for
+    a 100k-row manifest, 16k-row groups read in one thread by 20 MB (BENCHMARKS.md, "manifests")."""
+    for batch in pq.ParquetFile(path).iter_batches(PIECE_ROWS, use_threads=False):
+        yield _conform(pa.Table.from_batches([batch]), schema)
+    pa.default_memory_pool().release_unused()
+
+
+def _written_sorted(path: Path) -> bool:
+    """Whether the base at ``path`` says it was written sorted by source (:func:`write`)."""
+    metadata = pq.read_schema(path).metadata or {}
+    return all(metadata.get(key) == value for key, value in _SORTED.items())
 
 
 def nanoseconds(modified: pd.Timestamp | None) -> int | None:
@@ -86,14 +110,36 @@ def nanoseconds(modified: pd.Timestamp | None) -> int | None:
     return None if modified is None or pd.isna(modified) else pd.Timestamp(modified).value
 
 
-def write(path: Path, manifest: pd.DataFrame | pa.Table, schema: pa.Schema) -> None:
-    """Write the whole manifest atomically as the new base, then delete the parts it supersedes."""
-    table = manifest if isinstance(manifest, pa.Table) else pa.Table.from_pandas(manifest, schema=schema,
-                                                                               preserve_index=False)
-    with atomic_path(path) as temp:
-        pq.write_table(table, temp)
+def write(path: Path, manifest: pd.DataFrame | pa.Table | Iterable[pa.Table], schema: pa.Schema) -> int:
+    """Write the whole manifest (sorted by source) atomically as the new base, then delete the parts it
+    supersedes; it may come as consecutive pieces (:func:`_merge`), written as they come. Returns its rows."""
+    if isinstance(manifest, pd.DataFrame):
+        manifest = pa.Table.from_pandas(manifest, schema=schema, preserve_index=False)
+    schema = schema.with_metadata(_SORTED)
+    rows = 0
+    with atomic_path(path) as temp, pq.ParquetWriter(temp, schema) as writer:
+        for piece in [manifest] if isinstance(manifest, pa.Table) else manifest:
+            writer.write_table(piece.cast(schema), row_group_size=PIECE_ROWS)
+            rows += len(piece)
     for part in part_paths(path):  # oldest first: what a crash leaves is a suffix, already in the base
         part.unlink(missing_ok=True)
+    return rows
+
+
+def _merge(base: Iterable[pa.Table], changes: pa.Table) -> Iterator[pa.Table]:
+    """:func:`_overlay` of ``base``, given as consecutive pieces sorted by source, and ``changes``, in
+    consecutive sorted pieces: the merged table never exists whole."""
+    changes = changes.sort_by("source")
+    sources = changes["source"].to_pylist()  # Python strings for the changes only, to place them
+    start = 0
+    for piece in base:
+        if not len(piece):
+            continue
+        end = bisect.bisect_right(sources, piece["source"][-1].as_py())
+        yield _overlay(piece, changes.slice(start, end - start)) if end > start else piece
+        start = end
+    rest = changes.slice(start)
+    yield rest.filter(pc.is_valid(rest["status"]))
 
 
 def _overlay(base: pa.Table, changes: pa.Table) -> pa.Table:
@@ -137,11 +183,14 @@ class SourceIndex:
 
 
 class Manifest:
-    """A manifest's rows in memory, and its writer (a manifest has one writer at a time: the lock's holder).
+    """A manifest's rows, and its writer (a manifest has one writer at a time: the lock's holder).
 
-    The table read at the start (or last compaction) is kept as one Arrow table with a :class:`SourceIndex`;
-    rows appended since are kept apart until the next compaction folds them in, so a lookup or an append never
-    copies the table. ``normalize`` adjusts the table read (say, statuses of earlier versions).
+    The base stays on disk until a lookup or the whole table is asked for (:meth:`get`, :meth:`table`); then
+    it is read as one Arrow table with a :class:`SourceIndex`. :meth:`pieces` and compaction read a base written
+    sorted (:func:`write`) a piece at a time instead, so that a run that only plans, appends and compacts holds
+    no copy of it: a re-run of a large archive that finds a few new photos holds memory for those only. Rows
+    appended since the last compaction are kept apart until the next one folds them in, so an append never
+    copies the table. ``normalize`` adjusts the rows read (say, statuses of earlier versions).
     ``full_rewrite`` writes the whole manifest at every append instead (what earlier versions did; for
     benchmarks).
     """
@@ -149,34 +198,66 @@ class Manifest:
     def __init__(self, path: Path, schema: pa.Schema, normalize: Callable[[pa.Table], pa.Table] | None = None,
                  full_rewrite: bool = False):
         self.path, self.schema, self.full_rewrite = path, schema, full_rewrite
-        base = read_table(path, schema)
-        self._set_base(normalize(base) if normalize is not None else base)
+        self._normalize = normalize or (lambda table: table)
+        self._base: pa.Table | None = None  # read when first needed (:meth:`_loaded`)
+        self._index: SourceIndex | None = None
         self._recent: dict[str, dict | None] = {}  # rows appended since the base was read or compacted
         parts = part_paths(path)
         self._part_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
         self._next_part = int(_PART_NAME.fullmatch(parts[-1].name).group(1)) + 1 if parts else 0
+        exists = path.exists()
+        self._base_rows = pq.ParquetFile(path).metadata.num_rows if exists else 0
+        # The base can be read a piece at a time when it is sorted and no parts of a killed run lie beside it.
+        self._streamed = not parts and (not exists or _written_sorted(path))
 
-    def _set_base(self, table: pa.Table) -> None:
-        self._base = table
-        self._index = SourceIndex(table["source"])
+    def _loaded(self) -> tuple[pa.Table, SourceIndex]:
+        """The base (with any parts beside it) and its index, read the first time they are needed."""
+        if self._base is None:
+            table = self._normalize(read_table(self.path, self.schema))
+            sources = table["source"]
+            if len(table) > 1 and pc.any(pc.less(sources[1:], sources[:-1])).as_py():  # an earlier version's
+                table = table.sort_by("source")
+            self._base = table
+        if self._index is None:
+            self._index = SourceIndex(self._base["source"])
+        return self._base, self._index
+
+    def _base_pieces(self) -> Iterator[pa.Table]:
+        """The base in consecutive pieces sorted by source: read from disk unless it is in memory."""
+        if self._base is None and self._streamed:
+            if self.path.exists():
+                yield from (self._normalize(piece) for piece in _read_pieces(self.path, self.schema))
+            return
+        base = self._base if self._base is not None else self._loaded()[0]
+        yield from (base.slice(start, PIECE_ROWS) for start in range(0, len(base), PIECE_ROWS))
 
     def __len__(self) -> int:
-        return len(self._base) + sum((r is not None) - (self._index.find(s) is not None)
-                                     for s, r in self._recent.items())
+        base, index = self._loaded()
+        return len(base) + sum((r is not None) - (index.find(s) is not None) for s, r in self._recent.items())
 
     def get(self, source: str) -> dict | None:
         """The row of ``source`` (None: it has none)."""
         if source in self._recent:
             return self._recent[source]
-        row = self._index.find(source)
-        return None if row is None else self._base.slice(row, 1).to_pylist()[0]
+        base, index = self._loaded()
+        row = index.find(source)
+        return None if row is None else base.slice(row, 1).to_pylist()[0]
 
     def table(self, changes: dict[str, dict | None] | None = None) -> pa.Table:
         """The whole table, sorted by source, with ``changes`` (not yet appended) over it."""
+        base, _ = self._loaded()
         changes = {**self._recent, **(changes or {})}
         if not changes:
-            return self._base
-        return _overlay(self._base, self._changes_table(changes))
+            return base
+        return _overlay(base, self._changes_table(changes))
+
+    def pieces(self, changes: dict[str, dict | None] | None = None) -> Iterator[pa.Table]:
+        """:meth:`table` in consecutive pieces sorted by source, without reading the base whole."""
+        changes = {**self._recent, **(changes or {})}
+        if not changes:
+            yield from self._base_pieces()
+            return
+        yield from _merge(self._base_pieces(), self._changes_table(changes))
 
     def frame(self, changes: dict[str, dict | None] | None = None) -> pd.DataFrame:
         """:meth:`table` as a DataFrame."""
@@ -194,8 +275,8 @@ class Manifest:
             return
         self._write_part(self._changes_table(changes))
         self._recent.update(changes)
-        if self._part_rows > max(COMPACT_MIN_ROWS, COMPACT_FRACTION * len(self._base)):
-            self.compact()
+        if self._part_rows > max(COMPACT_MIN_ROWS, COMPACT_FRACTION * self._base_rows):
+            self._rewrite(self._changes_table(self._recent), keep=True)
 
     def append_table(self, rows: pa.Table) -> None:
         """Record ``rows`` (one per source, each replacing the source's row) as one part, then fold everything
@@ -207,7 +288,7 @@ class Manifest:
         older = self._changes_table(self._recent) if self._recent else self.schema.empty_table()
         older = older.filter(pc.invert(pc.is_in(older["source"], value_set=rows["source"])))
         try:
-            self._rewrite(_overlay(self._base, pa.concat_tables([older, rows])))
+            self._rewrite(pa.concat_tables([older, rows]))
         except BaseException:  # the part holds the rows: keep them here too, as a plain append would
             self._recent.update((row["source"], row) for row in rows.to_pylist())
             raise
@@ -223,15 +304,22 @@ class Manifest:
         """Write base and parts merged as the new base and delete the parts (nothing to do when there are none)."""
         if not self._recent and not self._part_rows:
             return
-        self._rewrite(self.table())
+        self._rewrite(self._changes_table(self._recent) if self._recent else self.schema.empty_table())
 
-    def _rewrite(self, merged: pa.Table) -> None:
-        """Make ``merged`` (base and every part since) the new base, on disk and here."""
-        write(self.path, merged, self.schema)
-        self._set_base(merged)
+    def _rewrite(self, changes: pa.Table, keep: bool = False) -> None:
+        """Write the base with ``changes`` (every row since it was written, one per source) over it as the new
+        base, a piece at a time. With ``keep`` (the parts outgrew the base: a run that writes much, whose next
+        compaction is near) the new base stays in memory for that compaction to merge; otherwise the base is let
+        go, to be read again a piece at a time, so that a run that changes little holds none of it."""
+        kept: list[pa.Table] = []
+        pieces = _merge(self._base_pieces(), changes)
+        self._base_rows = write(self.path, (kept.append(p) or p for p in pieces) if keep else pieces, self.schema)
+        self._base = pa.concat_tables(kept) if keep else None
+        self._index = None
+        self._streamed = True
         self._recent, self._part_rows, self._next_part = {}, 0, 0
-        # Hand the old base's and the merge's buffers back: Arrow's pool keeps freed memory otherwise, and a
-        # run's memory would grow by several copies of the table (BENCHMARKS.md, "manifests").
+        # Hand the merge's buffers back: Arrow's pool keeps freed memory otherwise, and a run's memory would grow
+        # by several copies of the table (BENCHMARKS.md, "manifests").
         pa.default_memory_pool().release_unused()
 
     def _changes_table(self, changes: dict[str, dict | None]) -> pa.Table:

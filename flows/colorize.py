@@ -44,7 +44,7 @@ from colorization.colorize.loop import (
 from colorization.colorize.render import Upsample
 from colorization.errors import TransientError
 from colorization.network.card import RANDOM_WARNING, STALLED_WARNING, ModelCard
-from colorization.photos.archive import Entry, list_entries
+from colorization.photos.archive import Entry, iter_entries
 from colorization.photos.images import DEFAULT_MAX_PIXELS
 from colorization.preflight import check_colorize
 from colorization.quiet import import_keras
@@ -145,14 +145,13 @@ def colorize(
     remove_temps(output, "an interrupted run", recursive=True)
     ledger = catalog.Ledger(output)
     merge_shares(output, ledger, wait)
-    entries = list_entries(source)
-    work = catalog.plan(entries, ledger.table(), output, trained.id, recolor, overwrite)
-    logger.info("%s: %d photos, %d to process, %d left as they are", source, len(entries), len(work.pending),
+    work = catalog.plan(iter_entries(source), ledger.pieces(), output, trained.id, recolor, overwrite)
+    logger.info("%s: %d photos, %d to process, %d left as they are", source, work.found, len(work.pending),
                 work.kept)
     report, seconds = _colour(source, output, trained, work, ledger, batch_size, recolor, workers, dask_address,
                               max_pixels, upsample)
     remove_temps(output, "a Dask worker lost during this run", recursive=True)  # the lock keeps others out
-    return _close(output, len(entries), work, report, seconds, trained, upsample, catalog.sheet_path(output))
+    return _close(output, work.found, work, report, seconds, trained, upsample, catalog.sheet_path(output))
 
 
 @flow(name="colorize-share")
@@ -182,7 +181,7 @@ def colorize_share(
     source, output, share_dir = project_path(input), project_path(output), project_path(share)
     trained = TrainedModel(ModelCard.read(project_path(model)), weights, temperature, saturation)
     pending = shares.entries(share_dir)
-    work = catalog.Plan(pending, [], 0)
+    work = catalog.Plan(pending, [], 0, len(pending))
     get_run_logger().info("%s: share %s, %d photos, on device %s", source, share_dir.name, len(pending),
                           pinned_device())
     report, seconds = _colour(source, output, trained, work, shares.ledger(output, share_dir), batch_size, recolor,
@@ -243,6 +242,7 @@ def _colour(source: Path, output: Path, trained: TrainedModel, work: catalog.Pla
         report = colorize_pending(
             work.pending, ledger, trained.id, submit_prepare, predict, submit_render, batch_size,
             recolor, records=work.records, transient=LOST_WORKER, on_progress=on_progress,
+            previous=work.previous,
         )
     return report, time.perf_counter() - started
 

@@ -40,7 +40,7 @@ from colorization.dataset.embeddings import deal
 from colorization.dataset.shards import Dataset
 from colorization.errors import ConfigError
 from colorization.network.card import RANDOM_WARNING
-from colorization.photos.archive import list_entries
+from colorization.photos.archive import iter_entries
 from colorization.photos.images import DEFAULT_MAX_PIXELS
 from colorization.preflight import DEFAULT_HEAD, Head, check_colorize, check_embed
 from flows.colorize import TrainedModel, merge_shares, run_summary
@@ -90,12 +90,11 @@ def colorize_split(
     remove_temps(output, "an interrupted run", recursive=True)
     ledger = catalog.Ledger(output)
     merge_shares(output, ledger, wait)
-    entries = list_entries(source)
-    work = catalog.plan(entries, ledger.table(), output, trained.id, recolor, overwrite)
+    work = catalog.plan(iter_entries(source), ledger.pieces(), output, trained.id, recolor, overwrite)
     ledger.add(work.records)
     ledger.flush()
     parts = shares.partition(work.pending, gpus)
-    logger.info("%s: %d photos, %d to process in %d shares, %d left as they are", source, len(entries),
+    logger.info("%s: %d photos, %d to process in %d shares, %d left as they are", source, work.found,
                 len(work.pending), len(parts), work.kept)
     for sheet in shares.sheets(output):
         sheet.unlink()
@@ -117,7 +116,7 @@ def colorize_split(
     report = LoopReport(left=len(work.pending) - settled, stopped=_stopped(finished, "run again to redo them"))
     report.tally(work.records)
     report.tally_table(merged)
-    summary = run_summary(len(entries), work, report, seconds)
+    summary = run_summary(work.found, work, report, seconds)
     create_table_artifact(key="colorize-split-summary", table=[summary],
                           description=f"Colorize run into {output} in {len(parts)} shares; contact sheets: "
                                       + ", ".join(str(s) for s in shares.sheets(output)))

@@ -239,9 +239,9 @@ def test_outputs_of_a_killed_run_are_redone_not_mistaken_for_foreign_files(tmp_p
 
 def test_existing_foreign_output_is_kept_unless_overwrite(tmp_path):
     (tmp_path / "a.jpg").write_bytes(b"someone else's file")
-    work = catalog.plan([Entry("a.jpg", 1, 1)], catalog.read_manifest(tmp_path), tmp_path, "m")
+    work = catalog.plan([Entry("a.jpg", 1, 1)], catalog.Ledger(tmp_path).pieces(), tmp_path, "m")
     assert work.pending == [] and "pass --overwrite" in work.records[0]["error"]
-    assert len(catalog.plan([Entry("a.jpg", 1, 1)], catalog.read_manifest(tmp_path), tmp_path, "m",
+    assert len(catalog.plan([Entry("a.jpg", 1, 1)], catalog.Ledger(tmp_path).pieces(), tmp_path, "m",
                             overwrite=True).pending) == 1
 
 

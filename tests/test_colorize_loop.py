@@ -18,7 +18,7 @@ from colorization.colorize import catalog
 from colorization.colorize.loop import LoopReport, colorize_pending, prepare_batch, render_to_file
 from colorization.dataset.preprocess import process_files
 from colorization.evaluation import metrics
-from colorization.photos.archive import Entry, list_entries
+from colorization.photos.archive import Entry, iter_entries, list_entries
 
 SIZE = 32
 
@@ -40,16 +40,19 @@ def photos(tmp_path, sample_paths) -> Path:
     return root
 
 
-def run_loop(source: Path, output: Path, pool: ThreadPoolExecutor, render=render_to_file, batch_size: int = 2):
+def run_loop(source: Path, output: Path, pool: ThreadPoolExecutor, render=render_to_file, batch_size: int = 2,
+             model: str = "m1"):
+    """Plan and colour as the flow does: the tree walked and the manifest read side by side."""
     ledger = catalog.Ledger(output)
-    work = catalog.plan(list_entries(source), ledger.table(), output, "m1")
+    work = catalog.plan(iter_entries(source), ledger.pieces(), output, model)
     report = colorize_pending(
-        work.pending, ledger, "m1",
+        work.pending, ledger, model,
         lambda batch: pool.submit(prepare_batch, source, batch, SIZE, 10**8),
         tint,
         lambda entry, ab, thumb: pool.submit(render, source, entry, ab, output, 10**8, thumb),
-        batch_size, records=work.records,
+        batch_size, records=work.records, previous=work.previous,
     )
+    assert ledger._manifest._base is None, "a run that plans, records and compacts holds no copy of the manifest"
     return work, report
 
 
@@ -98,6 +101,26 @@ def test_transient_failure_stops_and_leaves_photos_for_the_next_run(photos, tmp_
         work, report = run_loop(photos, out, pool)
     assert [e.name for e in work.pending] == ["box/grey2.jpg", "box/grey3.png"] and report.stopped is None
     assert set(catalog.read_manifest(out)["status"]) == {"colorized", "colour"}
+
+
+def test_a_stopped_run_puts_back_the_rows_its_photos_had(photos, tmp_path, monkeypatch):
+    """A new model claims every grey photo; the disk fills at the first render: the manifest keeps what the
+    photos had (coloured by the old model), from the rows planning read, not a claim or a missing row."""
+    import colorization.colorize.loop as loop
+
+    out = tmp_path / "out"
+    with ThreadPoolExecutor(1) as pool:
+        run_loop(photos, out, pool)
+        before = catalog.read_manifest(out)
+
+        def full_disk(data, name, *args):
+            raise OSError(errno.ENOSPC, "No space left on device", str(out / f".tmp-0123abcd-{name}"))
+
+        monkeypatch.setattr(loop, "render", full_disk)
+        work, report = run_loop(photos, out, pool, model="m2")
+    assert report.stopped and sorted(work.previous) == sorted(e.name for e in work.pending)
+    assert {row["model_id"] for row in work.previous.values()} == {"m1"}
+    assert catalog.read_manifest(out).equals(before), "every claim put back as it was"
 
 
 def test_stale_temps_are_ours_only(tmp_path):

@@ -11,7 +11,7 @@ from PIL import Image, ImageCms
 
 from colorization.errors import ImageError
 from colorization.photos import images
-from colorization.photos.discover import find_images
+from colorization.photos.discover import find_images, iter_images
 from tests import icc
 from tests.helpers import gradient_rgb, plant_bad_files
 
@@ -161,6 +161,21 @@ def test_find_images_is_sorted_case_insensitive_and_survives_link_loops(tmp_path
     found = [p.relative_to(tmp_path).as_posix() for p in find_images(tmp_path)]
 
     assert found == ["a/deep/x.tiff", "a/photo.Png", "b/Z.JPG", "c.webp", "d/e.BMP"]
+
+
+
+def test_the_walk_finds_photos_in_the_order_their_paths_sort(tmp_path):
+    """Streamed in order, with no list of the tree: folders fall where their photos' paths sort among files."""
+    names = ["a.jpg", "a/b.jpg", "a/b/c.jpg", "a b/c.jpg", "a-b.png", "a0.jpg", "a/.cache/x.jpg", "B.JPG",
+             "a.b/x.jpg", "a/a.jpg", "z/.hidden.jpg", "z/é.jpg", "z/e.jpg"]
+    for name in names:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    (tmp_path / "a" / "b" / "up").symlink_to(tmp_path / "a", target_is_directory=True)
+    walked = [p.relative_to(tmp_path).as_posix() for p in iter_images(tmp_path)]
+    visible = [n for n in names if "/." not in n]
+    assert walked == sorted(visible), "each photo once, loops and hidden names left out, in sorted order"
 
 
 def test_find_images_refuses_missing_folder(tmp_path):

@@ -146,6 +146,41 @@ def test_a_single_file_manifest_of_earlier_versions_reads_as_before(tmp_path):
     assert catalog.plan([entry(0), entry(1)], ledger.table(), tmp_path, "m1").kept == 0  # outputs are missing
 
 
+
+def test_a_compaction_merges_piece_by_piece_as_the_whole_merge_would():
+    """Changes before the first base row, between pieces, on their edges and after the last; removals too."""
+    base = pa.Table.from_pylist(rows({i: "colorized" for i in range(2, 20, 2)}), schema=catalog.SCHEMA)
+    base = base.sort_by("source")
+    changes = {0: "error", 6: "colour", 7: "pending", 13: "colorized", 18: None, 21: "colour"}
+    changes[int(base["source"][2].as_py()[-8:-4])] = "error"  # the last row of the first piece
+    table = pa.Table.from_pylist([catalog.record(entry(i), s, "m2") if s else {"source": entry(i).name}
+                                  for i, s in changes.items()], schema=catalog.SCHEMA)
+    merged = pa.concat_tables(manifest._merge((base.slice(n, 3) for n in range(0, 9, 3)), table))
+    assert merged.equals(manifest._overlay(base, table))
+    assert merged["source"].to_pylist() == sorted(merged["source"].to_pylist())
+
+
+def test_a_base_is_written_in_sorted_row_groups_and_one_of_earlier_versions_is_sorted(tmp_path, monkeypatch):
+    """Earlier versions did not promise a sorted manifest.parquet: it is read whole, sorted, merged in order."""
+    monkeypatch.setattr(manifest, "PIECE_ROWS", 2)
+    path = catalog.manifest_path(tmp_path)
+    path.parent.mkdir(parents=True)
+    table = pa.Table.from_pylist(rows({i: "colorized" for i in range(9)}), schema=catalog.SCHEMA)
+    pq.write_table(table.take([8, 0, 5, 3, 1, 7, 2, 6, 4]), path)
+    ledger = catalog.Ledger(tmp_path)
+    ledger.add(rows({4: "error", 9: "colour"}))
+    ledger.flush()
+    ledger.compact()
+    written = pq.ParquetFile(path)
+    groups = [written.metadata.row_group(g).num_rows for g in range(written.metadata.num_row_groups)]
+    assert max(groups) == 2 and sum(groups) == 10 and manifest._written_sorted(path)
+    frame = written.read().to_pandas()
+    assert list(frame["source"]) == sorted(frame["source"])
+    assert statuses(frame) == expected({i: "colorized" for i in range(9)}, {4: "error", 9: "colour"})
+    again = catalog.Ledger(tmp_path)
+    assert again._manifest._streamed and pa.concat_tables(again.pieces()).equals(again.table())
+
+
 def test_a_transient_write_error_keeps_the_rows_unsaved(tmp_path, monkeypatch):
     ledger = catalog.Ledger(tmp_path)
     ledger.add(rows({0: "colorized"}))
@@ -173,11 +208,34 @@ def test_plan_on_a_merged_manifest(tmp_path):
     ledger.flush()
     (tmp_path / entry(0).name).parent.mkdir(parents=True)
     (tmp_path / entry(0).name).write_bytes(b"ours")
-    touched = Entry(entry(0).name, 100, entry(0).mtime_ns + 1)
-    listed = [entry(0), entry(1), entry(2), entry(3), entry(1, size=5), touched]
-    work = catalog.plan(listed, ledger.table(), tmp_path, "m1")
-    assert work.kept == 2, "unchanged to the nanosecond: kept; one nanosecond later: redone"
-    assert [e.name for e in work.pending] == [entry(2).name, entry(3).name, entry(1).name, entry(0).name]
+    listed = sorted([entry(0), entry(1), entry(2), entry(3)], key=lambda e: e.name)
+    work = catalog.plan(listed, ledger.pieces(), tmp_path, "m1")
+    assert work.kept == 2 and work.found == 4, "unchanged to the nanosecond: kept"
+    assert [e.name for e in work.pending] == [entry(3).name, entry(2).name]
+    assert list(work.previous) == [entry(2).name] and work.previous[entry(2).name]["status"] == "pending", \
+        "the row a pending photo had, to put back if the run stops"
+    touched = [Entry(entry(0).name, 100, entry(0).mtime_ns + 1), entry(1, size=5)]
+    assert [e.name for e in catalog.plan(touched, ledger.table(), tmp_path, "m1").pending] == \
+        [entry(0).name, entry(1).name], "one nanosecond later, or another size: redone"
+    with pytest.raises(ValueError, match="name order"):
+        catalog.plan(listed[::-1], ledger.table(), tmp_path, "m1")
+
+
+def test_plan_streams_a_large_manifest_a_window_at_a_time(tmp_path, monkeypatch):
+    """Entries and rows joined chunk by chunk; rows of photos gone from the source are passed over."""
+    monkeypatch.setattr(catalog, "PLAN_CHUNK", 3)
+    monkeypatch.setattr(manifest, "PIECE_ROWS", 4)
+    ledger = catalog.Ledger(tmp_path)
+    ledger.add(rows({i: "colour" if i % 3 else "error" for i in range(0, 40, 2)}))
+    ledger.flush()
+    ledger.compact()
+    ledger = catalog.Ledger(tmp_path)  # the base on disk, read a piece at a time
+    listed = sorted([entry(i) for i in range(0, 40, 5)], key=lambda e: e.name)
+    work = catalog.plan(listed, ledger.pieces(), tmp_path, "m1")
+    had = {entry(i).name for i in range(0, 40, 2)}
+    assert work.found == len(listed) and work.kept == sum(e.name in had for e in listed)
+    assert [e.name for e in work.pending] == [e.name for e in listed if e.name not in had]
+    assert ledger._manifest._base is None, "planning read the manifest from disk without holding it"
 
 
 def test_a_table_of_rows_goes_in_as_one_part_folded_at_once(tmp_path, monkeypatch):
@@ -255,4 +313,4 @@ def test_a_manifest_of_an_earlier_version_reads_as_today_and_plans_nothing_anew(
 
     read = catalog.read_manifest(output)
     assert modified_ns(read) == [entry(i).mtime_ns for i in range(3)]
-    assert catalog.plan([entry(i) for i in range(3)], catalog.Ledger(output).table(), output, "m1").kept == 3
+    assert catalog.plan([entry(i) for i in range(3)], catalog.Ledger(output).pieces(), output, "m1").kept == 3

@@ -8,14 +8,16 @@ Photos are claimed (status ``pending``) before their render starts, so the outpu
 to be this tool's own and are redone, never mistaken for someone else's files. The manifest has one writer,
 :class:`Ledger`, which appends each flush's rows as a small part beside ``manifest.parquet`` and folds the parts
 into it now and then and at the end of a run (:mod:`colorization.manifest`), so recording a batch costs the same
-whatever the size of the archive; :func:`read_manifest` reads both.
+whatever the size of the archive; :func:`read_manifest` reads both. Planning walks the source and reads the
+manifest side by side, both in name order, so a re-run holds only the work it finds, whatever the archive's size.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
-from collections.abc import Iterator
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,7 +83,8 @@ def _normalize(rows: pa.Table) -> pa.Table:
 
 
 class Ledger:
-    """The manifest of ``output`` in memory and its only writer.
+    """The manifest of ``output`` and its only writer; its rows are read from disk as they are asked for
+    (:meth:`pieces` a piece at a time, as :func:`plan` reads them; :meth:`get` and :meth:`table` whole).
 
     Rows are added (or put back) as outcomes arrive and written together by :meth:`flush`, which appends only
     them to the manifest (a small part file, written atomically), so a flush costs the same whatever the size of
@@ -109,6 +112,10 @@ class Ledger:
     def table(self) -> pa.Table:
         """The rows, unsaved ones included, as an Arrow table sorted by source."""
         return self._manifest.table(self._unsaved)
+
+    def pieces(self) -> Iterator[pa.Table]:
+        """:meth:`table` in consecutive pieces, read from disk a piece at a time: what :func:`plan` reads."""
+        return self._manifest.pieces(self._unsaved)
 
     def get(self, source: str) -> dict | None:
         return self._unsaved[source] if source in self._unsaved else self._manifest.get(source)
@@ -155,49 +162,81 @@ class Ledger:
 
 @dataclass
 class Plan:
-    """Entries to process now, rows for entries refused while planning, and how many are left as they are."""
+    """Entries to process now, rows for entries refused while planning, how many are left as they are, how many
+    were found, and the manifest's rows of the pending entries that have one (put back if a run stops; None
+    for work not planned here, whose rows the loop looks up in its ledger)."""
 
     pending: list[Entry]
     records: list[dict]
     kept: int
+    found: int = 0
+    previous: dict[str, dict] | None = None
 
 
 _PLAN_COLUMNS = ("status", "bytes", manifest.MODIFIED, "model_id")  # what plan needs of a row
+PLAN_CHUNK = 8192  # entries joined with the manifest at a time
 
 
-def plan(entries: list[Entry], rows: pa.Table, output: Path, model_id: str, recolor: bool = False,
-         overwrite: bool = False) -> Plan:
+def plan(entries: Iterable[Entry], rows: pa.Table | Iterable[pa.Table], output: Path, model_id: str,
+         recolor: bool = False, overwrite: bool = False) -> Plan:
     """Split the source's entries into work to do, entries refused and work already done (see the module
-    docstring). ``rows`` is the manifest (:meth:`Ledger.table`)."""
-    pending, records, kept = [], [], 0
-    for entry, row in zip(entries, _rows_of(entries, rows)):
+    docstring). ``entries`` come in name order (:func:`colorization.photos.archive.iter_entries`) and ``rows``,
+    the manifest, in source order (:meth:`Ledger.pieces`, or a table): both are read as a stream, so planning
+    holds only the work it finds."""
+    work = Plan([], [], 0, previous={})
+    for entry, row, full in _rows_of(entries, rows):
+        work.found += 1
         ours = row is not None and row["status"] in (COLORIZED, PENDING)
         if not _redo(entry, row, output, model_id, recolor, overwrite):
-            kept += 1
+            work.kept += 1
         elif not entry.safe:
-            records.append(record(entry, ERROR, model_id, error=f"{entry.name}: unsafe path in archive, skipped"))
+            work.records.append(record(entry, ERROR, model_id, error=f"{entry.name}: unsafe path in archive, skipped"))
         elif entry.skip:
-            records.append(record(entry, ERROR, model_id, error=f"{entry.name}: {entry.skip}"))
+            work.records.append(record(entry, ERROR, model_id, error=f"{entry.name}: {entry.skip}"))
         elif (output / entry.name).exists() and not ours and not overwrite:
             error = f"{entry.name}: an output exists that colorize did not write; pass --overwrite to replace it"
-            records.append(record(entry, ERROR, model_id, error=error))
+            work.records.append(record(entry, ERROR, model_id, error=error))
         else:
-            pending.append(entry)
-    return Plan(pending, records, kept)
+            work.pending.append(entry)
+            if full is not None:
+                work.previous[entry.name] = full()
+    return work
 
 
-def _rows_of(entries: list[Entry], table: pa.Table) -> list[dict | None]:
-    """The manifest's row of each entry, as far as :func:`plan` needs it (None: it has none). One join in
-    Arrow: only the rows found become Python objects, and only the columns plan reads."""
-    if not len(table):
-        return [None] * len(entries)
-    names = pa.array([entry.name for entry in entries], pa.string())
-    position = pc.index_in(names, value_set=table["source"]).fill_null(-1).to_numpy()
-    found = table.select(_PLAN_COLUMNS).take(position[position >= 0])
-    modified = found.schema.get_field_index(manifest.MODIFIED)
-    found = found.set_column(modified, manifest.MODIFIED, found[manifest.MODIFIED].cast(pa.int64()))
-    matched = iter(found.to_pylist())
-    return [next(matched) if at >= 0 else None for at in position]
+def _rows_of(entries: Iterable[Entry], rows: pa.Table | Iterable[pa.Table]
+             ) -> Iterator[tuple[Entry, dict | None, Callable[[], dict] | None]]:
+    """Each entry with the manifest's row, as far as :func:`plan` needs it, and a way to get the whole row
+    (None, None: it has none). Entries are joined a chunk at a time with the manifest's rows up to the chunk's
+    last name, in Arrow: only the rows found become Python objects, and only the columns plan reads."""
+    pieces = iter([rows] if isinstance(rows, pa.Table) else rows)
+    window, more, last = SCHEMA.empty_table(), True, ""
+    for chunk in _chunks(entries, PLAN_CHUNK):
+        names = [entry.name for entry in chunk]
+        if names[0] < last or names != sorted(names):
+            raise ValueError(f"plan: entries must come in name order ({names[0]!r} after {last!r})")
+        last = names[-1]
+        while more and (not len(window) or window["source"][-1].as_py() < last):
+            piece = next(pieces, None)
+            more = piece is not None
+            window = pa.concat_tables([window, piece.select(SCHEMA.names)]) if more else window
+        covered = pc.sum(pc.less_equal(window["source"], last)).as_py() or 0  # the rows up to the chunk's last name
+        rows_here, window = window.slice(0, covered), window.slice(covered)
+        position = pc.index_in(pa.array(names, pa.string()), value_set=rows_here["source"]).fill_null(-1).to_numpy()
+        found = rows_here.select(_PLAN_COLUMNS).take(position[position >= 0])
+        modified = found.schema.get_field_index(manifest.MODIFIED)
+        found = found.set_column(modified, manifest.MODIFIED, found[manifest.MODIFIED].cast(pa.int64()))
+        matched = iter(found.to_pylist())
+        for entry, at in zip(chunk, position):
+            if at < 0:
+                yield entry, None, None
+            else:
+                yield entry, next(matched), lambda at=int(at), table=rows_here: table.slice(at, 1).to_pylist()[0]
+
+
+def _chunks(entries: Iterable[Entry], size: int) -> Iterator[list[Entry]]:
+    iterator = iter(entries)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 def _redo(entry: Entry, row: dict | None, output: Path, model_id: str, recolor: bool, overwrite: bool) -> bool:

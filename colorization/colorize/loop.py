@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -148,14 +148,17 @@ def colorize_pending(
     records: Sequence[dict] = (),
     transient: tuple[type[BaseException], ...] = (),
     on_progress: Callable[[int, int], None] | None = None,
+    previous: Mapping[str, dict] | None = None,
 ) -> LoopReport:
     """Prepare, predict and render ``pending``, recording every outcome through ``ledger``.
 
     ``records`` are rows to record first (entries refused while planning). Photos already in colour are
     recorded as ``colour`` unless ``recolor``. ``transient`` adds exception types that mean the machine failed
     rather than the photo (say, a lost Dask worker). ``on_progress(done, total)`` is called after each batch
-    and once more when the last renders are in. Returns when every photo has an outcome, or after a transient
-    failure with ``stopped`` saying what happened and what to do.
+    and once more when the last renders are in. ``previous`` holds the manifest's rows of the pending photos
+    that have one (:attr:`catalog.Plan.previous`), put back if the run stops before they settle; without it
+    they are looked up in ``ledger``. Returns when every photo has an outcome, or after a transient failure
+    with ``stopped`` saying what happened and what to do.
     """
     report = LoopReport()
     report.tally(records)
@@ -196,7 +199,8 @@ def colorize_pending(
                 else:
                     to_colour.append(item)
             for item in to_colour:
-                claimed[item.entry.name] = ledger.get(item.entry.name)
+                name = item.entry.name
+                claimed[name] = ledger.get(name) if previous is None else previous.get(name)
             ledger.add([catalog.record(i.entry, PENDING, model_id, i.digest) for i in to_colour])
             ledger.flush()  # claims are on disk before any render starts
             if to_colour:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import datetime
 import functools
+import os
 import tarfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from colorization.errors import ConfigError, ImageError, as_transient
-from colorization.photos.discover import is_image_name, iter_images
+from colorization.photos.discover import is_image_name, iter_relative
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,12 @@ def _open_archive(source: Path, size: int, mtime_ns: int) -> Archive:
 
 def list_entries(source: Path) -> list[Entry]:
     """The photos of a folder tree or archive, sorted by name."""
+    return list(iter_entries(source))
+
+
+def iter_entries(source: Path) -> Iterator[Entry]:
+    """The photos of a folder tree or archive in the order of their names; a folder tree's are made as its walk
+    goes, so that a run over a large tree need not hold them all (an archive's index is in memory anyway)."""
     archive = _archive(source)
     if isinstance(archive, zipfile.ZipFile):
         entries = [
@@ -77,14 +85,13 @@ def list_entries(source: Path) -> list[Entry]:
             if not member.isdir() and is_image_name(member.name)
         ]
     elif source.is_dir():
-        entries = []
-        for path in iter_images(source):  # one entry a photo as the walk goes: no list of paths besides them
-            stat = path.stat()
-            entries.append(Entry(path.relative_to(source).as_posix(), stat.st_size, stat.st_mtime_ns))
+        for name in iter_relative(source):
+            stat = os.stat(os.path.join(source, name))
+            yield Entry(name, stat.st_size, stat.st_mtime_ns)
+        return
     else:
         raise ConfigError(f"{source}: not a folder, .zip or .tar archive")
-    entries.sort(key=lambda e: e.name)
-    return entries
+    yield from sorted(entries, key=lambda e: e.name)
 
 
 def _tar_skip(member: tarfile.TarInfo) -> str | None:
