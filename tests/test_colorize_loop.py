@@ -118,8 +118,8 @@ def test_a_stopped_run_puts_back_the_rows_its_photos_had(photos, tmp_path, monke
 
         monkeypatch.setattr(loop, "render", full_disk)
         work, report = run_loop(photos, out, pool, model="m2")
-    assert report.stopped and sorted(work.previous) == sorted(e.name for e in work.pending)
-    assert {row["model_id"] for row in work.previous.values()} == {"m1"}
+    assert report.stopped and list(work.previous) == [e.name for e in work.pending]
+    assert {work.previous.get(name)["model_id"] for name in work.previous} == {"m1"}
     assert catalog.read_manifest(out).equals(before), "every claim put back as it was"
 
 

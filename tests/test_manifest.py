@@ -212,7 +212,7 @@ def test_plan_on_a_merged_manifest(tmp_path):
     work = catalog.plan(listed, ledger.pieces(), tmp_path, "m1")
     assert work.kept == 2 and work.found == 4, "unchanged to the nanosecond: kept"
     assert [e.name for e in work.pending] == [entry(3).name, entry(2).name]
-    assert list(work.previous) == [entry(2).name] and work.previous[entry(2).name]["status"] == "pending", \
+    assert list(work.previous) == [entry(2).name] and work.previous.get(entry(2).name)["status"] == "pending", \
         "the row a pending photo had, to put back if the run stops"
     touched = [Entry(entry(0).name, 100, entry(0).mtime_ns + 1), entry(1, size=5)]
     assert [e.name for e in catalog.plan(touched, ledger.table(), tmp_path, "m1").pending] == \

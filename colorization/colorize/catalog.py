@@ -17,10 +17,11 @@ from __future__ import annotations
 import contextlib
 import datetime
 import itertools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -160,6 +161,26 @@ class Ledger:
             raise as_transient(exc, f"writing {self.path}") or exc
 
 
+class Rows:
+    """Manifest rows of some sources, kept as one Arrow table with a :class:`manifest.SourceIndex`: about 140
+    bytes a row, where a dict of each row took 600 (a run after a model change has a row for every photo)."""
+
+    def __init__(self, table: pa.Table):
+        self._table = table.combine_chunks()
+        self._index = manifest.SourceIndex(self._table["source"])
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table["source"].to_pylist())
+
+    def get(self, source: str) -> dict | None:
+        """The row of ``source`` (None: none is kept)."""
+        row = self._index.find(source)
+        return None if row is None else self._table.slice(row, 1).to_pylist()[0]
+
+
 @dataclass
 class Plan:
     """Entries to process now, rows for entries refused while planning, how many are left as they are, how many
@@ -170,7 +191,7 @@ class Plan:
     records: list[dict]
     kept: int
     found: int = 0
-    previous: dict[str, dict] | None = None
+    previous: Rows | None = None
 
 
 _PLAN_COLUMNS = ("status", "bytes", manifest.MODIFIED, "model_id")  # what plan needs of a row
@@ -183,31 +204,38 @@ def plan(entries: Iterable[Entry], rows: pa.Table | Iterable[pa.Table], output: 
     docstring). ``entries`` come in name order (:func:`colorization.photos.archive.iter_entries`) and ``rows``,
     the manifest, in source order (:meth:`Ledger.pieces`, or a table): both are read as a stream, so planning
     holds only the work it finds."""
-    work = Plan([], [], 0, previous={})
-    for entry, row, full in _rows_of(entries, rows):
-        work.found += 1
-        ours = row is not None and row["status"] in (COLORIZED, PENDING)
-        if not _redo(entry, row, output, model_id, recolor, overwrite):
-            work.kept += 1
-        elif not entry.safe:
-            work.records.append(record(entry, ERROR, model_id, error=f"{entry.name}: unsafe path in archive, skipped"))
-        elif entry.skip:
-            work.records.append(record(entry, ERROR, model_id, error=f"{entry.name}: {entry.skip}"))
-        elif (output / entry.name).exists() and not ours and not overwrite:
-            error = f"{entry.name}: an output exists that colorize did not write; pass --overwrite to replace it"
-            work.records.append(record(entry, ERROR, model_id, error=error))
-        else:
-            work.pending.append(entry)
-            if full is not None:
-                work.previous[entry.name] = full()
+    work, previous = Plan([], [], 0), []
+    for chunk, matched, table, position in _joined(entries, rows):
+        taken = []
+        for entry, row, at in zip(chunk, matched, position):
+            work.found += 1
+            ours = row is not None and row["status"] in (COLORIZED, PENDING)
+            if not _redo(entry, row, output, model_id, recolor, overwrite):
+                work.kept += 1
+            elif not entry.safe:
+                error = f"{entry.name}: unsafe path in archive, skipped"
+                work.records.append(record(entry, ERROR, model_id, error=error))
+            elif entry.skip:
+                work.records.append(record(entry, ERROR, model_id, error=f"{entry.name}: {entry.skip}"))
+            elif (output / entry.name).exists() and not ours and not overwrite:
+                error = f"{entry.name}: an output exists that colorize did not write; pass --overwrite to replace it"
+                work.records.append(record(entry, ERROR, model_id, error=error))
+            else:
+                work.pending.append(entry)
+                if at >= 0:
+                    taken.append(at)
+        if taken:
+            previous.append(table.take(taken))
+    work.previous = Rows(pa.concat_tables(previous) if previous else SCHEMA.empty_table())
     return work
 
 
-def _rows_of(entries: Iterable[Entry], rows: pa.Table | Iterable[pa.Table]
-             ) -> Iterator[tuple[Entry, dict | None, Callable[[], dict] | None]]:
-    """Each entry with the manifest's row, as far as :func:`plan` needs it, and a way to get the whole row
-    (None, None: it has none). Entries are joined a chunk at a time with the manifest's rows up to the chunk's
-    last name, in Arrow: only the rows found become Python objects, and only the columns plan reads."""
+def _joined(entries: Iterable[Entry], rows: pa.Table | Iterable[pa.Table]
+            ) -> Iterator[tuple[list[Entry], list[dict | None], pa.Table, np.ndarray]]:
+    """The entries a chunk at a time, each chunk with the manifest's row of each entry as far as :func:`plan`
+    needs it (None: it has none), and the manifest's rows up to the chunk's last name with the position of
+    each entry's among them (-1: none). One join in Arrow per chunk: only the rows found become Python
+    objects, and only the columns plan reads."""
     pieces = iter([rows] if isinstance(rows, pa.Table) else rows)
     window, more, last = SCHEMA.empty_table(), True, ""
     for chunk in _chunks(entries, PLAN_CHUNK):
@@ -220,17 +248,13 @@ def _rows_of(entries: Iterable[Entry], rows: pa.Table | Iterable[pa.Table]
             more = piece is not None
             window = pa.concat_tables([window, piece.select(SCHEMA.names)]) if more else window
         covered = pc.sum(pc.less_equal(window["source"], last)).as_py() or 0  # the rows up to the chunk's last name
-        rows_here, window = window.slice(0, covered), window.slice(covered)
-        position = pc.index_in(pa.array(names, pa.string()), value_set=rows_here["source"]).fill_null(-1).to_numpy()
-        found = rows_here.select(_PLAN_COLUMNS).take(position[position >= 0])
+        here, window = window.slice(0, covered), window.slice(covered)
+        position = pc.index_in(pa.array(names, pa.string()), value_set=here["source"]).fill_null(-1).to_numpy()
+        found = here.select(_PLAN_COLUMNS).take(position[position >= 0])
         modified = found.schema.get_field_index(manifest.MODIFIED)
         found = found.set_column(modified, manifest.MODIFIED, found[manifest.MODIFIED].cast(pa.int64()))
         matched = iter(found.to_pylist())
-        for entry, at in zip(chunk, position):
-            if at < 0:
-                yield entry, None, None
-            else:
-                yield entry, next(matched), lambda at=int(at), table=rows_here: table.slice(at, 1).to_pylist()[0]
+        yield chunk, [next(matched) if at >= 0 else None for at in position], here, position
 
 
 def _chunks(entries: Iterable[Entry], size: int) -> Iterator[list[Entry]]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -148,7 +148,7 @@ def colorize_pending(
     records: Sequence[dict] = (),
     transient: tuple[type[BaseException], ...] = (),
     on_progress: Callable[[int, int], None] | None = None,
-    previous: Mapping[str, dict] | None = None,
+    previous: catalog.Rows | None = None,
 ) -> LoopReport:
     """Prepare, predict and render ``pending``, recording every outcome through ``ledger``.
 
