@@ -28,8 +28,8 @@ def iter_images(root: str | Path) -> Iterator[Path]:
 
 
 def iter_relative(root: str | Path) -> Iterator[str]:
-    """:func:`iter_images` as ``/``-separated paths relative to ``root``, made without pathlib (a tenth of the
-    time, and none of the interned names pathlib keeps)."""
+    """:func:`iter_images` as ``/``-separated paths relative to ``root``, made without pathlib: listing a tree
+    takes half the time, and holds none of the names pathlib interns."""
     if not os.path.isdir(root):
         raise FileNotFoundError(f"{root}: no such folder")
     yield from _walk(os.fspath(root), "", set())
