@@ -99,9 +99,9 @@ def _read_pieces(path: Path, schema: pa.Schema) -> Iterator[pa.Table]:
     pa.default_memory_pool().release_unused()
 
 
-def _written_sorted(path: Path) -> bool:
-    """Whether the base at ``path`` says it was written sorted by source (:func:`write`)."""
-    metadata = pq.read_schema(path).metadata or {}
+def _written_sorted(footer: pq.FileMetaData) -> bool:
+    """Whether a base says in its footer that it was written sorted by source (:func:`write`)."""
+    metadata = footer.schema.to_arrow_schema().metadata or {}
     return all(metadata.get(key) == value for key, value in _SORTED.items())
 
 
@@ -182,11 +182,35 @@ class SourceIndex:
         return None
 
 
+class SourceRows:
+    """Rows of a manifest held as one Arrow table and found by source through a :class:`SourceIndex`: a
+    manifest's base once read, and the rows a planned run would put back (~140 bytes a row, where a dict of
+    each took 600)."""
+
+    def __init__(self, table: pa.Table):
+        self.table = table
+        self._index = SourceIndex(table["source"])
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table["source"].to_pylist())
+
+    def __contains__(self, source: str) -> bool:
+        return self._index.find(source) is not None
+
+    def get(self, source: str) -> dict | None:
+        """The row of ``source`` (None: it has none)."""
+        row = self._index.find(source)
+        return None if row is None else self.table.slice(row, 1).to_pylist()[0]
+
+
 class Manifest:
     """A manifest's rows, and its writer (a manifest has one writer at a time: the lock's holder).
 
     The base stays on disk until a lookup or the whole table is asked for (:meth:`get`, :meth:`table`); then
-    it is read as one Arrow table with a :class:`SourceIndex`. :meth:`pieces` and compaction read a base written
+    it is read as :class:`SourceRows`. :meth:`pieces` and compaction read a base written
     sorted (:func:`write`) a piece at a time instead, so that a run that only plans, appends and compacts holds
     no copy of it: a re-run of a large archive that finds a few new photos holds memory for those only. Rows
     appended since the last compaction are kept apart until the next one folds them in, so an append never
@@ -200,17 +224,17 @@ class Manifest:
         self.path, self.schema, self.full_rewrite = path, schema, full_rewrite
         self._normalize = normalize or (lambda table: table)
         self._base: pa.Table | None = None  # read when first needed (:meth:`_loaded`)
-        self._index: SourceIndex | None = None
+        self._rows: SourceRows | None = None  # the base with its index, made when a lookup needs it
         self._recent: dict[str, dict | None] = {}  # rows appended since the base was read or compacted
         parts = part_paths(path)
         self._part_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
         self._next_part = int(_PART_NAME.fullmatch(parts[-1].name).group(1)) + 1 if parts else 0
-        exists = path.exists()
-        self._base_rows = pq.ParquetFile(path).metadata.num_rows if exists else 0
+        footer = pq.ParquetFile(path).metadata if path.exists() else None
+        self._base_rows = footer.num_rows if footer else 0
         # The base can be read a piece at a time when it is sorted and no parts of a killed run lie beside it.
-        self._streamed = not parts and (not exists or _written_sorted(path))
+        self._streamed = not parts and (footer is None or _written_sorted(footer))
 
-    def _loaded(self) -> tuple[pa.Table, SourceIndex]:
+    def _loaded(self) -> SourceRows:
         """The base (with any parts beside it) and its index, read the first time they are needed."""
         if self._base is None:
             table = self._normalize(read_table(self.path, self.schema))
@@ -218,9 +242,9 @@ class Manifest:
             if len(table) > 1 and pc.any(pc.less(sources[1:], sources[:-1])).as_py():  # an earlier version's
                 table = table.sort_by("source")
             self._base = table
-        if self._index is None:
-            self._index = SourceIndex(self._base["source"])
-        return self._base, self._index
+        if self._rows is None:
+            self._rows = SourceRows(self._base)
+        return self._rows
 
     def _base_pieces(self) -> Iterator[pa.Table]:
         """The base in consecutive pieces sorted by source: read from disk unless it is in memory."""
@@ -228,24 +252,22 @@ class Manifest:
             if self.path.exists():
                 yield from (self._normalize(piece) for piece in _read_pieces(self.path, self.schema))
             return
-        base = self._base if self._base is not None else self._loaded()[0]
+        base = self._base if self._base is not None else self._loaded().table
         yield from (base.slice(start, PIECE_ROWS) for start in range(0, len(base), PIECE_ROWS))
 
     def __len__(self) -> int:
-        base, index = self._loaded()
-        return len(base) + sum((r is not None) - (index.find(s) is not None) for s, r in self._recent.items())
+        rows = self._loaded()
+        return len(rows) + sum((r is not None) - (s in rows) for s, r in self._recent.items())
 
     def get(self, source: str) -> dict | None:
         """The row of ``source`` (None: it has none)."""
         if source in self._recent:
             return self._recent[source]
-        base, index = self._loaded()
-        row = index.find(source)
-        return None if row is None else base.slice(row, 1).to_pylist()[0]
+        return self._loaded().get(source)
 
     def table(self, changes: dict[str, dict | None] | None = None) -> pa.Table:
         """The whole table, sorted by source, with ``changes`` (not yet appended) over it."""
-        base, _ = self._loaded()
+        base = self._loaded().table
         changes = {**self._recent, **(changes or {})}
         if not changes:
             return base
@@ -315,7 +337,7 @@ class Manifest:
         pieces = _merge(self._base_pieces(), changes)
         self._base_rows = write(self.path, (kept.append(p) or p for p in pieces) if keep else pieces, self.schema)
         self._base = pa.concat_tables(kept) if keep else None
-        self._index = None
+        self._rows = None
         self._streamed = True
         self._recent, self._part_rows, self._next_part = {}, 0, 0
         # Hand the merge's buffers back: Arrow's pool keeps freed memory otherwise, and a run's memory would grow

@@ -173,7 +173,7 @@ def test_a_base_is_written_in_sorted_row_groups_and_one_of_earlier_versions_is_s
     ledger.compact()
     written = pq.ParquetFile(path)
     groups = [written.metadata.row_group(g).num_rows for g in range(written.metadata.num_row_groups)]
-    assert max(groups) == 2 and sum(groups) == 10 and manifest._written_sorted(path)
+    assert max(groups) == 2 and sum(groups) == 10 and manifest._written_sorted(written.metadata)
     frame = written.read().to_pandas()
     assert list(frame["source"]) == sorted(frame["source"])
     assert statuses(frame) == expected({i: "colorized" for i in range(9)}, {4: "error", 9: "colour"})

@@ -161,26 +161,6 @@ class Ledger:
             raise as_transient(exc, f"writing {self.path}") or exc
 
 
-class Rows:
-    """Manifest rows of some sources, kept as one Arrow table with a :class:`manifest.SourceIndex`: about 140
-    bytes a row, where a dict of each row took 600 (a run after a model change has a row for every photo)."""
-
-    def __init__(self, table: pa.Table):
-        self._table = table.combine_chunks()
-        self._index = manifest.SourceIndex(self._table["source"])
-
-    def __len__(self) -> int:
-        return len(self._table)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._table["source"].to_pylist())
-
-    def get(self, source: str) -> dict | None:
-        """The row of ``source`` (None: none is kept)."""
-        row = self._index.find(source)
-        return None if row is None else self._table.slice(row, 1).to_pylist()[0]
-
-
 @dataclass
 class Plan:
     """Entries to process now, rows for entries refused while planning, how many are left as they are, how many
@@ -191,7 +171,7 @@ class Plan:
     records: list[dict]
     kept: int
     found: int = 0
-    previous: Rows | None = None
+    previous: manifest.SourceRows | None = None
 
 
 _PLAN_COLUMNS = ("status", "bytes", manifest.MODIFIED, "model_id")  # what plan needs of a row
@@ -226,7 +206,7 @@ def plan(entries: Iterable[Entry], rows: pa.Table | Iterable[pa.Table], output: 
                     taken.append(at)
         if taken:
             previous.append(table.take(taken))
-    work.previous = Rows(pa.concat_tables(previous) if previous else SCHEMA.empty_table())
+    work.previous = manifest.SourceRows(pa.concat_tables(previous) if previous else SCHEMA.empty_table())
     return work
 
 

@@ -32,6 +32,7 @@ from colorization.colorize import catalog
 from colorization.colorize.catalog import COLORIZED, COLOUR, ERROR, PENDING
 from colorization.colorize.render import Prepared, Upsample, file_hash, prepare, render
 from colorization.errors import ImageError, TransientError, as_transient
+from colorization.manifest import SourceRows
 from colorization.photos.archive import Entry, read_entry
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ def colorize_pending(
     records: Sequence[dict] = (),
     transient: tuple[type[BaseException], ...] = (),
     on_progress: Callable[[int, int], None] | None = None,
-    previous: catalog.Rows | None = None,
+    previous: SourceRows | None = None,
 ) -> LoopReport:
     """Prepare, predict and render ``pending``, recording every outcome through ``ledger``.
 
