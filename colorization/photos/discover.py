@@ -64,5 +64,4 @@ def _is_folder(item: os.DirEntry) -> bool:
 
 def find_images(root: str | Path) -> list[Path]:
     """Every image file below ``root`` (see :func:`iter_images`), sorted by relative path."""
-    root = Path(root)
-    return sorted(iter_images(root), key=lambda p: p.relative_to(root).as_posix())
+    return list(iter_images(root))  # the walk yields them in that order
