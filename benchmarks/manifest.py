@@ -30,9 +30,11 @@ other way round, would make the ratio, so no case runs all its repeats in a row.
 ``--mode old`` runs the same with the manifest as earlier versions kept it (a dict per row, the whole file
 rewritten at every flush; the old ``Ledger`` and ``plan`` are copied below): its full run is quadratic, so at
 100k it is not run (the manifest is written directly instead) and only the top-up shows the flush cost.
-By default both modes and both sizes run and the table is printed at the end.
+By default both modes and both sizes run and the table is printed at the end. ``--first-run-only`` stops
+each case after its first run: what a first colorize run of a large archive (say, ``--sizes 600000``) holds.
 
-Run as ``.venv/bin/python benchmarks/manifest.py [--sizes 1000 100000] [--modes new old] [--repeats 3]``.
+Run as ``.venv/bin/python benchmarks/manifest.py [--sizes 1000 100000] [--modes new old] [--repeats 3]
+[--first-run-only]``.
 """
 
 from __future__ import annotations
@@ -148,13 +150,25 @@ def old_plan(entries, rows, output, model_id, recolor=False, overwrite=False):
             records.append(record(entry, ERROR, model_id, error="exists"))
         else:
             pending.append(entry)
-    del catalog
-    return Plan(pending, records, kept)
+    return Plan(worklist_of(catalog.worklist_path(output), pending), records, kept)
+
+
+def worklist_of(path: Path, entries: list):
+    """A worklist of ``entries`` with no rows before them (the old plan's list, or a share's photos)."""
+    import numpy as np
+
+    from colorization.colorize import catalog, worklist
+
+    with worklist.writing(path, catalog.SCHEMA) as add:
+        for batch in worklist.batched(entries, worklist.READ_ROWS):
+            add(batch, catalog.SCHEMA.empty_table(), np.full(len(batch), -1))
+    return worklist.Worklist(path)
 
 
 # --- one case, in a fresh process ----------------------------------------------------------------------------------
 
-def child(n: int, mode: str) -> dict:
+def child(n: int, mode: str, first_run_only: bool = False) -> dict:
+    from colorization import manifest
     from colorization.colorize import catalog
     from colorization.colorize.catalog import COLORIZED
     from colorization.colorize.loop import colorize_pending
@@ -180,18 +194,20 @@ def child(n: int, mode: str) -> dict:
         result["bookkeeping CPU µs/photo"] = None
         import pyarrow as pa
 
-        from colorization import manifest
         records = [catalog.record(e, COLORIZED, "m1", "0123456789abcdef") for e in work.pending]
         manifest.write(catalog.manifest_path(output), pa.Table.from_pylist(records, schema=catalog.SCHEMA),
                        catalog.SCHEMA)
     else:
         started, cpu = time.perf_counter(), time.process_time()
-        report = colorize_pending(work.pending, ledger, "m1", *NO_WORK, BATCH, previous=work.previous)
+        report = colorize_pending(work.pending, ledger, "m1", *NO_WORK, BATCH)
         result["bookkeeping full µs/photo"] = 1e6 * (time.perf_counter() - started) / n
         result["bookkeeping CPU µs/photo"] = 1e6 * (time.process_time() - cpu) / n
         assert report.left == 0 and report.counts[COLORIZED] == n
     result["first run peak RSS MB"] = round(peak_rss_mb())
     result["first run RSS at its end MB"] = round(rss_mb())
+    if first_run_only:
+        shutil.rmtree(output)
+        return result
     entries = list_entries(source)
     for entry in entries:  # outputs, so that a re-run finds every photo done (not timed)
         target = output / entry.name
@@ -268,7 +284,7 @@ def top_up(n: int, mode: str) -> dict:
     started = time.perf_counter()
     ledger, work = plan_run(source, output, mode == "old", entries)
     assert len(work.pending) == TOP_UP, len(work.pending)
-    colorize_pending(work.pending, ledger, "m1", *NO_WORK, BATCH, previous=work.previous)
+    colorize_pending(work.pending, ledger, "m1", *NO_WORK, BATCH)
     seconds = time.perf_counter() - started
     peak = peak_rss_mb()
     return {"top-up ms/photo done": 1e3 * seconds / TOP_UP, "top-up RSS above imports MB": round(peak - after_imports)}
@@ -281,7 +297,8 @@ def merge_share(entries: list) -> dict:
 
     output = WORK / f"merge-{len(entries)}"
     shutil.rmtree(output, ignore_errors=True)
-    child = shares.ledger(output, shares.write(output, 0, entries))
+    [share] = shares.write(output, worklist_of(catalog.worklist_path(output), entries), 1)
+    child = shares.ledger(output, share)
     child.add([catalog.record(e, COLORIZED, "m1", "0123456789abcdef") for e in entries])
     child.flush()
     child.compact()
@@ -299,7 +316,7 @@ def merge_share(entries: list) -> dict:
     seconds = time.perf_counter() - started
     done.set()
     sampler.join()
-    assert len(merged) == len(entries)
+    assert merged.counts.total() == len(entries)
     shutil.rmtree(output)
     return {"merge a share µs/photo": 1e6 * seconds / len(entries),
             "merge a share RSS growth MB": round(max(peak[0], rss_mb()) - before)}
@@ -310,11 +327,13 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 100_000])
     parser.add_argument("--modes", nargs="+", choices=["new", "old"], default=["new", "old"])
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per case (median taken)")
+    parser.add_argument("--first-run-only", action="store_true",
+                        help="plan and run once over each archive, then stop: its time and memory only")
     parser.add_argument("--child", nargs=2, metavar=("N", "MODE"), help=argparse.SUPPRESS)
     parser.add_argument("--top-up", nargs=2, metavar=("N", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(int(args.child[0]), args.child[1])))
+        print(json.dumps(child(int(args.child[0]), args.child[1], args.first_run_only)))
         return
     if args.top_up:
         print(json.dumps(top_up(int(args.top_up[0]), args.top_up[1])))
@@ -325,7 +344,8 @@ def main() -> None:
     for _ in range(args.repeats):  # interleaved, so that a slow minute of a shared machine hits every case
         for mode, n in cases:
             started = time.perf_counter()
-            line = subprocess.run([sys.executable, __file__, "--child", str(n), mode], check=True,
+            only = ["--first-run-only"] if args.first_run_only else []
+            line = subprocess.run([sys.executable, __file__, "--child", str(n), mode, *only], check=True,
                                   capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
             runs[mode, n].append(json.loads(line.stdout.strip().splitlines()[-1]))
             print(f"{mode} {n}: {time.perf_counter() - started:.0f} s  {runs[mode, n][-1]}", flush=True)

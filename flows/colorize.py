@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-import pyarrow as pa
 from distributed import KilledWorker
 from distributed.comm import CommClosedError
 from prefect import flow, get_run_logger, task
@@ -150,6 +149,7 @@ def colorize(
                 work.kept)
     report, seconds = _colour(source, output, trained, work, ledger, batch_size, recolor, workers, dask_address,
                               max_pixels, upsample)
+    work.pending.path.unlink()
     remove_temps(output, "a Dask worker lost during this run", recursive=True)  # the lock keeps others out
     return _close(output, work.found, work, report, seconds, trained, upsample, catalog.sheet_path(output))
 
@@ -190,11 +190,11 @@ def colorize_share(
                   shares.sheet_path(output, share_dir), **{"pinned device": pinned_device()})
 
 
-def merge_shares(output: Path, ledger: catalog.Ledger, wait: bool) -> pa.Table:
+def merge_shares(output: Path, ledger: catalog.Ledger, wait: bool) -> LoopReport:
     """Fold shares left in ``output`` (a split run's, :mod:`colorization.colorize.shares`) into its manifest."""
     merged = shares.merge(output, ledger, wait)
-    if len(merged):
-        get_run_logger().info("%s: %d rows of a split run merged into its manifest", output, len(merged))
+    if merged.counts:
+        get_run_logger().info("%s: %d rows of a split run merged into its manifest", output, merged.counts.total())
     return merged
 
 
@@ -242,7 +242,6 @@ def _colour(source: Path, output: Path, trained: TrainedModel, work: catalog.Pla
         report = colorize_pending(
             work.pending, ledger, trained.id, submit_prepare, predict, submit_render, batch_size,
             recolor, records=work.records, transient=LOST_WORKER, on_progress=on_progress,
-            previous=work.previous,
         )
     return report, time.perf_counter() - started
 

@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Annotated
 from uuid import UUID
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.client.orchestration import get_client
@@ -93,7 +91,9 @@ def colorize_split(
     work = catalog.plan(iter_entries(source), ledger.pieces(), output, trained.id, recolor, overwrite)
     ledger.add(work.records)
     ledger.flush()
-    parts = shares.partition(work.pending, gpus)
+    parts = shares.write(output, work.pending, gpus)
+    sizes = [len(shares.entries(part)) for part in parts]
+    work.pending.path.unlink()
     logger.info("%s: %d photos, %d to process in %d shares, %d left as they are", source, work.found,
                 len(work.pending), len(parts), work.kept)
     for sheet in shares.sheets(output):
@@ -103,24 +103,23 @@ def colorize_split(
                   "max_pixels": max_pixels, "upsample": upsample, "temperature": temperature,
                   "saturation": saturation}
     started = time.perf_counter()
-    runs = [run_deployment(deployment, parameters={**parameters, "share": str(shares.write(output, i, part))},
-                           timeout=0, idempotency_key=f"{flow_run.id}-{i}")
-            for i, part in enumerate(parts)]
+    runs = [run_deployment(deployment, parameters={**parameters, "share": str(part)}, timeout=0,
+                           idempotency_key=f"{flow_run.id}-{i}") for i, part in enumerate(parts)]
     total = len(work.pending)
     finished = _wait_for(runs, f"Colouring into {output}", poll_seconds,
                          lambda: min(1.0, sum(shares.settled(s) for s in shares.pending(output)) / max(total, 1)))
     merged = merge_shares(output, ledger, wait=True)
     remove_temps(output, "a share's lost Dask worker", recursive=True)  # every share has ended
     seconds = time.perf_counter() - started
-    settled = pc.sum(pc.is_in(merged["status"], value_set=pa.array([COLORIZED, COLOUR, ERROR]))).as_py() or 0
-    report = LoopReport(left=len(work.pending) - settled, stopped=_stopped(finished, "run again to redo them"))
+    settled = sum(merged.counts[status] for status in (COLORIZED, COLOUR, ERROR))
+    report = LoopReport(merged.counts, merged.errors, left=len(work.pending) - settled,
+                        stopped=_stopped(finished, "run again to redo them"))
     report.tally(work.records)
-    report.tally_table(merged)
     summary = run_summary(work.found, work, report, seconds)
     create_table_artifact(key="colorize-split-summary", table=[summary],
                           description=f"Colorize run into {output} in {len(parts)} shares; contact sheets: "
                                       + ", ".join(str(s) for s in shares.sheets(output)))
-    create_table_artifact(key="colorize-split-shares", table=_shares_table(finished, [len(p) for p in parts], "photos"),
+    create_table_artifact(key="colorize-split-shares", table=_shares_table(finished, sizes, "photos"),
                           description="One child run per share")
     logger.info("%s", ", ".join(f"{k}: {v}" for k, v in summary.items()))
     if report.stopped:

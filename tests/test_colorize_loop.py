@@ -44,16 +44,20 @@ def run_loop(source: Path, output: Path, pool: ThreadPoolExecutor, render=render
              model: str = "m1"):
     """Plan and colour as the flow does: the tree walked and the manifest read side by side."""
     ledger = catalog.Ledger(output)
+    ledger._manifest._whole_base = whole_base_never_read
     work = catalog.plan(iter_entries(source), ledger.pieces(), output, model)
     report = colorize_pending(
         work.pending, ledger, model,
         lambda batch: pool.submit(prepare_batch, source, batch, SIZE, 10**8),
         tint,
         lambda entry, ab, thumb: pool.submit(render, source, entry, ab, output, 10**8, thumb),
-        batch_size, records=work.records, previous=work.previous,
+        batch_size, records=work.records,
     )
-    assert ledger._manifest._base is None, "a run that plans, records and compacts holds no copy of the manifest"
     return work, report
+
+
+def whole_base_never_read():
+    raise AssertionError("a run that plans, records and compacts reads the manifest a piece at a time, never whole")
 
 
 def test_loop_colours_records_and_keeps_history(photos, tmp_path):
@@ -71,7 +75,7 @@ def test_loop_colours_records_and_keeps_history(photos, tmp_path):
         assert not (out / "colour.jpg").exists()
 
         again, second = run_loop(photos, out, pool)
-    assert again.pending == [] and again.kept == 5 and second.counts == {}
+    assert len(again.pending) == 0 and again.kept == 5 and second.counts == {}
     assert catalog.read_manifest(out).equals(rows.reset_index()), "rows left as they are are untouched"
 
 
@@ -118,8 +122,8 @@ def test_a_stopped_run_puts_back_the_rows_its_photos_had(photos, tmp_path, monke
 
         monkeypatch.setattr(loop, "render", full_disk)
         work, report = run_loop(photos, out, pool, model="m2")
-    assert report.stopped and list(work.previous) == [e.name for e in work.pending]
-    assert {work.previous.get(name)["model_id"] for name in work.previous} == {"m1"}
+    previous = [row for batch in work.pending.batches(3) for _, row in batch]
+    assert report.stopped and len(previous) == 4 and {row["model_id"] for row in previous} == {"m1"}
     assert catalog.read_manifest(out).equals(before), "every claim put back as it was"
 
 

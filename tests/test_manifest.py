@@ -11,13 +11,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from colorization import manifest
-from colorization.colorize import catalog
+from colorization.colorize import catalog, worklist
 from colorization.errors import TransientError
 from colorization.photos.archive import Entry
 
 
 def entry(i: int, size: int = 100) -> Entry:
     return Entry(f"roll{i % 3}/p{i:04d}.jpg", size, 1_700_000_000_123_456_789 + i)  # ns that a float would round
+
+
+def row_of(ledger: catalog.Ledger, i: int) -> dict | None:
+    """The ledger's row of ``entry(i)`` (None: it has none)."""
+    return next((row for row in ledger.table().to_pylist() if row["source"] == entry(i).name), None)
 
 
 def rows(statuses: dict[int, str], model: str = "m1") -> list[dict]:
@@ -61,12 +66,12 @@ def test_each_flush_appends_a_part_and_reads_merge_them(tmp_path):
     assert statuses(read) == want and list(read["source"]) == sorted(want)
     assert str(read["modified"].dtype) == "datetime64[ns, UTC]", "a time, for pandas and DuckDB readers"
     assert modified_ns(read) == [entry(int(s[-8:-4])).mtime_ns for s in read["source"]], "exact to the ns"
-    assert statuses(ledger.frame()) == want and len(ledger) == 7
-    assert ledger.get(entry(0).name)["status"] == "colorized" and ledger.get(entry(4).name) is None
+    assert statuses(ledger.frame()) == want and len(ledger.frame()) == 7
+    assert row_of(ledger, 0)["status"] == "colorized" and row_of(ledger, 4) is None
 
     again = catalog.Ledger(tmp_path)  # a new run (or a run after a kill) sees the same rows
     assert statuses(again.frame()) == want
-    assert manifest.nanoseconds(again.get(entry(5).name)["modified"]) == entry(5).mtime_ns
+    assert manifest.nanoseconds(row_of(again, 5)["modified"]) == entry(5).mtime_ns
     assert again.frame().equals(read)
     again.add(rows({9: "colour"}))
     again.flush()
@@ -94,6 +99,27 @@ def test_compaction_keeps_exactly_the_latest_row_of_each_source(tmp_path, monkey
     written = path.stat().st_mtime_ns
     ledger.compact()
     assert path.stat().st_mtime_ns == written, "nothing to fold in: nothing written"
+
+
+def test_a_large_manifest_is_compacted_often_enough_that_its_writer_holds_a_bounded_number_of_rows(
+        tmp_path, monkeypatch):
+    """Past COMPACT_MAX_ROWS / COMPACT_FRACTION rows, compactions come every COMPACT_MAX_ROWS rows instead of
+    every quarter of the base: a first run of a million photos would otherwise hold a quarter million rows."""
+    monkeypatch.setattr(manifest, "COMPACT_MIN_ROWS", 4)
+    monkeypatch.setattr(manifest, "COMPACT_MAX_ROWS", 8)
+    ledger = catalog.Ledger(tmp_path)
+    ledger.add(rows({i: "colour" for i in range(100)}))
+    ledger.flush()
+    ledger = catalog.Ledger(tmp_path)  # a base of 100 rows: a quarter of it would be 25
+    held, steps = [], []
+    for start in range(100, 160, 3):
+        steps.append({i: "colorized" for i in range(start, start + 3)})
+        ledger.add(rows(steps[-1]))
+        ledger.flush()
+        held.append(sum(map(len, ledger._manifest._recent)))
+    assert max(held) == 6 and held.count(0) == 6, "compacted as soon as the parts held over 8 rows"
+    assert len(manifest.part_paths(catalog.manifest_path(tmp_path))) == 2
+    assert statuses(catalog.read_manifest(tmp_path)) == expected({i: "colour" for i in range(100)}, *steps)
 
 
 @pytest.mark.parametrize("parts_left", ["all", "newest"])
@@ -142,7 +168,7 @@ def test_a_single_file_manifest_of_earlier_versions_reads_as_before(tmp_path):
     before = pq.read_table(path, schema=catalog.SCHEMA).to_pandas()  # what earlier versions read
     assert read.drop(columns="status").equals(before.drop(columns="status"))
     ledger = catalog.Ledger(tmp_path)
-    assert ledger.frame().equals(read) and ledger.get(entry(1).name)["status"] == "colorized"
+    assert ledger.frame().equals(read) and row_of(ledger, 1)["status"] == "colorized"
     assert catalog.plan([entry(0), entry(1)], ledger.table(), tmp_path, "m1").kept == 0  # outputs are missing
 
 
@@ -212,7 +238,8 @@ def test_plan_on_a_merged_manifest(tmp_path):
     work = catalog.plan(listed, ledger.pieces(), tmp_path, "m1")
     assert work.kept == 2 and work.found == 4, "unchanged to the nanosecond: kept"
     assert [e.name for e in work.pending] == [entry(3).name, entry(2).name]
-    assert list(work.previous) == [entry(2).name] and work.previous.get(entry(2).name)["status"] == "pending", \
+    previous = {e.name: row and row["status"] for batch in work.pending.batches(8) for e, row in batch}
+    assert previous == {entry(3).name: None, entry(2).name: "pending"}, \
         "the row a pending photo had, to put back if the run stops"
     touched = [Entry(entry(0).name, 100, entry(0).mtime_ns + 1), entry(1, size=5)]
     assert [e.name for e in catalog.plan(touched, ledger.table(), tmp_path, "m1").pending] == \
@@ -230,16 +257,39 @@ def test_plan_streams_a_large_manifest_a_window_at_a_time(tmp_path, monkeypatch)
     ledger.flush()
     ledger.compact()
     ledger = catalog.Ledger(tmp_path)  # the base on disk, read a piece at a time
+    monkeypatch.setattr(manifest.Manifest, "_whole_base", lambda self: pytest.fail("the base was read whole"))
     listed = sorted([entry(i) for i in range(0, 40, 5)], key=lambda e: e.name)
     work = catalog.plan(listed, ledger.pieces(), tmp_path, "m1")
     had = {entry(i).name for i in range(0, 40, 2)}
     assert work.found == len(listed) and work.kept == sum(e.name in had for e in listed)
     assert [e.name for e in work.pending] == [e.name for e in listed if e.name not in had]
-    assert ledger._manifest._base is None, "planning read the manifest from disk without holding it"
 
 
-def test_a_table_of_rows_goes_in_as_one_part_folded_at_once(tmp_path, monkeypatch):
-    """How a split run merges a share: no row dicts, the parts folded into manifest.parquet straight away."""
+def test_plan_writes_the_work_to_disk_and_it_reads_back_in_batches_with_each_photo_s_row(tmp_path, monkeypatch):
+    """A model change redoes every photo: the worklist carries each one's row (to put back if the run stops),
+    written a chunk at a time and read in batches across its row groups."""
+    monkeypatch.setattr(catalog, "PLAN_CHUNK", 3)
+    monkeypatch.setattr(worklist, "READ_ROWS", 4)
+    ledger = catalog.Ledger(tmp_path)
+    ledger.add(rows({i: "colorized" for i in range(0, 10, 2)}))
+    ledger.flush()
+    listed = sorted([entry(i) for i in range(10)], key=lambda e: e.name)
+    for e in (entry(i) for i in range(0, 10, 2)):  # their outputs
+        (tmp_path / e.name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / e.name).write_bytes(b"ours")
+    work = catalog.plan(listed, ledger.pieces(), tmp_path, "m2")
+    assert work.pending.path == catalog.worklist_path(tmp_path) and len(work.pending) == 10 and work.found == 10
+    batches = list(work.pending.batches(3))
+    assert [len(batch) for batch in batches] == [3, 3, 3, 1] and [e for b in batches for e, _ in b] == listed
+    had = {e.name: row for batch in batches for e, row in batch}
+    assert {name for name, row in had.items() if row} == {entry(i).name for i in range(0, 10, 2)}
+    assert all(row["model_id"] == "m1" and manifest.nanoseconds(row["modified"]) == entry(int(name[-8:-4])).mtime_ns
+               for name, row in had.items() if row), "the rows as the manifest holds them, to the nanosecond"
+    assert list(work.pending.sizes()) == [e.size for e in listed]
+
+
+def test_a_table_of_rows_goes_in_as_one_part(tmp_path, monkeypatch):
+    """How a split run merges a share, a piece at a time: no row dicts, one part per piece."""
     ledger = catalog.Ledger(tmp_path)
     ledger.add(rows({0: "colorized", 1: "error", 2: "colorized"}))
     ledger.flush()
@@ -247,26 +297,19 @@ def test_a_table_of_rows_goes_in_as_one_part_folded_at_once(tmp_path, monkeypatc
     ledger.add_table(pa.Table.from_pylist(rows({1: "colorized", 4: "colorized"}, model="m2"), schema=catalog.SCHEMA))
     want = expected({0: "colorized", 1: "error", 2: "colorized"}, {3: "colour"}, {1: "colorized", 4: "colorized"})
     assert statuses(catalog.read_manifest(tmp_path)) == want and statuses(ledger.frame()) == want
-    assert not manifest.part_paths(catalog.manifest_path(tmp_path)), "folded into manifest.parquet"
-    assert ledger.get(entry(1).name)["model_id"] == "m2" and len(ledger) == 5
+    parts = manifest.part_paths(catalog.manifest_path(tmp_path))
+    assert [pq.read_metadata(p).num_rows for p in parts] == [3, 1, 2], "the table is one part"
+    assert row_of(ledger, 1)["model_id"] == "m2" and len(ledger.frame()) == 5
 
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(manifest, "write", full_disk)  # the part is written, the new base is not
+    ledger.add_table(pa.Table.from_pylist(rows({0: "error"}), schema=catalog.SCHEMA))
     with pytest.raises(TransientError, match="No space left"):
-        ledger.add_table(pa.Table.from_pylist(rows({0: "error"}), schema=catalog.SCHEMA))
+        ledger.compact()
     assert statuses(catalog.read_manifest(tmp_path))[entry(0).name] == "error", "the part carries the rows"
-    assert ledger.get(entry(0).name)["status"] == "error", "and the ledger knows them"
-
-
-def test_the_source_index_finds_every_source_and_survives_hash_collisions():
-    sources = pa.chunked_array([[entry(i).name for i in range(0, 50)], [entry(i).name for i in range(50, 120)]])
-    index = manifest.SourceIndex(sources)
-    assert [index.find(entry(i).name) for i in range(120)] == list(range(120))
-    assert index.find("roll0/missing.jpg") is None
-    index._hashes[:] = hash(entry(77).name)  # every row's hash now collides with the one looked for
-    assert index.find(entry(77).name) == 77, "the strings, not the hashes, decide"
+    assert row_of(ledger, 0)["status"] == "error", "and the ledger knows them"
 
 
 def test_the_dataset_manifest_appends_a_part_per_shard(tmp_path):

@@ -180,6 +180,7 @@ def test_split_colorize_spreads_one_archive_over_both_gpu_workers(service, tiny_
     assert len(rows) == 4 and set(rows["status"]) == {"colorized"}, "one manifest holds every share's photos"
     assert all((output / name).is_file() for name in rows["source"])
     assert shares.pending(output) == [] and len(shares.sheets(output)) == 2
+    assert not catalog.worklist_path(output).exists(), "cut into the shares' own worklists, then removed"
     found = by_key(run_artifacts(service, flow_run.id))
     [summary] = json.loads(found["colorize-split-summary"].data)
     assert (summary["photos"], summary["colorized"], summary["left to do"]) == (4, 4, 0)

@@ -9,14 +9,15 @@ to be this tool's own and are redone, never mistaken for someone else's files. T
 :class:`Ledger`, which appends each flush's rows as a small part beside ``manifest.parquet`` and folds the parts
 into it now and then and at the end of a run (:mod:`colorization.manifest`), so recording a batch costs the same
 whatever the size of the archive; :func:`read_manifest` reads both. Planning walks the source and reads the
-manifest side by side, both in name order, so a re-run holds only the work it finds, whatever the archive's size.
+manifest side by side, both in name order, and writes the photos to do to a worklist on disk
+(``OUTPUT/.colorize/worklist.parquet``, :mod:`colorization.colorize.worklist`), which the run reads a batch at a
+time: planning and running hold the same memory whatever the archive's size and however much there is to do.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
-import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from colorization import manifest
+from colorization.colorize import worklist
 from colorization.errors import ConfigError, as_transient
 from colorization.photos.archive import Entry
 
@@ -85,26 +87,21 @@ def _normalize(rows: pa.Table) -> pa.Table:
 
 class Ledger:
     """The manifest of ``output`` and its only writer; its rows are read from disk as they are asked for
-    (:meth:`pieces` a piece at a time, as :func:`plan` reads them; :meth:`get` and :meth:`table` whole).
+    (:meth:`pieces` a piece at a time, as :func:`plan` reads them; :meth:`table` whole).
 
     Rows are added (or put back) as outcomes arrive and written together by :meth:`flush`, which appends only
     them to the manifest (a small part file, written atomically), so a flush costs the same whatever the size of
     the archive; :meth:`compact` folds the parts into ``manifest.parquet`` (also done by itself when the parts
     grow large). A write that fails for a transient reason (disk full, permissions) raises
     :class:`TransientError`; the rows stay unsaved and the manifest on disk stays as the last flush left it.
-    ``full_rewrite`` rewrites the whole manifest at every flush, as earlier versions did (for benchmarks).
     ``path`` puts the manifest elsewhere than ``OUTPUT/.colorize`` (a share's own, :mod:`colorization.colorize.shares`).
     """
 
-    def __init__(self, output: Path, full_rewrite: bool = False, path: Path | None = None):
+    def __init__(self, output: Path, path: Path | None = None):
         self.output = output
         self.path = path or manifest_path(output)
-        self._manifest = manifest.Manifest(self.path, SCHEMA, _normalize, full_rewrite)
+        self._manifest = manifest.Manifest(self.path, SCHEMA, _normalize)
         self._unsaved: dict[str, dict | None] = {}
-
-    def __len__(self) -> int:
-        """Rows saved (unsaved ones not counted)."""
-        return len(self._manifest)
 
     def frame(self) -> pd.DataFrame:
         """The rows, unsaved ones included, as a table sorted by source."""
@@ -118,17 +115,14 @@ class Ledger:
         """:meth:`table` in consecutive pieces, read from disk a piece at a time: what :func:`plan` reads."""
         return self._manifest.pieces(self._unsaved)
 
-    def get(self, source: str) -> dict | None:
-        return self._unsaved[source] if source in self._unsaved else self._manifest.get(source)
-
     def add(self, records: list[dict]) -> None:
         """Add rows, each replacing the row of the same source."""
         self._unsaved.update((r["source"], r) for r in records)
 
     def add_table(self, rows: pa.Table) -> None:
-        """Record a table of rows (each replacing the row of the same source) at once, folded straight into
-        ``manifest.parquet``: a split run's share, merged without a Python object for each row. Rows added
-        before are flushed first; a failure to write raises :class:`TransientError` if transient."""
+        """Record a table of rows (each replacing the row of the same source) as one part: a piece of a split
+        run's share, merged without a Python object for each row. Rows added before are flushed first; a failure
+        to write raises :class:`TransientError` if transient."""
         self.flush()
         with self._writing():
             self._manifest.append_table(rows)
@@ -161,17 +155,20 @@ class Ledger:
             raise as_transient(exc, f"writing {self.path}") or exc
 
 
+def worklist_path(output: Path) -> Path:
+    """Where :func:`plan` writes the photos a run of ``output`` will colour."""
+    return output / STATE_DIR / "worklist.parquet"
+
+
 @dataclass
 class Plan:
-    """Entries to process now, rows for entries refused while planning, how many are left as they are, how many
-    were found, and the manifest's rows of the pending entries that have one (put back if a run stops; None
-    for work not planned here, whose rows the loop looks up in its ledger)."""
+    """Photos to process now (on disk, each with its manifest row, put back if a run stops), rows for entries
+    refused while planning, how many are left as they are and how many were found."""
 
-    pending: list[Entry]
+    pending: worklist.Worklist
     records: list[dict]
     kept: int
     found: int = 0
-    previous: manifest.SourceRows | None = None
 
 
 _PLAN_COLUMNS = ("status", "bytes", manifest.MODIFIED, "model_id")  # what plan needs of a row
@@ -182,32 +179,36 @@ def plan(entries: Iterable[Entry], rows: pa.Table | Iterable[pa.Table], output: 
          recolor: bool = False, overwrite: bool = False) -> Plan:
     """Split the source's entries into work to do, entries refused and work already done (see the module
     docstring). ``entries`` come in name order (:func:`colorization.photos.archive.iter_entries`) and ``rows``,
-    the manifest, in source order (:meth:`Ledger.pieces`, or a table): both are read as a stream, so planning
-    holds only the work it finds."""
-    work, previous = Plan([], [], 0), []
-    for chunk, matched, table, position in _joined(entries, rows):
-        taken = []
-        for entry, row, at in zip(chunk, matched, position):
-            work.found += 1
-            ours = row is not None and row["status"] in (COLORIZED, PENDING)
-            if not _redo(entry, row, output, model_id, recolor, overwrite):
-                work.kept += 1
-            elif not entry.safe:
-                error = f"{entry.name}: unsafe path in archive, skipped"
-                work.records.append(record(entry, ERROR, model_id, error=error))
-            elif entry.skip:
-                work.records.append(record(entry, ERROR, model_id, error=f"{entry.name}: {entry.skip}"))
-            elif (output / entry.name).exists() and not ours and not overwrite:
-                error = f"{entry.name}: an output exists that colorize did not write; pass --overwrite to replace it"
-                work.records.append(record(entry, ERROR, model_id, error=error))
-            else:
-                work.pending.append(entry)
-                if at >= 0:
+    the manifest, in source order (:meth:`Ledger.pieces`, or a table): both are read as a stream, and the photos
+    to do are written to :func:`worklist_path` as they are found, so planning holds memory for one chunk of
+    them whatever the archive's size."""
+    records, kept, found = [], 0, 0
+    with worklist.writing(worklist_path(output), SCHEMA) as add:
+        for chunk, matched, table, position in _joined(entries, rows):
+            pending, taken = [], []
+            for entry, row, at in zip(chunk, matched, position):
+                if not _redo(entry, row, output, model_id, recolor, overwrite):
+                    kept += 1
+                elif (error := _refusal(entry, row, output, overwrite)) is not None:
+                    records.append(record(entry, ERROR, model_id, error=error))
+                else:
+                    pending.append(entry)
                     taken.append(at)
-        if taken:
-            previous.append(table.take(taken))
-    work.previous = manifest.SourceRows(pa.concat_tables(previous) if previous else SCHEMA.empty_table())
-    return work
+            found += len(chunk)
+            add(pending, table, np.array(taken, np.int64))
+    return Plan(worklist.Worklist(worklist_path(output)), records, kept, found)
+
+
+def _refusal(entry: Entry, row: dict | None, output: Path, overwrite: bool) -> str | None:
+    """Why an entry that needs doing is refused (None: it is not)."""
+    if not entry.safe:
+        return f"{entry.name}: unsafe path in archive, skipped"
+    if entry.skip:
+        return f"{entry.name}: {entry.skip}"
+    ours = row is not None and row["status"] in (COLORIZED, PENDING)
+    if (output / entry.name).exists() and not ours and not overwrite:
+        return f"{entry.name}: an output exists that colorize did not write; pass --overwrite to replace it"
+    return None
 
 
 def _joined(entries: Iterable[Entry], rows: pa.Table | Iterable[pa.Table]
@@ -218,7 +219,7 @@ def _joined(entries: Iterable[Entry], rows: pa.Table | Iterable[pa.Table]
     objects, and only the columns plan reads."""
     pieces = iter([rows] if isinstance(rows, pa.Table) else rows)
     window, more, last = SCHEMA.empty_table(), True, ""
-    for chunk in _chunks(entries, PLAN_CHUNK):
+    for chunk in worklist.batched(entries, PLAN_CHUNK):
         names = [entry.name for entry in chunk]
         if names[0] < last or names != sorted(names):
             raise ValueError(f"plan: entries must come in name order ({names[0]!r} after {last!r})")
@@ -235,12 +236,6 @@ def _joined(entries: Iterable[Entry], rows: pa.Table | Iterable[pa.Table]
         found = found.set_column(modified, manifest.MODIFIED, found[manifest.MODIFIED].cast(pa.int64()))
         matched = iter(found.to_pylist())
         yield chunk, [next(matched) if at >= 0 else None for at in position], here, position
-
-
-def _chunks(entries: Iterable[Entry], size: int) -> Iterator[list[Entry]]:
-    iterator = iter(entries)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
 
 
 def _redo(entry: Entry, row: dict | None, output: Path, model_id: str, recolor: bool, overwrite: bool) -> bool:

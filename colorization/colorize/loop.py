@@ -6,13 +6,14 @@ futures (anything with ``result()`` and ``done()``, such as :class:`concurrent.f
 :class:`RenderResult`; the network comes in as ``predict(lightness) -> ab``. :func:`prepare_batch` and
 :func:`render_to_file` are the steps colorize submits; another stage can render somewhere else.
 
-Memory stays bounded whatever the archive's size: ``PREPARE_AHEAD`` batches are being prepared ahead, and at
-most ``RENDER_BATCHES × batch_size`` renders are in flight, and the run's report counts outcomes instead of
-keeping their rows (only errors are kept, to be listed). Photos are claimed in the manifest before their render
-is submitted (see :mod:`colorization.colorize.catalog`); each flush appends only its own rows to the manifest, which is
-compacted at the end. A transient failure (disk full, permissions, I/O, a lost worker) stops the loop: nothing
-more is submitted, renders in flight are waited for and recorded, and photos not done keep the row they had, so
-that the next run retries them; bad photos are recorded as errors and the loop goes on.
+Memory stays bounded whatever the archive's size: the photos to do are read from their worklist a batch at a
+time, ``PREPARE_AHEAD`` batches are being prepared ahead, at most ``RENDER_BATCHES × batch_size`` renders are in
+flight, and the run's report counts outcomes instead of keeping their rows (only errors are kept, to be listed).
+Photos are claimed in the manifest before their render is submitted (see :mod:`colorization.colorize.catalog`);
+each flush appends only its own rows to the manifest, which is compacted now and then and at the end. A transient
+failure (disk full, permissions, I/O, a lost worker) stops the loop: nothing more is submitted, renders in
+flight are waited for and recorded, and photos not done keep the row they had, so that the next run retries
+them; bad photos are recorded as errors and the loop goes on.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ import pyarrow.compute as pc
 from colorization.colorize import catalog
 from colorization.colorize.catalog import COLORIZED, COLOUR, ERROR, PENDING
 from colorization.colorize.render import Prepared, Upsample, file_hash, prepare, render
+from colorization.colorize.worklist import Worklist
 from colorization.errors import ImageError, TransientError, as_transient
-from colorization.manifest import SourceRows
 from colorization.photos.archive import Entry, read_entry
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ def render_to_file(source: Path, entry: Entry, ab: np.ndarray, output: Path, max
 
 
 def colorize_pending(
-    pending: Sequence[Entry],
+    pending: Worklist,
     ledger: catalog.Ledger,
     model_id: str,
     submit_prepare: Callable[[list[Entry]], Future[list[PrepareResult]]],
@@ -149,23 +150,28 @@ def colorize_pending(
     records: Sequence[dict] = (),
     transient: tuple[type[BaseException], ...] = (),
     on_progress: Callable[[int, int], None] | None = None,
-    previous: SourceRows | None = None,
 ) -> LoopReport:
     """Prepare, predict and render ``pending``, recording every outcome through ``ledger``.
 
     ``records`` are rows to record first (entries refused while planning). Photos already in colour are
     recorded as ``colour`` unless ``recolor``. ``transient`` adds exception types that mean the machine failed
     rather than the photo (say, a lost Dask worker). ``on_progress(done, total)`` is called after each batch
-    and once more when the last renders are in. ``previous`` holds the manifest's rows of the pending photos
-    that have one (:attr:`catalog.Plan.previous`), put back if the run stops before they settle; without it
-    they are looked up in ``ledger``. Returns when every photo has an outcome, or after a transient failure
-    with ``stopped`` saying what happened and what to do.
+    and once more when the last renders are in. Each photo's row in the manifest before the run comes with it
+    in ``pending`` and is put back if the run stops before the photo settles. Returns when every photo has an
+    outcome, or after a transient failure with ``stopped`` saying what happened and what to do.
     """
     report = LoopReport()
     report.tally(records)
     ledger.add(list(records))
-    batches = [list(pending[i : i + batch_size]) for i in range(0, len(pending), batch_size)]
-    preparing = deque(submit_prepare(batch) for batch in batches[:PREPARE_AHEAD])
+    batches = pending.batches(batch_size)
+    preparing: deque[tuple[dict[str, dict | None], Future[list[PrepareResult]]]] = deque()
+
+    def prepare_next() -> None:
+        """Submit the next batch, keeping the rows its photos had (read a batch at a time: flat memory)."""
+        batch = next(batches, None)
+        if batch is not None:
+            preparing.append(({e.name: row for e, row in batch}, submit_prepare([e for e, _ in batch])))
+
     rendering: deque[tuple[PrepareResult, Future[RenderResult]]] = deque()
     claimed: dict[str, dict | None] = {}  # rows photos had before they were claimed, until they settle
     thumbnails = 0
@@ -187,10 +193,12 @@ def colorize_pending(
             report.gallery.append((item.entry.name, list(result.thumbs)))
 
     try:
-        for index, batch in enumerate(batches):
-            items = preparing.popleft().result()
-            if index + PREPARE_AHEAD < len(batches):
-                preparing.append(submit_prepare(batches[index + PREPARE_AHEAD]))
+        for _ in range(PREPARE_AHEAD):
+            prepare_next()
+        while preparing:
+            before, future = preparing.popleft()
+            items = future.result()
+            prepare_next()
             to_colour = []
             for item in items:
                 if item.error is not None:
@@ -199,9 +207,7 @@ def colorize_pending(
                     settle(item, COLOUR)
                 else:
                     to_colour.append(item)
-            for item in to_colour:
-                name = item.entry.name
-                claimed[name] = ledger.get(name) if previous is None else previous.get(name)
+            claimed.update((item.entry.name, before[item.entry.name]) for item in to_colour)
             ledger.add([catalog.record(i.entry, PENDING, model_id, i.digest) for i in to_colour])
             ledger.flush()  # claims are on disk before any render starts
             if to_colour:
@@ -258,7 +264,7 @@ def _wind_down(preparing: deque, rendering: deque, finish: Callable, transient: 
                ) -> None:
     """After a transient failure: drop the batches being prepared and record the renders already in flight
     (those that fail too are left for the next run)."""
-    for future in preparing:
+    for _, future in preparing:
         future.cancel()
     while rendering:
         try:

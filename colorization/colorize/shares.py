@@ -1,12 +1,13 @@
 """One archive's work split over several runs at once (one per GPU, on one machine or several): shares on disk.
 
 A parent run, holding ``OUTPUT``'s lock, plans the archive as a single run would, cuts the photos to colour
-into contiguous slices of about equal bytes (:func:`partition`) and writes each as a share:
-``OUTPUT/.colorize/shares/NNN/entries.parquet``. A child run colours one share into ``OUTPUT`` and records its
-outcomes in the share's own manifest beside it (same schema and writer as the archive's, :class:`Ledger`),
-holding the share's lock instead of ``OUTPUT``'s: shares never overlap, so children never write the same file.
-When the children end, the parent folds each share's rows into the archive's manifest (:func:`merge`), which
-stays the one record of what was done; a share is deleted only after its rows are flushed there.
+into contiguous slices of about equal bytes (:func:`cut`) and writes each as a share, a worklist
+(:mod:`colorization.colorize.worklist`) at ``OUTPUT/.colorize/shares/NNN/worklist.parquet``. A child run colours
+one share into ``OUTPUT`` and records its outcomes in the share's own manifest beside it (same schema and writer
+as the archive's, :class:`Ledger`), holding the share's lock instead of ``OUTPUT``'s: shares never overlap, so
+children never write the same file. When the children end, the parent folds each share's rows into the
+archive's manifest (:func:`merge`), which stays the one record of what was done; a share is deleted only after
+its rows are flushed there.
 
 A killed parent or child leaves shares behind; the next run on ``OUTPUT`` merges them before it plans, waiting
 for (or refusing, without ``wait``) a child that still holds its share. Merging twice adds the same rows
@@ -15,65 +16,68 @@ twice, which changes nothing.
 
 from __future__ import annotations
 
-import dataclasses
+import itertools
 import logging
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import pyarrow as pa
+import numpy as np
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from colorization import manifest
-from colorization.atomic import atomic_path
+from colorization.colorize import worklist
 from colorization.colorize.catalog import PENDING, SCHEMA, STATE_DIR, Ledger
+from colorization.colorize.loop import LoopReport
+from colorization.colorize.worklist import Worklist
 from colorization.lock import folder_lock
-from colorization.photos.archive import Entry
 
 log = logging.getLogger(__name__)
 
 SHARES_DIR = f"{STATE_DIR}/shares"
-ENTRIES_FILE = "entries.parquet"
+WORKLIST_FILE = "worklist.parquet"
 MANIFEST_FILE = "manifest.parquet"
-_ENTRY_SCHEMA = pa.schema([("name", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
-                           ("skip", pa.string())])
 
 
-def partition(entries: Sequence[Entry], parts: int) -> list[list[Entry]]:
-    """``entries`` in at most ``parts`` contiguous slices of about equal bytes, none empty.
+def cut(sizes: Iterable[int], total: int, parts: int) -> Iterator[int]:
+    """The share of each photo, in order: ``parts`` contiguous slices of about equal bytes (``total`` being the
+    sum of ``sizes``); a share may get no photo, and then has no folder.
 
     Contiguous in the archive's order, so a child reads neighbouring files (one folder, one stretch of a tar);
     cut by bytes rather than count, since decoding and rendering cost grows with a photo's size.
     """
     if parts < 1:
         raise ValueError(f"parts must be at least 1, got {parts}")
-    total = sum(max(e.size, 1) for e in entries)
-    slices: list[list[Entry]] = [[] for _ in range(parts)]
     done = 0
-    for entry in entries:
-        slices[min(parts - 1, done * parts // total)].append(entry)
-        done += max(entry.size, 1)
-    return [s for s in slices if s]
+    for size in sizes:
+        yield min(parts - 1, done * parts // max(total, 1))
+        done += max(size, 1)
 
 
 def shares_dir(output: Path) -> Path:
     return output / SHARES_DIR
 
 
-def write(output: Path, index: int, entries: Sequence[Entry]) -> Path:
-    """Write share ``index`` of ``output`` (its entries, atomically) and return its folder."""
-    folder = shares_dir(output) / f"{index:03d}"
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = pa.Table.from_pylist([dataclasses.asdict(e) for e in entries], schema=_ENTRY_SCHEMA)
-    with atomic_path(folder / ENTRIES_FILE) as temp:
-        pq.write_table(rows, temp)
-    return folder
+def write(output: Path, pending: Worklist, parts: int) -> list[Path]:
+    """Cut ``pending`` (a parent run's worklist) into at most ``parts`` shares of ``output`` (:func:`cut`) and
+    return their folders, each holding its photos as a worklist of its own, a batch at a time. A share's photos
+    carry no previous rows: a child puts back a claim as a removal of its own row, which :func:`merge` skips,
+    so the archive keeps the row it had."""
+    total = sum(max(size, 1) for size in pending.sizes())
+    shares = itertools.groupby(zip(cut(pending.sizes(), total, parts), pending), key=lambda pair: pair[0])
+    folders = []
+    for index, pairs in shares:
+        folder = shares_dir(output) / f"{index:03d}"
+        with worklist.writing(folder / WORKLIST_FILE, SCHEMA) as add:
+            for batch in worklist.batched((entry for _, entry in pairs), worklist.READ_ROWS):
+                add(batch, SCHEMA.empty_table(), np.full(len(batch), -1))
+        folders.append(folder)
+    return folders
 
 
-def entries(share: Path) -> list[Entry]:
-    """The entries a share holds, in order."""
-    return [Entry(**row) for row in pq.read_table(share / ENTRIES_FILE, schema=_ENTRY_SCHEMA).to_pylist()]
+def entries(share: Path) -> Worklist:
+    """The photos a share holds, in order."""
+    return Worklist(share / WORKLIST_FILE)
 
 
 def ledger(output: Path, share: Path) -> Ledger:
@@ -108,20 +112,25 @@ def pending(output: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
 
-def merge(output: Path, into: Ledger, wait: bool = False) -> pa.Table:
-    """Fold every share of ``output`` into its manifest (``into``) and delete the shares; returns the rows merged.
+def merge(output: Path, into: Ledger, wait: bool = False) -> LoopReport:
+    """Fold every share of ``output`` into its manifest (``into``), delete the shares, and compact the manifest;
+    returns what was merged, counted by status.
 
     Each share is merged holding its lock: a child still colouring it makes this wait (``wait``) or raise
     :class:`colorization.lock.FolderBusy` naming that run. Rows a child never settled (a claim it put back) were
-    written as removals of the share's own row and are not merged, so the archive keeps the row it had. The
-    rows stay Arrow tables throughout: a share may hold a million of them.
+    written as removals of the share's own row and are not merged, so the archive keeps the row it had. A share
+    goes in a piece of its manifest at a time, each an Arrow table written as a part: a share may hold a million
+    rows, and merging it holds memory for one piece.
     """
-    merged = []
+    merged = LoopReport()
     for share in pending(output):
         with folder_lock(share, "colorize (merging a share)", wait=wait):
-            rows = ledger(output, share).table()
-            into.add_table(rows)
-        shutil.rmtree(share)
-        merged.append(rows)
-        log.info("%s: share %s merged (%d rows)", output, share.name, len(rows))
-    return pa.concat_tables(merged) if merged else SCHEMA.empty_table()
+            rows = 0
+            for piece in ledger(output, share).pieces():
+                into.add_table(piece)
+                merged.tally_table(piece)
+                rows += len(piece)
+        shutil.rmtree(share)  # its rows are in the archive's parts
+        log.info("%s: share %s merged (%d rows)", output, share.name, rows)
+    into.compact()
+    return merged
