@@ -31,7 +31,7 @@ T = TypeVar("T")
 Add = Callable[[Sequence[Entry], pa.Table, np.ndarray], None]
 
 
-def file_schema(rows: pa.Schema) -> pa.Schema:
+def _file_schema(rows: pa.Schema) -> pa.Schema:
     """A worklist's columns, for a manifest whose rows have the schema ``rows``."""
     return pa.schema([*_ENTRY_FIELDS, pa.field(PREVIOUS, pa.struct(list(rows)))])
 
@@ -43,15 +43,14 @@ def writing(path: Path, rows: pa.Schema) -> Iterator[Add]:
     Yields ``add(entries, table, at)``: append ``entries`` in order, the previous row of ``entries[i]`` being
     row ``at[i]`` of ``table`` (rows of the manifest's schema), or none where ``at[i]`` is negative.
     """
-    schema = file_schema(rows)
+    schema = _file_schema(rows)
     kind = schema.field(PREVIOUS).type
 
     def add(entries: Sequence[Entry], table: pa.Table, at: np.ndarray) -> None:
         if not entries:
             return
         missing = at < 0
-        taken = table.select(rows.names).cast(rows).take(pa.array(np.where(missing, 0, at), mask=missing)) \
-            if len(table) else rows.empty_table().take(pa.nulls(len(entries), pa.int64()))
+        taken = table.select(rows.names).cast(rows).take(pa.array(np.where(missing, 0, at), mask=missing))
         previous = pa.StructArray.from_arrays([column.combine_chunks() for column in taken.columns],
                                               fields=list(kind), mask=pa.array(missing))
         columns = [[e.name for e in entries], [e.size for e in entries], [e.mtime_ns for e in entries]]
