@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -67,8 +67,10 @@ def read(path: Path, schema: pa.Schema) -> pd.DataFrame:
     return read_table(path, schema).to_pandas()
 
 
-def read_table(path: Path, schema: pa.Schema) -> pa.Table:
-    """:func:`read` as an Arrow table."""
+def read_table(path: Path, schema: pa.Schema, columns: Sequence[str] | None = None) -> pa.Table:
+    """:func:`read` as an Arrow table, of only ``columns`` if given (they must include ``source`` and
+    ``status``)."""
+    schema = pa.schema([schema.field(name) for name in columns]) if columns else schema
     base = _read_file(path, schema) if path.exists() else schema.empty_table()
     parts = part_paths(path)
     if not parts:
@@ -85,8 +87,10 @@ def _latest(rows: pa.Table) -> pa.Table:
 
 
 def _read_file(path: Path, schema: pa.Schema) -> pa.Table:
-    """One file of a manifest, in ``schema``."""
-    return _conform(pq.read_table(path), schema)
+    """One file of a manifest, in ``schema`` (its columns only are read)."""
+    stored = pq.read_schema(path).names
+    legacy = {MODIFIED: "mtime_ns"} if "mtime_ns" in stored else {}
+    return _conform(pq.read_table(path, columns=[legacy.get(name, name) for name in schema.names]), schema)
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:

@@ -100,7 +100,7 @@ def settled(share: Path) -> int:
     """How many photos of a share a running child has recorded an outcome for (claims not counted); 0 while
     its manifest is being compacted."""
     try:
-        statuses = manifest.read_table(share / MANIFEST_FILE, SCHEMA).column("status")
+        statuses = manifest.read_table(share / MANIFEST_FILE, SCHEMA, ("source", "status")).column("status")
     except FileNotFoundError:  # a part folded into the base between listing and reading it
         return 0
     return len(statuses) - pc.sum(pc.equal(statuses, PENDING)).as_py() if len(statuses) else 0
