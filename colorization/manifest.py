@@ -88,9 +88,9 @@ def _latest(rows: pa.Table) -> pa.Table:
 
 def _read_file(path: Path, schema: pa.Schema) -> pa.Table:
     """One file of a manifest, in ``schema`` (its columns only are read)."""
-    stored = pq.read_schema(path).names
-    legacy = {MODIFIED: "mtime_ns"} if "mtime_ns" in stored else {}
-    return _conform(pq.read_table(path, columns=[legacy.get(name, name) for name in schema.names]), schema)
+    stored = pq.ParquetFile(path)
+    legacy = {MODIFIED: "mtime_ns"} if "mtime_ns" in stored.schema_arrow.names else {}
+    return _conform(stored.read(columns=[legacy.get(name, name) for name in schema.names]), schema)
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
