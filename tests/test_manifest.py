@@ -288,6 +288,16 @@ def test_plan_writes_the_work_to_disk_and_it_reads_back_in_batches_with_each_pho
     assert list(work.pending.sizes()) == [e.size for e in listed]
 
 
+def test_a_full_disk_while_planning_is_transient_and_leaves_no_worklist(tmp_path, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", full_disk)
+    with pytest.raises(TransientError, match=r"No space left on device writing \S*/\.colorize/worklist\.parquet"):
+        catalog.plan([entry(0)], catalog.SCHEMA.empty_table(), tmp_path, "m1")
+    assert [p.name for p in (tmp_path / ".colorize").iterdir()] == [], "no worklist, whole or half-written"
+
+
 def test_a_table_of_rows_goes_in_as_one_part(tmp_path, monkeypatch):
     """How a split run merges a share, a piece at a time: no row dicts, one part per piece."""
     ledger = catalog.Ledger(tmp_path)

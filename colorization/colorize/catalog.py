@@ -124,7 +124,7 @@ class Ledger:
         run's share, merged without a Python object for each row. Rows added before are flushed first; a failure
         to write raises :class:`TransientError` if transient."""
         self.flush()
-        with self._writing():
+        with _writing(self.path):
             self._manifest.append_table(rows)
 
     def put_back(self, source: str, row: dict | None) -> None:
@@ -135,24 +135,24 @@ class Ledger:
         """Append the rows changed since the last flush to the manifest (nothing when none changed)."""
         if not self._unsaved:
             return
-        with self._writing():
+        with _writing(self.path):
             self._manifest.append(self._unsaved)
         self._unsaved = {}
 
     def compact(self) -> None:
         """Fold the parts flushed so far into ``manifest.parquet``, so that other tools can read it alone. A
         failure leaves the parts (the rows are safe in them) and raises :class:`TransientError` if transient."""
-        with self._writing():
+        with _writing(self.path):
             self._manifest.compact()
 
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
-        """Raise a failure to write the manifest as :class:`TransientError` where it is one (disk full,
-        permissions)."""
-        try:
-            yield
-        except OSError as exc:
-            raise as_transient(exc, f"writing {self.path}") or exc
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Raise a failure to write ``path`` as :class:`TransientError` where it is one (disk full, permissions)."""
+    try:
+        yield
+    except OSError as exc:
+        raise as_transient(exc, f"writing {path}") or exc
 
 
 def worklist_path(output: Path) -> Path:
@@ -183,7 +183,7 @@ def plan(entries: Iterable[Entry], rows: pa.Table | Iterable[pa.Table], output: 
     to do are written to :func:`worklist_path` as they are found, so planning holds memory for one chunk of
     them whatever the archive's size."""
     records, kept, found = [], 0, 0
-    with worklist.writing(worklist_path(output), SCHEMA) as add:
+    with _writing(worklist_path(output)), worklist.writing(worklist_path(output), SCHEMA) as add:
         for chunk, matched, table, position in _joined(entries, rows):
             pending, taken = [], []
             for entry, row, at in zip(chunk, matched, position):
