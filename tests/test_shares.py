@@ -31,8 +31,10 @@ def test_shares_are_contiguous_slices_of_about_equal_bytes(tmp_path):
     assert len(parts[0]) < len(parts[-1]), "the slice of big photos holds fewer of them"
 
 
-def test_cut_never_makes_an_empty_share_and_needs_one():
+def test_cut_never_makes_an_empty_share_and_needs_one(tmp_path):
     assert list(shares.cut([5, 5], 10, 4)) == [0, 2], "two photos, two shares (of four asked)"
+    folders = shares.write(tmp_path, worklist_of(tmp_path, [entry(0, size=5), entry(1, size=5)]), 4)
+    assert [f.name for f in folders] == ["000", "001"] and [len(shares.entries(f)) for f in folders] == [1, 1]
     assert list(shares.cut([], 0, 2)) == []
     with pytest.raises(ValueError, match="at least 1"):
         list(shares.cut([1], 1, 0))

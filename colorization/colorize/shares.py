@@ -66,8 +66,8 @@ def write(output: Path, pending: Worklist, parts: int) -> list[Path]:
     total = sum(max(size, 1) for size in pending.sizes())
     shares = itertools.groupby(zip(cut(pending.sizes(), total, parts), pending), key=lambda pair: pair[0])
     folders = []
-    for index, pairs in shares:
-        folder = shares_dir(output) / f"{index:03d}"
+    for number, (_, pairs) in enumerate(shares):  # numbered on without the shares that got no photo
+        folder = shares_dir(output) / f"{number:03d}"
         with worklist.writing(folder / WORKLIST_FILE, SCHEMA) as add:
             for batch in worklist.batched((entry for _, entry in pairs), worklist.READ_ROWS):
                 add(batch, SCHEMA.empty_table(), np.full(len(batch), -1))
