@@ -3,8 +3,9 @@ them and read back a batch at a time as the loop reaches them.
 
 Each photo comes with the manifest row it had before the run (null: none), which the loop puts back if the run
 stops before the photo settles. Held in memory, a first run's photos to do took ~0.2 KB each and a re-run
-under a new model 0.8 KB more for their rows: a million photos meant up to a gigabyte, held for the whole run. Kept in a file, they cost a run one batch of memory whatever the archive's size (BENCHMARKS.md,
-"manifests"). A split run's shares are slices of a worklist (:mod:`colorization.colorize.shares`).
+under a new model 0.8 KB more for their rows: a million photos meant up to a gigabyte, held for the whole run.
+Kept in a file, they cost a run one batch of memory whatever the archive's size (BENCHMARKS.md, "manifests").
+A split run's shares are slices of a worklist (:mod:`colorization.colorize.shares`).
 """
 
 from __future__ import annotations
