@@ -166,11 +166,11 @@ class Manifest:
 
     The base stays on disk: :meth:`pieces` and compaction read a base written sorted (:func:`write`) a piece at
     a time, so that a run that plans, appends and compacts holds no copy of it whatever the archive's size; only
-    :meth:`table` reads it whole (and a base of an earlier version, unsorted or with a killed run's parts beside
-    it, is read whole once). Rows appended since the last compaction are kept apart, as the Arrow tables of
-    their parts, until the next one folds them in: an append never copies the table, and what the writer holds
-    is bounded by :data:`COMPACT_MAX_ROWS`. ``normalize`` adjusts the rows read (say, statuses of earlier
-    versions).
+    :meth:`table` holds it whole (and a base of an earlier version, unsorted or with a killed run's parts beside
+    it, is read whole until the first compaction). Rows appended since the last compaction are kept apart, as
+    the Arrow tables of their parts, until the next one folds them in: an append never copies the table, and
+    what the writer holds is bounded by :data:`COMPACT_MAX_ROWS`. ``normalize`` adjusts the rows read (say,
+    statuses of earlier versions).
     """
 
     def __init__(self, path: Path, schema: pa.Schema, normalize: Callable[[pa.Table], pa.Table] | None = None):
@@ -203,10 +203,8 @@ class Manifest:
         yield from (base.slice(start, PIECE_ROWS) for start in range(0, len(base), PIECE_ROWS))
 
     def table(self, changes: dict[str, dict | None] | None = None) -> pa.Table:
-        """The whole table, sorted by source, with ``changes`` (not yet appended) over it."""
-        changes = self._changes(changes)
-        base = self._whole_base()
-        return _overlay(base, changes) if len(changes) else base
+        """The whole table, sorted by source, with ``changes`` (not yet appended) over it: :meth:`pieces` joined."""
+        return pa.concat_tables([self.schema.empty_table(), *self.pieces(changes)])
 
     def pieces(self, changes: dict[str, dict | None] | None = None) -> Iterator[pa.Table]:
         """:meth:`table` in consecutive pieces sorted by source, without reading the base whole."""
