@@ -155,14 +155,9 @@ def old_plan(entries, rows, output, model_id, recolor=False, overwrite=False):
 
 def worklist_of(path: Path, entries: list):
     """A worklist of ``entries`` with no rows before them (the old plan's list, or a share's photos)."""
-    import numpy as np
-
     from colorization.colorize import catalog, worklist
 
-    with worklist.writing(path, catalog.SCHEMA) as add:
-        for batch in worklist.batched(entries, worklist.READ_ROWS):
-            add(batch, catalog.SCHEMA.empty_table(), np.full(len(batch), -1))
-    return worklist.Worklist(path)
+    return worklist.write(path, entries, catalog.SCHEMA)
 
 
 # --- one case, in a fresh process ----------------------------------------------------------------------------------

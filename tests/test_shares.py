@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from colorization import manifest
@@ -15,9 +14,7 @@ from tests.test_manifest import entry, rows, statuses
 
 def worklist_of(output: Path, entries: list) -> worklist.Worklist:
     """A parent run's worklist of ``entries`` (none with a row before)."""
-    with worklist.writing(catalog.worklist_path(output), catalog.SCHEMA) as add:
-        add(entries, catalog.SCHEMA.empty_table(), np.full(len(entries), -1))
-    return worklist.Worklist(catalog.worklist_path(output))
+    return worklist.write(catalog.worklist_path(output), entries, catalog.SCHEMA)
 
 
 def test_shares_are_contiguous_slices_of_about_equal_bytes(tmp_path):

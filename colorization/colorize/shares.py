@@ -22,7 +22,6 @@ import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import numpy as np
 import pyarrow.compute as pc
 
 from colorization import manifest
@@ -68,9 +67,7 @@ def write(output: Path, pending: Worklist, parts: int) -> list[Path]:
     folders = []
     for number, (_, pairs) in enumerate(shares):  # numbered on without the shares that got no photo
         folder = shares_dir(output) / f"{number:03d}"
-        with worklist.writing(folder / WORKLIST_FILE, SCHEMA) as add:
-            for batch in worklist.batched((entry for _, entry in pairs), worklist.READ_ROWS):
-                add(batch, SCHEMA.empty_table(), np.full(len(batch), -1))
+        worklist.write(folder / WORKLIST_FILE, (entry for _, entry in pairs), SCHEMA)
         folders.append(folder)
     return folders
 

@@ -61,6 +61,15 @@ def writing(path: Path, rows: pa.Schema) -> Iterator[Add]:
         yield add
 
 
+def write(path: Path, entries: Iterable[Entry], rows: pa.Schema) -> Worklist:
+    """A worklist at ``path`` of ``entries`` with no previous rows (a split run's share: a child puts a claim
+    back as a removal of its share's own row)."""
+    with writing(path, rows) as add:
+        for batch in batched(entries, READ_ROWS):
+            add(batch, rows.empty_table(), np.full(len(batch), -1))
+    return Worklist(path)
+
+
 def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
     """``items`` in lists of ``size`` (the last may be shorter): ``itertools.batched`` of Python 3.12."""
     iterator = iter(items)
