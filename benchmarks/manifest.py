@@ -134,10 +134,13 @@ class OldLedger:
 
 
 def old_plan(entries, rows, output, model_id, recolor=False, overwrite=False):
+    from colorization import manifest
     from colorization.colorize import catalog
     from colorization.colorize.catalog import COLORIZED, ERROR, PENDING, Plan, _redo, record
 
-    previous = {row["source"]: row for row in rows.to_dict("records")}
+    # _redo compares a row's time as integer nanoseconds, as plan reads it
+    previous = {row["source"]: {**row, manifest.MODIFIED: manifest.nanoseconds(row[manifest.MODIFIED])}
+                for row in rows.to_dict("records")}
     pending, records, kept = [], [], 0
     for entry in entries:
         row = previous.get(entry.name)
