@@ -163,7 +163,6 @@ def test_find_images_is_sorted_case_insensitive_and_survives_link_loops(tmp_path
     assert found == ["a/deep/x.tiff", "a/photo.Png", "b/Z.JPG", "c.webp", "d/e.BMP"]
 
 
-
 def test_the_walk_finds_photos_in_the_order_their_paths_sort(tmp_path):
     """Streamed in order, with no list of the tree: folders fall where their photos' paths sort among files."""
     names = ["a.jpg", "a/b.jpg", "a/b/c.jpg", "a b/c.jpg", "a-b.png", "a0.jpg", "a/.cache/x.jpg", "B.JPG",
