@@ -27,6 +27,7 @@ import bisect
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from colorization.atomic import atomic_path
+from colorization.batching import batched
 
 MODIFIED = "modified"  # the column of the source file's modification time, exact to the nanosecond
 MODIFIED_TYPE = pa.timestamp("ns", tz="UTC")
@@ -45,6 +47,7 @@ _COMBINE_TABLES = 256  # the tables of recent parts held apart before they are c
 PIECE_ROWS = 16_384  # rows of the base read, merged and written at a time (a row group each): see _read_pieces
 _SORTED = {b"colorization.sorted_by": b"source"}  # in the schema of a base written sorted (all since 2026-11-27)
 _PART_NAME = re.compile(r"part-(\d{6,})\.parquet")
+T = TypeVar("T")
 
 
 def parts_dir(path: Path) -> Path:
@@ -114,6 +117,34 @@ def _written_sorted(footer: pq.FileMetaData) -> bool:
     """Whether a base says in its footer that it was written sorted by source (:func:`write`)."""
     metadata = footer.schema.to_arrow_schema().metadata or {}
     return all(metadata.get(key) == value for key, value in _SORTED.items())
+
+
+def join(items: Iterable[T], pieces: Iterable[pa.Table], schema: pa.Schema, chunk: int,
+         name: Callable[[T], str] = str) -> Iterator[tuple[list[T], pa.Table, np.ndarray]]:
+    """Match the photos a walk finds with their manifest rows, both read as streams.
+
+    ``items`` (each a photo whose source is ``name(item)``) must come in source order, as
+    :func:`colorization.photos.discover.iter_relative` yields them, and ``pieces`` are the manifest in
+    consecutive pieces sorted by source (:meth:`Manifest.pieces`). Yields the items ``chunk`` at a time, each
+    chunk with the manifest's rows (``schema``'s columns) after the previous chunk's last source up to its own,
+    and the position of each item's row among them (-1: none). Rows past the last item are not read. One
+    join in Arrow per chunk: a join holds a chunk and a piece or two whatever the sizes.
+    """
+    pieces = iter(pieces)
+    window, more, last = schema.empty_table(), True, ""
+    for batch in batched(items, chunk):
+        names = [name(item) for item in batch]
+        if names[0] < last or names != sorted(names):
+            raise ValueError(f"photos must come in name order ({names[0]!r} after {last!r})")
+        last = names[-1]
+        while more and (not len(window) or window["source"][-1].as_py() < last):
+            piece = next(pieces, None)
+            more = piece is not None
+            window = pa.concat_tables([window, piece.select(schema.names)]) if more else window
+        covered = pc.sum(pc.less_equal(window["source"], last)).as_py() or 0
+        here, window = window.slice(0, covered), window.slice(covered)
+        position = pc.index_in(pa.array(names, pa.string()), value_set=here["source"]).fill_null(-1).to_numpy()
+        yield batch, here, position
 
 
 def nanoseconds(modified: pd.Timestamp | None) -> int | None:

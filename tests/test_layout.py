@@ -32,7 +32,8 @@ def test_every_module_belongs_to_a_package_named_for_its_part_of_the_work():
     top = {name for name in _modules() if name.count(".") == 1}
     packages = {name.split(".")[1] for name in _modules() if name.count(".") == 2}
     assert packages == {"photos", "dataset", "network", "colorize", "evaluation"}
-    assert top == {f"colorization.{m}" for m in ("atomic", "errors", "lock", "manifest", "preflight", "quiet")}
+    modules = ("atomic", "batching", "errors", "lock", "manifest", "preflight", "quiet")
+    assert top == {f"colorization.{m}" for m in modules}
 
 
 def test_the_library_never_imports_prefect():

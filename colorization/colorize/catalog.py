@@ -213,24 +213,10 @@ def _refusal(entry: Entry, row: dict | None, output: Path, overwrite: bool) -> s
 
 def _joined(entries: Iterable[Entry], rows: pa.Table | Iterable[pa.Table]
             ) -> Iterator[tuple[list[Entry], list[dict | None], pa.Table, np.ndarray]]:
-    """The entries a chunk at a time, each chunk with the manifest's row of each entry as far as :func:`plan`
-    needs it (None: it has none), and the manifest's rows up to the chunk's last name with the position of
-    each entry's among them (-1: none). One join in Arrow per chunk: only the rows found become Python
-    objects, and only the columns plan reads."""
-    pieces = iter([rows] if isinstance(rows, pa.Table) else rows)
-    window, more, last = SCHEMA.empty_table(), True, ""
-    for chunk in worklist.batched(entries, PLAN_CHUNK):
-        names = [entry.name for entry in chunk]
-        if names[0] < last or names != sorted(names):
-            raise ValueError(f"plan: entries must come in name order ({names[0]!r} after {last!r})")
-        last = names[-1]
-        while more and (not len(window) or window["source"][-1].as_py() < last):
-            piece = next(pieces, None)
-            more = piece is not None
-            window = pa.concat_tables([window, piece.select(SCHEMA.names)]) if more else window
-        covered = pc.sum(pc.less_equal(window["source"], last)).as_py() or 0  # the rows up to the chunk's last name
-        here, window = window.slice(0, covered), window.slice(covered)
-        position = pc.index_in(pa.array(names, pa.string()), value_set=here["source"]).fill_null(-1).to_numpy()
+    """:func:`manifest.join` of the entries and the manifest, with each entry's row as far as :func:`plan` needs
+    it (None: it has none): only the rows found become Python objects, and only the columns plan reads."""
+    pieces = [rows] if isinstance(rows, pa.Table) else rows
+    for chunk, here, position in manifest.join(entries, pieces, SCHEMA, PLAN_CHUNK, lambda entry: entry.name):
         found = here.select(_PLAN_COLUMNS).take(position[position >= 0])
         modified = found.schema.get_field_index(manifest.MODIFIED)
         found = found.set_column(modified, manifest.MODIFIED, found[manifest.MODIFIED].cast(pa.int64()))

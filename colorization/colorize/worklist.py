@@ -11,23 +11,21 @@ A split run's shares are slices of a worklist (:mod:`colorization.colorize.share
 from __future__ import annotations
 
 import contextlib
-import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from colorization.atomic import atomic_path
+from colorization.batching import batched
 from colorization.photos.archive import Entry
 
 PREVIOUS = "previous"  # the column of each photo's manifest row before the run (a struct; null: none)
 READ_ROWS = 8192  # rows read from the file at a time
 _ENTRY_FIELDS = [("name", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64())]
 
-T = TypeVar("T")
 Add = Callable[[Sequence[Entry], pa.Table, np.ndarray], None]
 
 
@@ -68,13 +66,6 @@ def write(path: Path, entries: Iterable[Entry], rows: pa.Schema) -> Worklist:
         for batch in batched(entries, READ_ROWS):
             add(batch, rows.empty_table(), np.full(len(batch), -1))
     return Worklist(path)
-
-
-def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """``items`` in lists of ``size`` (the last may be shorter): ``itertools.batched`` of Python 3.12."""
-    iterator = iter(items)
-    while batch := list(itertools.islice(iterator, size)):
-        yield batch
 
 
 class Worklist:
