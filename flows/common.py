@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import itertools
 import logging
 import os
+import queue
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from uuid import UUID
@@ -21,6 +23,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactUpdate
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import MissingContextError, ObjectNotFound
+from prefect.futures import PrefectFuture
 from prefect.settings import get_current_settings
 from prefect_dask import DaskTaskRunner
 from tqdm import tqdm
@@ -235,6 +238,24 @@ class _AboveBar(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:  # handle() does it all
         self.inner.emit(record)
+
+
+def completed(futures: Iterable[PrefectFuture[R]], window: int) -> Iterator[PrefectFuture[R]]:
+    """``futures`` as they finish, at most ``window`` of them unfinished at a time.
+
+    ``futures`` is read only as earlier ones finish, so a generator that submits tasks keeps ``window`` in
+    flight: a run of a million photos holds the tasks under way, not a task (and its files) for each shard.
+    """
+    finished: queue.SimpleQueue[PrefectFuture[R]] = queue.SimpleQueue()
+    waiting, in_flight = iter(futures), 0
+    while True:
+        for future in itertools.islice(waiting, window - in_flight):
+            future.add_done_callback(finished.put)
+            in_flight += 1
+        if not in_flight:
+            return
+        yield finished.get()
+        in_flight -= 1
 
 
 def dask_runner(workers: int | None, address: str | None, tasks: int) -> DaskTaskRunner:

@@ -2,33 +2,36 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Annotated
 from uuid import UUID
 
+import pyarrow.parquet as pq
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
-from prefect.futures import as_completed
 from pydantic import Field
 
 from colorization.dataset.preprocess import (
+    Plan,
     ShardResult,
-    pending_files,
-    plan_shards,
+    Tally,
+    pending_shards,
+    plan,
     process_files,
     remove_orphan_shards,
 )
 from colorization.dataset.shards import ERROR, GREY, ROWS_PER_SHARD, WRITTEN, Dataset, shard_index
 from colorization.manifest import parts_dir
 from colorization.photos import lab
-from colorization.photos.discover import find_images
 from colorization.photos.images import Framing
 from colorization.preflight import MIN_SIZE, check_preprocess
-from flows.common import dask_runner, locked, progress_bar, remove_temps
+from flows.common import completed, dask_runner, locked, progress_bar, remove_temps
 from flows.paths import project_path
 
 SHARD_RETRIES = 2
+IN_FLIGHT = 64  # shard tasks submitted and unfinished at a time (more with more workers)
 
 
 @task(name="preprocess-shard", retries=SHARD_RETRIES, retry_delay_seconds=1)
@@ -46,35 +49,43 @@ def preprocess_shard(
 
 @flow(name="preprocess-shards")
 def preprocess_shards(
-    source: Path, dataset: Path, plan: list[tuple[str, list[str]]], size: int, grey_threshold: float,
-    keep_grey: bool, framing: Framing, progress: UUID | None = None,
-) -> list[ShardResult]:
-    """Run one task per shard and record each in the manifest as soon as it finishes (appending its rows; the
-    manifest is compacted at the end, see :mod:`colorization.manifest`). ``progress`` is the parent run's
-    progress artifact (the one its user watches) to advance."""
+    source: Path, dataset: Path, worklist: Path, first_shard: int, rows_per_shard: int, size: int,
+    grey_threshold: float, keep_grey: bool, framing: Framing, in_flight: int = IN_FLIGHT,
+    progress: UUID | None = None,
+) -> Tally:
+    """Process the photos of ``worklist`` (:func:`~colorization.dataset.preprocess.plan`) in shards of
+    ``rows_per_shard``, numbered from ``first_shard``, one task each, ``in_flight`` tasks at a time, and record
+    each shard in the manifest as soon as it finishes (appending its rows; the manifest is compacted now and
+    then and at the end, see :mod:`colorization.manifest`). ``progress`` is the parent run's progress artifact
+    (the one its user watches) to advance."""
     logger = get_run_logger()
     data = Dataset(dataset)
     manifest = data.open_manifest()
-    futures = [
+    photos = pq.ParquetFile(worklist).metadata.num_rows
+    shards = math.ceil(photos / rows_per_shard)
+    futures = (
         preprocess_shard.submit(source, data.shards_dir / name, files, size, grey_threshold, keep_grey, framing)
-        for name, files in plan
-    ]
-    results = []
-    with progress_bar(total=sum(len(files) for _, files in plan), unit="photo", desc="preprocess") as bar:
-        for done, future in enumerate(as_completed(futures), start=1):
+        for name, files in pending_shards(worklist, rows_per_shard, first_shard)
+    )
+    tally = Tally()
+    with progress_bar(total=photos, unit="photo", desc="preprocess") as bar:
+        for done, future in enumerate(completed(futures, in_flight), start=1):
             result = future.result()
             manifest.append({record["source"]: record for record in result.records})  # this shard's rows only
-            results.append(result)
+            tally.add(result)
             bar.update(len(result.records))
             if progress is not None:
-                update_progress_artifact(progress, 100.0 * done / len(plan))
+                update_progress_artifact(progress, 100.0 * done / shards)
             logger.info(
                 "shard %d/%d %s: %d written, %d grey, %d errors",
-                done, len(plan), result.shard or "(none)", result.count(WRITTEN), result.count(GREY),
+                done, shards, result.shard or "(none)", result.count(WRITTEN), result.count(GREY),
                 result.count(ERROR),
             )
+            for record in result.records:
+                if record["status"] == ERROR:
+                    logger.warning("%s", record["error"])
     manifest.compact()  # manifest.parquet alone is whole again, for readers other than the library
-    return results
+    return tally
 
 
 @flow(name="preprocess")
@@ -104,37 +115,34 @@ def preprocess(
     check_preprocess(source, root, size, rows_per_shard, workers, framing)
     data = Dataset(root)
     framing = data.ensure(size, framing)
-    manifest = data.read_manifest()
-    remove_orphan_shards(data, manifest)
     _remove_temps(data, "an interrupted run")
-    found = find_images(source)
-    pending = pending_files(source, found, manifest)
+    work = plan(source, data)
+    remove_orphan_shards(data, work.known_shards)
     existing = data.shards()
-    plan = plan_shards(pending, rows_per_shard, shard_index(existing[-1]) + 1 if existing else 0)
-    logger.info("%s: %d photos to process into %d shards of %s (framing: %s)", source, len(pending), len(plan),
+    shards = math.ceil(work.pending / rows_per_shard)
+    logger.info("%s: %d photos to process into %d shards of %s (framing: %s)", source, work.pending, shards,
                 root, framing)
 
     started = time.perf_counter()
-    results = []
-    if plan:
-        runner = dask_runner(workers, dask_address, len(plan))
-        progress = create_progress_artifact(0.0, key="preprocess-progress", description=f"Shards of {source}")
-        try:
-            results = preprocess_shards.with_options(task_runner=runner)(
-                source, root, plan, size, grey_threshold, keep_grey, framing, progress
+    tally = Tally()
+    try:
+        if work.pending:
+            runner = dask_runner(workers, dask_address, shards)
+            progress = create_progress_artifact(0.0, key="preprocess-progress", description=f"Shards of {source}")
+            tally = preprocess_shards.with_options(task_runner=runner)(
+                source, root, work.worklist, shard_index(existing[-1]) + 1 if existing else 0, rows_per_shard,
+                size, grey_threshold, keep_grey, framing, max(IN_FLIGHT, 2 * (workers or 0)), progress
             )
-        finally:
-            _remove_temps(data, "a Dask worker lost during this run")  # the lock keeps other runs' writes out
+    finally:
+        work.worklist.unlink(missing_ok=True)
+        _remove_temps(data, "a Dask worker lost during this run")  # the lock keeps other runs' writes out
     seconds = time.perf_counter() - started
 
-    summary = _summary(len(found), len(pending), results, seconds)
-    errors = [r for result in results for r in result.records if r["status"] == ERROR]
-    for record in errors:
-        logger.warning("%s", record["error"])
-    _publish(summary, errors)
+    summary = _summary(work, tally, seconds)
+    _publish(summary, tally)
     logger.info("%s", ", ".join(f"{k}: {v}" for k, v in summary.items()))
-    if pending and summary["written"] + summary["grey"] == 0:
-        raise RuntimeError(f"none of the {len(pending)} new files under {source} could be read")
+    if work.pending and tally.written + tally.grey == 0:
+        raise RuntimeError(f"none of the {work.pending} new files under {source} could be read")
     return summary
 
 
@@ -144,27 +152,23 @@ def _remove_temps(data: Dataset, left_by: str) -> None:
         remove_temps(folder, left_by)
 
 
-def _summary(found: int, processed: int, results: list[ShardResult], seconds: float) -> dict:
-    def count(status: str) -> int:
-        return sum(r.count(status) for r in results)
-
+def _summary(work: Plan, tally: Tally, seconds: float) -> dict:
     return {
-        "found": found,
-        "new": processed,
-        "written": count(WRITTEN),
-        "grey": count(GREY),
-        "errors": count(ERROR),
-        "shards": sum(r.shard is not None for r in results),
-        "MB": round(sum(r.megabytes for r in results), 2),
-        "images/s": round(processed / seconds, 2) if processed and seconds > 0 else 0.0,
+        "found": work.found,
+        "new": work.pending,
+        "written": tally.written,
+        "grey": tally.grey,
+        "errors": tally.errors,
+        "shards": tally.shards,
+        "MB": round(tally.megabytes, 2),
+        "images/s": round(work.pending / seconds, 2) if work.pending and seconds > 0 else 0.0,
     }
 
 
-def _publish(summary: dict, errors: list[dict]) -> None:
+def _publish(summary: dict, tally: Tally) -> None:
     create_table_artifact(key="preprocess-summary", table=[summary], description="Preprocess run summary")
-    if errors:
-        create_table_artifact(
-            key="preprocess-errors",
-            table=[{"source": r["source"], "error": r["error"]} for r in errors],
-            description="Files that could not be read",
-        )
+    if tally.errors:
+        shown = "" if tally.errors == len(tally.first_errors) else \
+            f" (the first {len(tally.first_errors)} of {tally.errors}; the manifest lists them all)"
+        create_table_artifact(key="preprocess-errors", table=tally.first_errors,
+                              description=f"Files that could not be read{shown}")

@@ -12,6 +12,9 @@ import pytest
 
 from colorization import manifest
 from colorization.colorize import catalog, worklist
+from colorization.dataset import preprocess
+from colorization.dataset.preprocess import pending_shards, plan, remove_orphan_shards
+from colorization.dataset.shards import Dataset, manifest_record
 from colorization.errors import TransientError
 from colorization.photos.archive import Entry
 
@@ -323,9 +326,6 @@ def test_a_table_of_rows_goes_in_as_one_part(tmp_path, monkeypatch):
 
 
 def test_the_dataset_manifest_appends_a_part_per_shard(tmp_path):
-    from colorization.dataset.preprocess import remove_orphan_shards
-    from colorization.dataset.shards import Dataset, manifest_record
-
     data = Dataset(tmp_path)
     data.shards_dir.mkdir(parents=True)
     for name in ("part-00000.parquet", "part-00001.parquet", "part-00002.parquet"):
@@ -342,9 +342,50 @@ def test_the_dataset_manifest_appends_a_part_per_shard(tmp_path):
     read = data.read_manifest()
     assert list(read["source"]) == ["a.jpg", "b.jpg", "bad.jpg", "c.jpg"]
     assert read.loc[0, "modified"].value == 1_700_000_000_123_456_789 and pd.isna(read.loc[2, "bytes"])
-    assert [p.name for p in remove_orphan_shards(data, read)] == ["part-00002.parquet"], "shards in parts are known"
+    (tmp_path / "photos").mkdir()
+    known = plan(tmp_path / "photos", data).known_shards  # no photo left: every row is still read
+    assert [p.name for p in remove_orphan_shards(data, known)] == ["part-00002.parquet"], "shards in parts are known"
     writer.compact()
     assert manifest.part_paths(data.manifest_path) == [] and data.read_manifest().equals(read)
+
+
+def test_preprocess_plans_new_photos_and_changed_failures_reading_the_manifest_a_piece_at_a_time(tmp_path,
+                                                                                                 monkeypatch):
+    """Written, grey and unchanged failed photos are done; new photos and failed ones replaced since are to do.
+    The walk and the manifest are joined a chunk at a time, and rows of photos gone still name their shards."""
+    monkeypatch.setattr(preprocess, "PLAN_CHUNK", 3)
+    monkeypatch.setattr(manifest, "PIECE_ROWS", 4)
+    source, data = tmp_path / "photos", Dataset(tmp_path / "ds")
+    names = [f"roll{i % 3}/p{i:03d}.jpg" for i in range(30)]
+    for name in names:
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_bytes(b"bytes")
+
+    def stamp(name: str) -> dict:
+        stat = (source / name).stat()
+        return {"bytes": stat.st_size, "modified": stat.st_mtime_ns}
+
+    status = {name: ("written", "grey", "error")[i % 3] for i, name in enumerate(names) if i % 5}
+    records = [manifest_record(name, id=f"{name}@1", status=value, **stamp(name)) for name, value in status.items()]
+    for i, record in enumerate(records):
+        record.update(shard=f"part-{i // 8:05d}.parquet" if record["status"] == "written" else None,
+                      error="bad" if record["status"] == "error" else None)
+    records.append(manifest_record("gone/old.jpg", id="old@1", status="written", shard="part-00099.parquet"))
+    writer = data.open_manifest()
+    writer.append({r["source"]: r for r in records})
+    writer.compact()
+    replaced = [name for name, value in status.items() if value == "error"][:2]
+    for name in replaced:
+        (source / name).write_bytes(b"another photo")  # the user replaced a file that failed
+    monkeypatch.setattr(manifest.Manifest, "_whole_base", lambda self: pytest.fail("the base was read whole"))
+
+    work = plan(source, data)
+    want = sorted([name for name in names if name not in status] + replaced)
+    assert (work.found, work.pending, work.worklist) == (30, len(want), data.worklist_path)
+    assert [name for _, files in pending_shards(work.worklist, 4, 7) for name in files] == want
+    assert [shard for shard, _ in pending_shards(work.worklist, 4, 7)] == \
+        [f"part-{i:05d}.parquet" for i in range(7, 7 + -(-len(want) // 4))]
+    assert "part-00099.parquet" in work.known_shards and "part-00000.parquet" in work.known_shards
 
 
 def test_a_manifest_of_an_earlier_version_reads_as_today_and_plans_nothing_anew(tmp_path):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -13,10 +16,11 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 import flows.preprocess
 from colorization.colorize import render
-from colorization.dataset.preprocess import plan_shards
+from colorization.dataset.preprocess import plan
 from colorization.dataset.shards import GREY, WRITTEN, Dataset, read_shard, shard_schema
 from colorization.photos.images import DEFAULT_MAX_PIXELS
 from flows.cli import main
+from flows.common import completed
 from flows.preprocess import preprocess, preprocess_shard, preprocess_shards
 from tests.helpers import copy_samples, grey_copy, kill_a_dask_worker, plant_bad_files, start_cli
 from tests.test_lock import hold
@@ -81,16 +85,19 @@ def test_preprocess_writes_shards_manifest_and_is_incremental(prefect_harness, t
     assert again["new"] == 0 and again["written"] == 0
     assert [p.stat().st_mtime_ns for p in data.shards()] == mtimes
 
-    # New photos, and a shard left by an interrupted run: only the new photos are processed, the orphan goes.
+    # New photos, a file that failed replaced by a good one, and a shard left by an interrupted run: only the
+    # new and the replaced photos are processed, the orphan goes.
     copy_samples(sample_paths[11:13], source / "later")
+    (source / "bad" / "truncated.jpg").write_bytes(sample_paths[13].read_bytes())
     orphan = data.shards_dir / "part-00009.parquet"
     orphan.write_bytes(shards[0].read_bytes())
     more = preprocess(source=source, dataset=dataset, size=32, rows_per_shard=4, workers=2)
-    assert more["new"] == 2 and more["written"] == 2
+    assert (more["new"], more["written"], more["errors"]) == (3, 3, 0)
     assert not orphan.exists()
     assert [p.name for p in data.shards()][-1] == "part-00003.parquet"
-    assert sorted(read_shard(data.shards()[-1]).sources) == sorted(f"later/{p.name}" for p in sample_paths[11:13])
-    assert len(data.read_manifest()) == 16
+    assert read_shard(data.shards()[-1]).sources == ["bad/truncated.jpg", *(f"later/{p.name}" for p in
+                                                                              sorted(sample_paths[11:13]))]
+    assert len(data.read_manifest()) == 16 and not data.worklist_path.exists()
 
 
 def test_keep_grey_puts_grey_photos_in_shards(prefect_harness, tmp_path, sample_paths):
@@ -159,11 +166,38 @@ def test_shard_task_is_retried_after_a_failure(prefect_harness, tmp_path, sample
         return real(*args, **kwargs)
 
     monkeypatch.setattr(flows.preprocess, "process_files", flaky)  # tasks run on threads of this process, not Dask
-    plan = plan_shards(sorted(p.name for p in source.iterdir()), 8, 0)
-    results = preprocess_shards(source, data.root, plan, 32, 2.5, True, "whole")
+    work = plan(source, data)
+    tally = preprocess_shards(source, data.root, work.worklist, 0, 8, 32, 2.5, True, "whole")
     assert len(calls) == 2
-    assert [r.count(WRITTEN) + r.count(GREY) for r in results] == [3]
+    assert (tally.written + tally.grey, tally.shards) == (3, 1)
     assert len(data.read_manifest()) == 3 and len(read_shard(data.shards()[0])) == 3
+
+
+def test_completed_keeps_a_window_of_tasks_in_flight():
+    """Tasks are submitted as earlier ones finish, never more than the window unfinished at a time: a huge
+    dataset's run holds the shards under way, not one task per shard."""
+    lock, running, most, submitted = threading.Lock(), [0], [0], []
+
+    def work(i: int) -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.01)
+        with lock:
+            running[0] -= 1
+        return i
+
+    def submit(pool: ThreadPoolExecutor):
+        for i in range(20):
+            submitted.append(i)
+            yield pool.submit(work, i)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = []
+        for future in completed(submit(pool), 3):
+            assert len(submitted) - len(results) <= 3
+            results.append(future.result())
+    assert sorted(results) == list(range(20)) and most[0] <= 3
 
 
 def test_flow_refuses_a_dataset_another_run_holds(prefect_harness, tmp_path, sample_paths):

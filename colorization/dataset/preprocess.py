@@ -1,19 +1,28 @@
-"""Photos to Lab shards: the work behind the ``preprocess`` flow, one shard at a time."""
+"""Photos to Lab shards: the work behind the ``preprocess`` flow. :func:`plan` finds the photos to do and
+:func:`process_files` makes one shard of them."""
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import logging
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
+from colorization import manifest
+from colorization.atomic import atomic_path
+from colorization.batching import batched
 from colorization.dataset.shards import (
     ERROR,
     GREY,
+    MANIFEST_SCHEMA,
     WRITTEN,
     Dataset,
     ShardRows,
@@ -23,10 +32,15 @@ from colorization.dataset.shards import (
 )
 from colorization.errors import ImageError
 from colorization.evaluation import metrics
-from colorization.manifest import MODIFIED, nanoseconds
+from colorization.manifest import MODIFIED
 from colorization.photos import images, lab
+from colorization.photos.discover import iter_relative
 
 log = logging.getLogger(__name__)
+
+PLAN_CHUNK = 8192  # photos joined with the manifest at a time
+_WORKLIST = pa.schema([("source", pa.string())])  # the photos a run has yet to process (Dataset.worklist_path)
+ERRORS_KEPT = 1000  # errors a run's summary lists; the manifest records every one
 
 
 def content_id(relative: str, data: bytes) -> str:
@@ -34,29 +48,79 @@ def content_id(relative: str, data: bytes) -> str:
     return f"{relative}@{hashlib.blake2b(data, digest_size=8).hexdigest()}"
 
 
-def pending_files(source: Path, paths: list[Path], manifest: pd.DataFrame) -> list[str]:
-    """Which of ``paths`` (found under ``source``) still need processing, as relative paths.
+@dataclass
+class Plan:
+    """What a run has to do: the photos to process, in a file (:attr:`Dataset.worklist_path`, written by
+    :func:`plan`, read by :func:`pending_shards`), how many they are and how many were found, and the shards the
+    manifest knows."""
 
-    Files already written or flagged grey are done. Files that failed are tried again only when their size or
-    modification time changed (the user replaced them); otherwise the same error would just repeat.
+    worklist: Path
+    pending: int
+    found: int
+    known_shards: set[str]
+
+
+def plan(source: Path, dataset: Dataset) -> Plan:
+    """Which photos under ``source`` still need processing into ``dataset``, written to its worklist.
+
+    Photos already written or flagged grey are done. Photos that failed are tried again only when their size
+    or modification time changed (the user replaced them); otherwise the same error would just repeat. The
+    walk (in name order) and the manifest (a piece at a time) are read side by side, and the photos to do are
+    written as they are found: planning holds the same memory whatever the dataset's size.
     """
-    done = {row.source: row for row in manifest.itertuples(index=False)}
-    pending = []
-    for path in paths:
-        relative = path.relative_to(source).as_posix()
-        previous = done.get(relative)
-        if previous is None:
-            pending.append(relative)
-        elif previous.status == ERROR:
-            stat = path.stat()
-            if (stat.st_size, stat.st_mtime_ns) != (previous.bytes, nanoseconds(previous.modified)):
-                pending.append(relative)
-    return pending
+    known: set[str] = set()
+    pieces = _noting_shards(dataset.open_manifest().pieces(), known)
+    pending = found = 0
+    with atomic_path(dataset.worklist_path) as temp, pq.ParquetWriter(temp, _WORKLIST) as writer:
+        for names, rows, position in manifest.join(iter_relative(source), pieces, MANIFEST_SCHEMA, PLAN_CHUNK):
+            todo = _to_do(source, names, rows, position)
+            writer.write_table(pa.table([pa.array(todo, pa.string())], schema=_WORKLIST))
+            pending, found = pending + len(todo), found + len(names)
+    collections.deque(pieces, maxlen=0)  # rows of photos gone from the source name shards too
+    return Plan(dataset.worklist_path, pending, found, known)
 
 
-def remove_orphan_shards(dataset: Dataset, manifest: pd.DataFrame) -> list[Path]:
-    """Delete shards no manifest row points to: a killed run wrote them but never recorded them."""
-    known = set(manifest["shard"].dropna())
+def pending_shards(worklist: Path, rows_per_shard: int, first_index: int) -> Iterator[tuple[str, list[str]]]:
+    """The photos of a worklist (:func:`plan`) as (shard file name, files), read from it as they are asked for."""
+    return plan_shards(_sources(worklist), rows_per_shard, first_index)
+
+
+def _sources(worklist: Path) -> Iterator[str]:
+    for batch in pq.ParquetFile(worklist).iter_batches(PLAN_CHUNK, use_threads=False):
+        yield from batch.column(0).to_pylist()
+
+
+def _noting_shards(pieces: Iterable[pa.Table], known: set[str]) -> Iterator[pa.Table]:
+    """``pieces`` of the manifest, adding the shards they name to ``known`` as they are read."""
+    for piece in pieces:
+        known.update(pc.unique(pc.drop_null(piece["shard"])).to_pylist())
+        yield piece
+
+
+def _to_do(source: Path, names: list[str], rows: pa.Table, position: np.ndarray) -> list[str]:
+    """Of ``names``, those new (no row: position -1) or failed and changed since (rows: their manifest rows)."""
+    new = position < 0
+    failed = np.flatnonzero(~new)[np.asarray(pc.equal(rows["status"].take(position[~new]), ERROR), bool)]
+    retry = rows.take(position[failed])
+    redo = new.copy()
+    stamps = zip(retry["bytes"].to_pylist(), retry[MODIFIED].cast(pa.int64()).to_pylist())
+    for at, stamp in zip(failed, stamps):
+        redo[at] = _stamp(source / names[at]) != stamp
+    return [name for name, todo in zip(names, redo) if todo]
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """A file's size and modification time (None: gone since the walk found it)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+def remove_orphan_shards(dataset: Dataset, known: set[str]) -> list[Path]:
+    """Delete shards the manifest does not know (``known``, :attr:`Plan.known_shards`): a killed run wrote
+    them but never recorded them."""
     orphans = [p for p in dataset.shards() if p.name not in known]
     for path in orphans:
         log.warning("%s: removing shard of an interrupted run (not in the manifest)", path)
@@ -74,6 +138,30 @@ class ShardResult:
 
     def count(self, status: str) -> int:
         return sum(r["status"] == status for r in self.records)
+
+
+@dataclass
+class Tally:
+    """What a run's shards became, summed as they finish: counts, megabytes written and the first
+    :data:`ERRORS_KEPT` errors (the manifest has them all), so a run of any size holds the same."""
+
+    written: int = 0
+    grey: int = 0
+    errors: int = 0
+    shards: int = 0
+    megabytes: float = 0.0
+    first_errors: list[dict] = field(default_factory=list)
+
+    def add(self, result: ShardResult) -> None:
+        self.written += result.count(WRITTEN)
+        self.grey += result.count(GREY)
+        self.shards += result.shard is not None
+        self.megabytes += result.megabytes
+        for record in result.records:
+            if record["status"] == ERROR:
+                self.errors += 1
+                if len(self.first_errors) < ERRORS_KEPT:
+                    self.first_errors.append({"source": record["source"], "error": record["error"]})
 
 
 def process_files(
@@ -122,9 +210,6 @@ def process_files(
     return ShardResult(shard_path.name, records, os.path.getsize(shard_path) / 1e6)
 
 
-def plan_shards(pending: list[str], rows_per_shard: int, first_index: int) -> list[tuple[str, list[str]]]:
+def plan_shards(pending: Iterable[str], rows_per_shard: int, first_index: int) -> Iterator[tuple[str, list[str]]]:
     """Split pending files into (shard file name, files) batches, numbering on from ``first_index``."""
-    return [
-        (shard_name(first_index + n), pending[start : start + rows_per_shard])
-        for n, start in enumerate(range(0, len(pending), rows_per_shard))
-    ]
+    return ((shard_name(index), files) for index, files in enumerate(batched(pending, rows_per_shard), first_index))

@@ -6,6 +6,7 @@ A dataset folder holds::
     manifest.parquet                   one row per source file: what became of it
     manifest.parts/part-NNNNNN.parquet rows a run appended since (read together: colorization.manifest)
     shards/part-NNNNN.parquet          the photos as quantised Lab, ``rows_per_shard`` rows each
+    worklist.parquet                   while preprocess runs: the photos it has yet to do (deleted at its end)
     embeddings/<extractor-id>/part-NNNNN.parquet   one embedding per shard row, same order
 
 Shards are immutable once written: later runs add new shards, never rewrite old ones. Training reads a shard's
@@ -196,6 +197,11 @@ class Dataset:
     @property
     def info_path(self) -> Path:
         return self.root / "dataset.json"
+
+    @property
+    def worklist_path(self) -> Path:
+        """The photos a preprocess run has yet to do (:func:`colorization.dataset.preprocess.plan`)."""
+        return self.root / "worklist.parquet"
 
     def embeddings_dir(self, extractor_id: str) -> Path:
         return self.root / "embeddings" / extractor_id
