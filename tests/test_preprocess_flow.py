@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -12,7 +13,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowFilter, FlowFilterName
 
 import flows.preprocess
 from colorization.colorize import render
@@ -78,6 +79,11 @@ def test_preprocess_writes_shards_manifest_and_is_incremental(prefect_harness, t
     assert progress.data == 100.0 and progress.flow_run_id == table.flow_run_id, "on the run the user opened"
     errors = str(latest_artifact("preprocess-errors").data)
     assert "truncated.jpg" in errors and "empty.png" in errors
+    with get_client(sync_client=True) as client:
+        children = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["preprocess-shards"])))
+    [child] = [run for run in children if run.parameters["dataset"] == str(dataset)]
+    assert ".jpg" not in json.dumps(child.parameters), \
+        "the photos travel in a file: Prefect refuses parameters over 512 KB (a folder of 25,000 photos)"
 
     # A re-run finds nothing new and rewrites nothing.
     mtimes = [p.stat().st_mtime_ns for p in shards]
