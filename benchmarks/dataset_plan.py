@@ -18,7 +18,14 @@ planning, copied below: the listing, the whole manifest in pandas, a dict of its
 photos and of the shards) holds them in memory. Each case runs ``--repeats`` times in fresh processes, the
 cases taking turns, and the table gives the median time and the largest peak.
 
-Run as ``.venv/bin/python benchmarks/dataset_plan.py [--sizes 1000 100000] [--modes new old] [--repeats 3]``.
+``--whole-run`` runs the ``preprocess`` command itself over each archive instead (a first run into a new dataset,
+``--size 32 --keep-grey``, so that every photo lands in a shard) and prints its flow process's peak RSS
+(``VmHWM``, sampled every 0.2 s) and its RSS over the second half of the run. ``--bare-tasks N`` runs a flow of N
+tasks that return an integer, through the same runner and window as preprocess's shards, and prints the flow
+process's RSS as they finish: Prefect's and Dask's own memory per task.
+
+Run as ``.venv/bin/python benchmarks/dataset_plan.py [--sizes 1000 100000] [--modes new old] [--repeats 3]
+[--whole-run [--rows-per-shard 512]] [--bare-tasks 4000]``.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -124,15 +132,80 @@ def child(n: int, mode: str, case: str) -> dict:
             "imports_mb": before}
 
 
+def whole_run(n: int, rows_per_shard: int) -> str:
+    """``colorization preprocess`` over the archive of ``n`` photos into a new dataset, its flow process sampled."""
+    source, dataset = build_archive(n), WORK / f"whole-run-{n}"
+    shutil.rmtree(dataset, ignore_errors=True)
+    command = [str(ROOT / ".venv" / "bin" / "colorization"), "preprocess", str(source), "--dataset", str(dataset),
+               "--size", "32", "--keep-grey", "--workers", "2", "--rows-per-shard", str(rows_per_shard)]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    samples = []
+    while process.poll() is None:
+        try:
+            at = time.perf_counter() - started
+            samples.append((at, _status(process.pid, "VmRSS"), _status(process.pid, "VmHWM")))
+        except (OSError, StopIteration):
+            pass
+        time.sleep(0.2)
+    seconds = time.perf_counter() - started
+    shutil.rmtree(dataset, ignore_errors=True)
+    second_half = [rss for at, rss, _ in samples if at > seconds / 2]
+    return (f"| {n:,} | {rows_per_shard} | exit {process.returncode} | {seconds:.0f} s | "
+            f"{max(hwm for *_, hwm in samples):.0f} MB | {statistics.median(second_half):.0f} MB |")
+
+
+def _status(pid: int, field: str) -> float:
+    """A field of ``/proc/PID/status`` in MB."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(f"{field}:")) / 1024
+
+
+def bare_tasks(n: int) -> None:
+    """A flow of ``n`` tasks that return an integer, on preprocess's runner and window; RSS as they finish."""
+    from prefect import flow, task
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.common import completed, dask_runner
+    from flows.preprocess import IN_FLIGHT
+
+    @task
+    def number(i: int) -> int:
+        return i
+
+    @flow
+    def tasks() -> None:
+        started = time.perf_counter()
+        for done, future in enumerate(completed((number.submit(i) for i in range(n)), IN_FLIGHT), start=1):
+            future.result()
+            if done in (100, 500, 1000) or done % 1000 == 0:
+                print(f"{done} tasks: RSS {rss_mb():.0f} MB, {time.perf_counter() - started:.0f} s", flush=True)
+
+    with prefect_test_harness():
+        tasks.with_options(task_runner=dask_runner(2, None, 2))()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 100_000])
     parser.add_argument("--modes", nargs="+", choices=["new", "old"], default=["new", "old"])
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per case (median taken)")
+    parser.add_argument("--whole-run", action="store_true", help="run the preprocess command itself")
+    parser.add_argument("--rows-per-shard", type=int, default=ROWS_PER_SHARD, help="with --whole-run")
+    parser.add_argument("--bare-tasks", type=int, help="a flow of this many bare tasks instead")
     parser.add_argument("--child", nargs=3, metavar=("N", "MODE", "CASE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(int(args.child[0]), args.child[1], args.child[2])))
+        return
+    if args.bare_tasks:
+        bare_tasks(args.bare_tasks)
+        return
+    if args.whole_run:
+        print("| photos | rows per shard | outcome | wall | flow process peak | RSS, second half (median) |")
+        print("|---:|---:|---|---:|---:|---:|")
+        for n in args.sizes:
+            print(whole_run(n, args.rows_per_shard), flush=True)
         return
 
     for n in args.sizes:  # built before any timing

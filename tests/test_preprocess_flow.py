@@ -83,7 +83,7 @@ def test_preprocess_writes_shards_manifest_and_is_incremental(prefect_harness, t
         children = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["preprocess-shards"])))
     [child] = [run for run in children if run.parameters["dataset"] == str(dataset)]
     assert ".jpg" not in json.dumps(child.parameters), \
-        "the photos travel in a file: Prefect refuses parameters over 512 KB (a folder of 25,000 photos)"
+        "the photos travel in a file: Prefect refuses parameters over 512 KB (about 20,000 photos)"
 
     # A re-run finds nothing new and rewrites nothing.
     mtimes = [p.stat().st_mtime_ns for p in shards]
