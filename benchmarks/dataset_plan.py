@@ -161,8 +161,9 @@ def _status(pid: int, field: str) -> float:
         return next(int(line.split()[1]) for line in f if line.startswith(f"{field}:")) / 1024
 
 
-def bare_tasks(n: int) -> None:
-    """A flow of ``n`` tasks that return an integer, on preprocess's runner and window; RSS as they finish."""
+def bare_tasks(n: int, rows: int = 0, files: int = 0) -> None:
+    """A flow of ``n`` tasks that take a list of ``files`` names and return an integer (or ``rows`` manifest
+    records), as a shard task does, on preprocess's runner and window; RSS as they finish."""
     from prefect import flow, task
     from prefect.testing.utilities import prefect_test_harness
 
@@ -170,13 +171,20 @@ def bare_tasks(n: int) -> None:
     from flows.preprocess import IN_FLIGHT
 
     @task
-    def number(i: int) -> int:
-        return i
+    def number(i: int, names: list[str]) -> int | list[dict]:
+        if not rows:
+            return i
+        from colorization.dataset.shards import manifest_record
+
+        return [manifest_record(f"d{i:06d}/p{j:04d}.jpg", id=f"d{i:06d}/p{j:04d}.jpg@0123456789abcdef",
+                                status="grey", bytes=1234, modified=1_700_000_000_123_456_789) for j in range(rows)]
 
     @flow
     def tasks() -> None:
         started = time.perf_counter()
-        for done, future in enumerate(completed((number.submit(i) for i in range(n)), IN_FLIGHT), start=1):
+        names = ([f"d{i:06d}/p{j:04d}.jpg" for j in range(files)] for i in range(n))
+        futures = (number.submit(i, batch) for i, batch in enumerate(names))
+        for done, future in enumerate(completed(futures, IN_FLIGHT), start=1):
             future.result()
             if done in (100, 500, 1000) or done % 1000 == 0:
                 print(f"{done} tasks: RSS {rss_mb():.0f} MB, {time.perf_counter() - started:.0f} s", flush=True)
@@ -193,13 +201,15 @@ def main() -> None:
     parser.add_argument("--whole-run", action="store_true", help="run the preprocess command itself")
     parser.add_argument("--rows-per-shard", type=int, default=ROWS_PER_SHARD, help="with --whole-run")
     parser.add_argument("--bare-tasks", type=int, help="a flow of this many bare tasks instead")
+    parser.add_argument("--bare-rows", type=int, default=0, help="records each bare task returns (default: none)")
+    parser.add_argument("--bare-files", type=int, default=0, help="file names each bare task takes (default: none)")
     parser.add_argument("--child", nargs=3, metavar=("N", "MODE", "CASE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(int(args.child[0]), args.child[1], args.child[2])))
         return
     if args.bare_tasks:
-        bare_tasks(args.bare_tasks)
+        bare_tasks(args.bare_tasks, args.bare_rows, args.bare_files)
         return
     if args.whole_run:
         print("| photos | rows per shard | outcome | wall | flow process peak | RSS, second half (median) |")

@@ -42,6 +42,7 @@ SERVER_STARTUP_SECONDS = 120  # the temporary server's start-up time on a busy m
 # A temporary server's anonymous usage heartbeat: useless for a server that lives one command, and on a loaded
 # machine it logs "Failed to send telemetry" or a "database is locked" traceback into a run that went well.
 ANALYTICS_ENV = "PREFECT_SERVER_ANALYTICS_ENABLED"
+DASK_LOG_LENGTH = 20  # messages and transitions a Dask scheduler, client or worker keeps for debugging
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -266,6 +267,10 @@ def dask_runner(workers: int | None, address: str | None, tasks: int) -> DaskTas
     temporary one instead of each starting their own. Workers of an existing cluster need ``PREFECT_API_URL``
     set in their own environment. ``COLORIZATION_DASK_ADDRESS`` names a cluster for runs that do not.
     """
+    # Dask keeps its last messages on every stream for debugging, 1,000 by default. A message that sends a Prefect
+    # task holds its spec and run context (~100 KB): a preprocess run's flow process held ~100 MB per worker
+    # stream (BENCHMARKS.md, "preprocess planning"), in the scheduler here or in the client of a remote cluster.
+    dask.config.set({"distributed.admin.low-level-log-length": DASK_LOG_LENGTH})
     address = address or os.environ.get("COLORIZATION_DASK_ADDRESS")
     if address:
         return DaskTaskRunner(address=address)

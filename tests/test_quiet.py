@@ -134,11 +134,11 @@ def test_a_failed_heartbeat_is_one_warning_line_without_a_traceback():
     ]
 
 
-def test_the_local_clusters_workers_load_the_heartbeat_filter(monkeypatch):
+def test_the_local_clusters_workers_load_the_heartbeat_filter_and_keep_few_messages(monkeypatch):
     from distributed import Client, LocalCluster
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.common import dask_runner
+    from flows.common import DASK_LOG_LENGTH, dask_runner
 
     def has_filter() -> bool:
         return any(isinstance(f, quiet.HeartbeatFailureAsWarning)
@@ -148,6 +148,11 @@ def test_the_local_clusters_workers_load_the_heartbeat_filter(monkeypatch):
         options = dask_runner(1, None, 1).cluster_kwargs
     with LocalCluster(**options) as cluster, Client(cluster) as client:
         assert client.submit(has_filter).result(timeout=60)
+        # Each message that sends a Prefect task holds its spec and context (~100 KB); Dask's default of keeping
+        # the last 1,000 on every stream held ~100 MB per worker in a preprocess run's flow process.
+        kept = [stream.recent_message_log.maxlen for stream in cluster.scheduler.stream_comms.values()]
+        kept += client.run(lambda dask_worker: dask_worker.batched_stream.recent_message_log.maxlen).values()
+        assert kept and set(kept) == {DASK_LOG_LENGTH} == {cluster.scheduler.transition_log.maxlen}
 
 
 def test_gpu_slot_on_a_temporary_server_asks_nothing(monkeypatch):
