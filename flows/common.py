@@ -268,8 +268,8 @@ def dask_runner(workers: int | None, address: str | None, tasks: int) -> DaskTas
     set in their own environment. ``COLORIZATION_DASK_ADDRESS`` names a cluster for runs that do not.
     """
     # Dask keeps its last messages on every stream for debugging, 1,000 by default. A message that sends a Prefect
-    # task holds its spec and run context (~100 KB): a preprocess run's flow process held ~100 MB per worker
-    # stream (BENCHMARKS.md, "preprocess planning"), in the scheduler here or in the client of a remote cluster.
+    # task holds its spec and run context (~100 KB): a preprocess run's flow process, which holds the client (and
+    # a local cluster's scheduler), kept ~100 MB of them (BENCHMARKS.md, "preprocess planning").
     dask.config.set({"distributed.admin.low-level-log-length": DASK_LOG_LENGTH})
     address = address or os.environ.get("COLORIZATION_DASK_ADDRESS")
     if address:

@@ -149,10 +149,11 @@ def test_the_local_clusters_workers_load_the_heartbeat_filter_and_keep_few_messa
     with LocalCluster(**options) as cluster, Client(cluster) as client:
         assert client.submit(has_filter).result(timeout=60)
         # Each message that sends a Prefect task holds its spec and context (~100 KB); Dask's default of keeping
-        # the last 1,000 on every stream held ~100 MB per worker in a preprocess run's flow process.
-        kept = [stream.recent_message_log.maxlen for stream in cluster.scheduler.stream_comms.values()]
+        # the last 1,000 on every stream held ~100 MB of them in a preprocess run's flow process.
+        kept = [client.scheduler_comm.recent_message_log.maxlen]
+        kept += [stream.recent_message_log.maxlen for stream in cluster.scheduler.stream_comms.values()]
         kept += client.run(lambda dask_worker: dask_worker.batched_stream.recent_message_log.maxlen).values()
-        assert kept and set(kept) == {DASK_LOG_LENGTH} == {cluster.scheduler.transition_log.maxlen}
+        assert len(kept) == 3 and set(kept) == {DASK_LOG_LENGTH} == {cluster.scheduler.transition_log.maxlen}
 
 
 def test_gpu_slot_on_a_temporary_server_asks_nothing(monkeypatch):
