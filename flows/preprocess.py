@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated
 from uuid import UUID
 
-import pyarrow.parquet as pq
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from pydantic import Field
@@ -17,6 +16,7 @@ from colorization.dataset.preprocess import (
     Plan,
     ShardResult,
     Tally,
+    pending_photos,
     pending_shards,
     plan,
     process_files,
@@ -61,7 +61,7 @@ def preprocess_shards(
     logger = get_run_logger()
     data = Dataset(dataset)
     manifest = data.open_manifest()
-    photos = pq.ParquetFile(worklist).metadata.num_rows
+    photos = pending_photos(worklist)
     shards = math.ceil(photos / rows_per_shard)
     futures = (
         preprocess_shard.submit(source, data.shards_dir / name, files, size, grey_threshold, keep_grey, framing)
@@ -72,7 +72,7 @@ def preprocess_shards(
         for done, future in enumerate(completed(futures, in_flight), start=1):
             result = future.result()
             manifest.append({record["source"]: record for record in result.records})  # this shard's rows only
-            tally.add(result)
+            errors = tally.add(result)
             bar.update(len(result.records))
             if progress is not None:
                 update_progress_artifact(progress, 100.0 * done / shards)
@@ -81,9 +81,8 @@ def preprocess_shards(
                 done, shards, result.shard or "(none)", result.count(WRITTEN), result.count(GREY),
                 result.count(ERROR),
             )
-            for record in result.records:
-                if record["status"] == ERROR:
-                    logger.warning("%s", record["error"])
+            for error in errors:
+                logger.warning("%s", error["error"])
     manifest.compact()  # manifest.parquet alone is whole again, for readers other than the library
     return tally
 

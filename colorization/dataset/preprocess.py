@@ -80,6 +80,11 @@ def plan(source: Path, dataset: Dataset) -> Plan:
     return Plan(dataset.worklist_path, pending, found, known)
 
 
+def pending_photos(worklist: Path) -> int:
+    """How many photos a worklist (:func:`plan`) holds, from its footer."""
+    return pq.ParquetFile(worklist).metadata.num_rows
+
+
 def pending_shards(worklist: Path, rows_per_shard: int, first_index: int) -> Iterator[tuple[str, list[str]]]:
     """The photos of a worklist (:func:`plan`) as (shard file name, files), read from it as they are asked for."""
     return plan_shards(_sources(worklist), rows_per_shard, first_index)
@@ -152,16 +157,16 @@ class Tally:
     megabytes: float = 0.0
     first_errors: list[dict] = field(default_factory=list)
 
-    def add(self, result: ShardResult) -> None:
+    def add(self, result: ShardResult) -> list[dict]:
+        """Count one shard in; returns its errors (source and reason), for the run to log."""
+        errors = [{"source": r["source"], "error": r["error"]} for r in result.records if r["status"] == ERROR]
         self.written += result.count(WRITTEN)
         self.grey += result.count(GREY)
+        self.errors += len(errors)
         self.shards += result.shard is not None
         self.megabytes += result.megabytes
-        for record in result.records:
-            if record["status"] == ERROR:
-                self.errors += 1
-                if len(self.first_errors) < ERRORS_KEPT:
-                    self.first_errors.append({"source": record["source"], "error": record["error"]})
+        self.first_errors.extend(errors[: ERRORS_KEPT - len(self.first_errors)])
+        return errors
 
 
 def process_files(
