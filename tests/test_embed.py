@@ -164,15 +164,23 @@ def test_shares_of_a_split_run_embed_only_their_shards_and_leave_others_temp_fil
     assert in_flight.exists()
 
 
-def test_feature_maps_are_stored_with_their_shape_and_old_vector_files_still_read(tiny_dataset, tmp_path):
+def test_feature_maps_are_stored_with_their_shape_and_old_files_still_read(tiny_dataset, tmp_path):
     shard = tiny_dataset.shards()[0]
     ids = read_shard(shard, ["id"]).ids
     maps = np.random.default_rng(0).normal(size=(len(ids), 3, 3, 5)).astype(np.float16)
     write_embeddings(tmp_path / "maps.parquet", ids, maps, "xception-spatial-x")
     assert embedding_shape(tmp_path / "maps.parquet") == (3, 3, 5)
+    assert pq.read_schema(tmp_path / "maps.parquet").field("embedding").type == pa.binary(3 * 3 * 5 * 2)
     read_ids, values = read_embeddings(tmp_path / "maps.parquet", "xception-spatial-x")
     assert read_ids == ids and values.dtype == np.float16 and np.array_equal(values, maps)
     assert np.array_equal(read_aligned(shard, tmp_path / "maps.parquet", "xception-spatial-x"), maps)
+
+    listed = pa.FixedSizeListArray.from_arrays(pa.array(maps.reshape(-1), pa.float16()), 3 * 3 * 5)
+    metadata = pq.read_schema(tmp_path / "maps.parquet").metadata
+    pq.write_table(pa.table({"id": ids, "embedding": listed}).replace_schema_metadata(metadata),
+                   tmp_path / "listed.parquet")  # maps as earlier versions wrote them: lists of float16
+    assert embedding_shape(tmp_path / "listed.parquet") == (3, 3, 5)
+    assert np.array_equal(read_embeddings(tmp_path / "listed.parquet", "xception-spatial-x")[1], maps)
 
     vectors = np.arange(len(ids) * 4, dtype=np.float16).reshape(len(ids), 4)
     column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float16()), 4)
