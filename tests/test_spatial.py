@@ -48,7 +48,10 @@ def test_the_map_is_resized_over_the_grid_not_averaged_away():
 def test_batches_carry_maps_and_mirror_them_with_the_photo(spatial_dataset, spatial_extractor):
     split = Split(spatial_dataset, spatial_extractor.id, validation=False, percent=20.0)
     inputs, _ = next(split.batches(3))
-    assert inputs["embedding"].shape == (3, 10, 10, 2048) and inputs["embedding"].dtype == np.float32
+    assert inputs["embedding"].shape == (3, 10, 10, 2048) and inputs["embedding"].dtype == np.float16
+    model = build_model(32, (10, 10, 2048), 0.125)  # the model casts the stored float16 itself, exactly
+    as_float32 = {**inputs, "embedding": inputs["embedding"].astype(np.float32)}
+    assert np.array_equal(np.asarray(model(inputs)), np.asarray(model(as_float32)))
 
     rng = np.random.default_rng(0)
     rows = Rows(rng.integers(0, 255, (8, 16, 16), np.uint8), rng.integers(-60, 60, (8, 16, 16, 2), np.int8),
@@ -60,7 +63,12 @@ def test_batches_carry_maps_and_mirror_them_with_the_photo(spatial_dataset, spat
     assert np.array_equal(target[mirror] * 128, rows.ab[mirror][:, :, ::-1].astype(np.float32))
     for i, flipped in enumerate(mirrored):
         expected = rows.embedding[i, :, ::-1] if flipped else rows.embedding[i]
-        assert np.array_equal(inputs["embedding"][i], expected.astype(np.float32))
+        assert np.array_equal(inputs["embedding"][i], expected)
+
+    index = np.array([5, 0, 3])
+    gathered, gathered_target = to_batch(rows, mirror[index], index)
+    assert np.array_equal(gathered["embedding"], inputs["embedding"][index])
+    assert np.array_equal(gathered["L"], inputs["L"][index]) and np.array_equal(gathered_target, target[index])
 
 
 def test_spatial_model_trains_loads_and_colours(prefect_harness, spatial_dataset, spatial_extractor, sample_paths,

@@ -9,6 +9,7 @@ dataset grows. Embeddings are vectors (n, dim) or feature maps (n, h, w, c) alik
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import threading
 from collections import deque
@@ -25,6 +26,7 @@ from colorization.errors import ConfigError
 from colorization.photos.lab import model_inputs, model_target
 
 Batch = tuple[dict[str, np.ndarray], np.ndarray]
+THREADS = max(4, min(8, os.cpu_count() or 1))  # batch builders: a GPU machine's cores, at most 8 batches in flight
 
 
 def is_validation(row_id: str, percent: float) -> bool:
@@ -96,7 +98,7 @@ class Split:
         rng: np.random.Generator | None = None,
         flip: bool = False,
         shards_in_memory: int = 4,
-        threads: int = 4,
+        threads: int = THREADS,
     ) -> Iterator[Batch]:
         """One pass over the split. With ``rng``, shard order and rows within each window of
         ``shards_in_memory`` shards are shuffled; ``flip`` mirrors a random half of each batch.
@@ -110,9 +112,9 @@ class Split:
         with ThreadPoolExecutor(threads, thread_name_prefix="batches") as pool:
             converting: deque[Future[Batch]] = deque()
 
-            def convert(rows: Rows) -> Iterator[Batch]:
-                mirror = rng.random(len(rows)) < 0.5 if flip and rng is not None else None
-                converting.append(pool.submit(to_batch, rows, mirror))
+            def convert(rows: Rows, index: np.ndarray) -> Iterator[Batch]:
+                mirror = rng.random(len(index)) < 0.5 if flip and rng is not None else None
+                converting.append(pool.submit(to_batch, rows, mirror, index))
                 while len(converting) > threads or (converting and converting[0].done()):
                     yield converting.popleft().result()
 
@@ -123,35 +125,39 @@ class Split:
                 if number + 1 < len(windows):
                     reading = [pool.submit(self.read, self.parts[i]) for i in windows[number + 1]]
                 rows = Rows.concat(([carry] if carry is not None else []) + window)
-                if rng is not None:
-                    rows = rows.take(rng.permutation(len(rows)))
+                shuffled = rng.permutation(len(rows)) if rng is not None else np.arange(len(rows))
                 full = len(rows) - len(rows) % batch_size
                 for begin in range(0, full, batch_size):
-                    yield from convert(rows.slice(begin, begin + batch_size))
-                carry = rows.slice(full, len(rows))
+                    yield from convert(rows, shuffled[begin : begin + batch_size])
+                carry = rows.take(shuffled[full:])
             if carry is not None and len(carry):
-                yield from convert(carry)
+                yield from convert(carry, np.arange(len(carry)))
             while converting:
                 yield converting.popleft().result()
 
 
-def to_batch(rows: Rows, mirror: np.ndarray | None = None) -> Batch:
-    """Model inputs (L as float 0..255, embedding as float32) and target ab / 128; the rows where ``mirror`` is
-    true are mirrored left to right.
+def to_batch(rows: Rows, mirror: np.ndarray | None = None, index: np.ndarray | None = None) -> Batch:
+    """Model inputs (L as float 0..255, the embedding as stored, float16) and target ab / 128 of ``rows[index]``
+    (all rows without ``index``); the rows where ``mirror`` is true are mirrored left to right.
 
-    A mirrored photo gets its feature map mirrored too, so the map still lies over what it describes.
+    A mirrored photo gets its feature map mirrored too, so the map still lies over what it describes. The
+    embedding stays float16: the model casts its input itself (exactly, on the accelerator), where converting
+    here cost as much as reading it and sent twice the bytes to the GPU.
     """
-    if mirror is not None and mirror.any():
-        rows = Rows(*(_mirrored(array, mirror) for array in (rows.L, rows.ab, rows.embedding)))
-    return {"L": model_inputs(rows.L), "embedding": rows.embedding.astype(np.float32)}, model_target(rows.ab)
+    index = np.arange(len(rows)) if index is None else index
+    mirror = np.zeros(len(index), bool) if mirror is None else mirror
+    L, ab, embedding = (_gathered(array, index, mirror) for array in (rows.L, rows.ab, rows.embedding))
+    return {"L": model_inputs(L), "embedding": embedding}, model_target(ab)
 
 
-def _mirrored(array: np.ndarray, mirror: np.ndarray) -> np.ndarray:
-    """A copy of ``array`` (n, h, w, ...) with rows ``mirror`` flipped along w; vectors (n, dim) unchanged."""
+def _gathered(array: np.ndarray, index: np.ndarray, mirror: np.ndarray) -> np.ndarray:
+    """Rows ``index`` of ``array`` (n, h, w, ...), those where ``mirror`` is true flipped along w, copied in one
+    pass (a batch of hypercolumn maps is 90 MB); vectors (n, dim) are only gathered."""
     if array.ndim < 3:
-        return array
-    result = array.copy()
-    result[mirror] = array[mirror, :, ::-1]
+        return array[index]
+    result = np.empty((len(index), *array.shape[1:]), array.dtype)
+    for row, (source, flipped) in enumerate(zip(index, mirror)):
+        result[row] = array[source, :, ::-1] if flipped else array[source]
     return result
 
 
