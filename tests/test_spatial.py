@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from colorization.dataset.batches import Rows, Split, to_batch
+from colorization.dataset.batches import Rows, Split, Window, to_batch
 from colorization.dataset.embeddings import embedding_shape
 from colorization.dataset.shards import Dataset
 from colorization.errors import ConfigError
@@ -66,9 +66,25 @@ def test_batches_carry_maps_and_mirror_them_with_the_photo(spatial_dataset, spat
         assert np.array_equal(inputs["embedding"][i], expected)
 
     index = np.array([5, 0, 3])
-    gathered, gathered_target = to_batch(rows, mirror[index], index)
+    gathered, gathered_target = Window([(rows, np.arange(len(rows)))]).batch(index, mirror[index])
     assert np.array_equal(gathered["embedding"], inputs["embedding"][index])
     assert np.array_equal(gathered["L"], inputs["L"][index]) and np.array_equal(gathered_target, target[index])
+
+
+def test_a_window_serves_the_chosen_rows_of_several_shards_in_order_without_joining_them():
+    rng = np.random.default_rng(1)
+    shards = [Rows(rng.integers(0, 255, (n, 4, 4), np.uint8), rng.integers(-60, 60, (n, 4, 4, 2), np.int8),
+                   rng.normal(size=(n, 2, 2, 3)).astype(np.float16)) for n in (5, 3)]
+    window = Window([(shards[0], np.array([1, 4])), (shards[1], np.array([0, 2]))])
+    assert len(window) == 4
+    inputs, target = window.batch(np.array([3, 0, 2]))
+    expected = [(shards[1], 2), (shards[0], 1), (shards[1], 0)]
+    for i, (rows, row) in enumerate(expected):
+        assert np.array_equal(inputs["L"][i, ..., 0], rows.L[row]) and np.array_equal(inputs["embedding"][i],
+                                                                                      rows.embedding[row])
+        assert np.array_equal(target[i] * 128, rows.ab[row].astype(np.float32))
+    taken = window.take(np.array([2, 1]))
+    assert np.array_equal(taken.embedding, np.stack([shards[1].embedding[0], shards[0].embedding[4]]))
 
 
 def test_spatial_model_trains_loads_and_colours(prefect_harness, spatial_dataset, spatial_extractor, sample_paths,

@@ -46,7 +46,7 @@ class Part:
 
 @dataclass
 class Rows:
-    """Decoded rows of one or more shards."""
+    """Decoded rows of a shard."""
 
     L: np.ndarray
     ab: np.ndarray
@@ -55,16 +55,61 @@ class Rows:
     def __len__(self) -> int:
         return len(self.L)
 
+
+class Window:
+    """Rows of several shards served as one sequence without being copied together (a window of hypercolumn
+    maps is gigabytes): each batch gathers its own rows from them, on a worker thread.
+
+    ``members`` are decoded rows with the positions among them that belong to the window, in window order.
+    """
+
+    def __init__(self, members: list[tuple[Rows, np.ndarray]]):
+        self.members = members
+        self.ends = np.cumsum([len(positions) for _, positions in members])
+
+    def __len__(self) -> int:
+        return int(self.ends[-1]) if len(self.ends) else 0
+
+    def batch(self, index: np.ndarray, mirror: np.ndarray | None = None) -> Batch:
+        """Model inputs (L as float 0..255, the embedding as stored, float16) and target ab / 128 of rows
+        ``index``; those where ``mirror`` is true are mirrored left to right, feature maps with their photo, so
+        a map still lies over what it describes.
+
+        The embedding stays float16: the model casts its input itself (exactly, on the accelerator), where
+        converting it here cost as much as reading it and sent the GPU twice the bytes.
+        """
+        picks = self._picks(index)
+        mirror = np.zeros(len(picks), bool) if mirror is None else mirror
+        L, ab, embedding = (_gathered(picks, field, mirror) for field in ("L", "ab", "embedding"))
+        return {"L": model_inputs(L), "embedding": embedding}, model_target(ab)
+
     def take(self, index: np.ndarray) -> Rows:
-        return Rows(self.L[index], self.ab[index], self.embedding[index])
+        """Rows ``index`` copied out, as they are."""
+        picks = self._picks(index)
+        return Rows(*(_gathered(picks, field, np.zeros(len(picks), bool)) for field in ("L", "ab", "embedding")))
 
-    def slice(self, start: int, stop: int) -> Rows:
-        """Rows ``start:stop`` as views, without copying."""
-        return Rows(self.L[start:stop], self.ab[start:stop], self.embedding[start:stop])
+    def _picks(self, index: np.ndarray) -> list[tuple[Rows, int]]:
+        """The decoded rows and the position in them of each row of the window in ``index``."""
+        member = np.searchsorted(self.ends, index, side="right")
+        starts = self.ends - [len(positions) for _, positions in self.members]
+        return [(self.members[m][0], int(self.members[m][1][i - starts[m]])) for m, i in zip(member, index)]
 
-    @staticmethod
-    def concat(parts: list[Rows]) -> Rows:
-        return Rows(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("L", "ab", "embedding")))
+
+def _gathered(picks: list[tuple[Rows, int]], field: str, mirror: np.ndarray) -> np.ndarray:
+    """One field of the picked rows stacked, rows where ``mirror`` is true flipped along w (a photo's (h, w, ...)
+    values; vectors are never flipped), copied in one pass."""
+    first = getattr(picks[0][0], field)
+    result = np.empty((len(picks), *first.shape[1:]), first.dtype)
+    for out, ((rows, row), flipped) in enumerate(zip(picks, mirror)):
+        values = getattr(rows, field)[row]
+        result[out] = values[:, ::-1] if flipped and values.ndim >= 2 else values
+    return result
+
+
+def to_batch(rows: Rows, mirror: np.ndarray | None = None) -> Batch:
+    """:meth:`Window.batch` of all ``rows``, in order."""
+    everything = np.arange(len(rows))
+    return Window([(rows, everything)]).batch(everything, mirror)
 
 
 class Split:
@@ -87,10 +132,12 @@ class Split:
     def steps(self, batch_size: int) -> int:
         return -(-self.size // batch_size)
 
-    def read(self, part: Part) -> Rows:
+    def read(self, part: Part) -> tuple[Rows, np.ndarray]:
+        """A part's shard decoded whole, and the positions of the split's rows in it (copying them out would
+        cost as much as decoding)."""
         shard = read_shard(part.shard, ["id", "L", "ab"])
         embedding = read_aligned(part.shard, part.embeddings, self.extractor_id, shard.ids)
-        return Rows(shard.L[part.rows], shard.ab[part.rows], embedding[part.rows])
+        return Rows(shard.L, shard.ab, embedding), part.rows
 
     def batches(
         self,
@@ -112,53 +159,28 @@ class Split:
         with ThreadPoolExecutor(threads, thread_name_prefix="batches") as pool:
             converting: deque[Future[Batch]] = deque()
 
-            def convert(rows: Rows, index: np.ndarray) -> Iterator[Batch]:
+            def convert(window: Window, index: np.ndarray) -> Iterator[Batch]:
                 mirror = rng.random(len(index)) < 0.5 if flip and rng is not None else None
-                converting.append(pool.submit(to_batch, rows, mirror, index))
+                converting.append(pool.submit(window.batch, index, mirror))
                 while len(converting) > threads or (converting and converting[0].done()):
                     yield converting.popleft().result()
 
             reading = [pool.submit(self.read, self.parts[i]) for i in windows[0]] if windows else []
-            carry: Rows | None = None
+            carry: list[tuple[Rows, np.ndarray]] = []
             for number in range(len(windows)):
-                window = [job.result() for job in reading]
+                window = Window(carry + [job.result() for job in reading])
                 if number + 1 < len(windows):
                     reading = [pool.submit(self.read, self.parts[i]) for i in windows[number + 1]]
-                rows = Rows.concat(([carry] if carry is not None else []) + window)
-                shuffled = rng.permutation(len(rows)) if rng is not None else np.arange(len(rows))
-                full = len(rows) - len(rows) % batch_size
+                shuffled = rng.permutation(len(window)) if rng is not None else np.arange(len(window))
+                full = len(window) - len(window) % batch_size
                 for begin in range(0, full, batch_size):
-                    yield from convert(rows, shuffled[begin : begin + batch_size])
-                carry = rows.take(shuffled[full:])
-            if carry is not None and len(carry):
-                yield from convert(carry, np.arange(len(carry)))
+                    yield from convert(window, shuffled[begin : begin + batch_size])
+                rest = shuffled[full:]
+                carry = [(window.take(rest), np.arange(len(rest)))] if len(rest) else []
+            if carry:
+                yield from convert(Window(carry), carry[0][1])
             while converting:
                 yield converting.popleft().result()
-
-
-def to_batch(rows: Rows, mirror: np.ndarray | None = None, index: np.ndarray | None = None) -> Batch:
-    """Model inputs (L as float 0..255, the embedding as stored, float16) and target ab / 128 of ``rows[index]``
-    (all rows without ``index``); the rows where ``mirror`` is true are mirrored left to right.
-
-    A mirrored photo gets its feature map mirrored too, so the map still lies over what it describes. The
-    embedding stays float16: the model casts its input itself (exactly, on the accelerator), where converting
-    here cost as much as reading it and sent twice the bytes to the GPU.
-    """
-    index = np.arange(len(rows)) if index is None else index
-    mirror = np.zeros(len(index), bool) if mirror is None else mirror
-    L, ab, embedding = (_gathered(array, index, mirror) for array in (rows.L, rows.ab, rows.embedding))
-    return {"L": model_inputs(L), "embedding": embedding}, model_target(ab)
-
-
-def _gathered(array: np.ndarray, index: np.ndarray, mirror: np.ndarray) -> np.ndarray:
-    """Rows ``index`` of ``array`` (n, h, w, ...), those where ``mirror`` is true flipped along w, copied in one
-    pass (a batch of hypercolumn maps is 90 MB); vectors (n, dim) are only gathered."""
-    if array.ndim < 3:
-        return array[index]
-    result = np.empty((len(index), *array.shape[1:]), array.dtype)
-    for row, (source, flipped) in enumerate(zip(index, mirror)):
-        result[row] = array[source, :, ::-1] if flipped else array[source]
-    return result
 
 
 def prefetch(batches: Iterator[Batch], depth: int = 4) -> Iterator[Batch]:
