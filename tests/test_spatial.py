@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from colorization.dataset.batches import Rows, Split, Window, to_batch
+from colorization.dataset.batches import Rows, Split, Window
 from colorization.dataset.embeddings import embedding_shape
 from colorization.dataset.shards import Dataset
 from colorization.errors import ConfigError
@@ -57,7 +57,9 @@ def test_batches_carry_maps_and_mirror_them_with_the_photo(spatial_dataset, spat
     rows = Rows(rng.integers(0, 255, (8, 16, 16), np.uint8), rng.integers(-60, 60, (8, 16, 16, 2), np.int8),
                 rng.normal(size=(8, 5, 5, 3)).astype(np.float16))
     mirror = np.arange(len(rows)) % 3 == 0
-    inputs, target = to_batch(rows, mirror)
+    everything = np.arange(len(rows))
+    window = Window([(rows, everything)])
+    inputs, target = window.batch(everything, mirror)
     mirrored = [not np.array_equal(inputs["L"][i, ..., 0], rows.L[i]) for i in range(len(rows))]
     assert mirrored == list(mirror)
     assert np.array_equal(target[mirror] * 128, rows.ab[mirror][:, :, ::-1].astype(np.float32))
@@ -66,7 +68,7 @@ def test_batches_carry_maps_and_mirror_them_with_the_photo(spatial_dataset, spat
         assert np.array_equal(inputs["embedding"][i], expected)
 
     index = np.array([5, 0, 3])
-    gathered, gathered_target = Window([(rows, np.arange(len(rows)))]).batch(index, mirror[index])
+    gathered, gathered_target = window.batch(index, mirror[index])
     assert np.array_equal(gathered["embedding"], inputs["embedding"][index])
     assert np.array_equal(gathered["L"], inputs["L"][index]) and np.array_equal(gathered_target, target[index])
 

@@ -106,12 +106,6 @@ def _gathered(picks: list[tuple[Rows, int]], field: str, mirror: np.ndarray) -> 
     return result
 
 
-def to_batch(rows: Rows, mirror: np.ndarray | None = None) -> Batch:
-    """:meth:`Window.batch` of all ``rows``, in order."""
-    everything = np.arange(len(rows))
-    return Window([(rows, everything)]).batch(everything, mirror)
-
-
 class Split:
     """The training or validation rows of a dataset, for one extractor's embeddings."""
 
