@@ -147,9 +147,11 @@ def colorize(
     work = catalog.plan(iter_entries(source), ledger.pieces(), output, trained.id, recolor, overwrite)
     logger.info("%s: %d photos, %d to process, %d left as they are", source, work.found, len(work.pending),
                 work.kept)
-    report, seconds = _colour(source, output, trained, work, ledger, batch_size, recolor, workers, dask_address,
-                              max_pixels, upsample)
-    work.pending.path.unlink()
+    try:
+        report, seconds = _colour(source, output, trained, work, ledger, batch_size, recolor, workers,
+                                  dask_address, max_pixels, upsample)
+    finally:
+        work.pending.path.unlink(missing_ok=True)  # a failed run's worklist is stale: the next run plans anew
     remove_temps(output, "a Dask worker lost during this run", recursive=True)  # the lock keeps others out
     return _close(output, work.found, work, report, seconds, trained, upsample, catalog.sheet_path(output))
 

@@ -91,9 +91,11 @@ def colorize_split(
     work = catalog.plan(iter_entries(source), ledger.pieces(), output, trained.id, recolor, overwrite)
     ledger.add(work.records)
     ledger.flush()
-    parts = shares.write(output, work.pending, gpus)
+    try:
+        parts = shares.write(output, work.pending, gpus)
+    finally:
+        work.pending.path.unlink(missing_ok=True)  # cut into the shares' own worklists, or stale if that failed
     sizes = [len(shares.entries(part)) for part in parts]
-    work.pending.path.unlink()
     logger.info("%s: %d photos, %d to process in %d shares, %d left as they are", source, work.found,
                 len(work.pending), len(parts), work.kept)
     for sheet in shares.sheets(output):

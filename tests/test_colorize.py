@@ -147,6 +147,23 @@ def test_zip_input_and_unsafe_member(prefect_harness, tiny_model, tmp_path, samp
     assert "unsafe path" in catalog.read_manifest(out).set_index("source").loc["../evil.jpg", "error"]
 
 
+def test_a_run_stopped_by_an_unexpected_error_leaves_no_worklist(prefect_harness, tiny_model, tmp_path, sample_paths,
+                                                                  monkeypatch):
+    import flows.colorize
+
+    archive, out = tmp_path / "archive", tmp_path / "coloured"
+    archive.mkdir()
+    grey_from(sample_paths[0]).save(archive / "one.png")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the loop")
+
+    monkeypatch.setattr(flows.colorize, "colorize_pending", broken)
+    with pytest.raises(RuntimeError, match="a bug in the loop"):
+        colorize(input=archive, output=out, model=tiny_model, workers=1)
+    assert not catalog.worklist_path(out).exists(), "stale once the run has stopped: the next run plans anew"
+
+
 def test_empty_inbox_is_nothing_to_do_only_when_allowed(prefect_harness, tiny_model, tmp_path):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
