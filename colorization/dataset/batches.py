@@ -65,7 +65,9 @@ class Window:
 
     def __init__(self, members: list[tuple[Rows, np.ndarray]]):
         self.members = members
-        self.ends = np.cumsum([len(positions) for _, positions in members])
+        lengths = [len(positions) for _, positions in members]
+        self.ends = np.cumsum(lengths)
+        self.starts = self.ends - lengths
 
     def __len__(self) -> int:
         return int(self.ends[-1]) if len(self.ends) else 0
@@ -78,21 +80,19 @@ class Window:
         The embedding stays float16: the model casts its input itself (exactly, on the accelerator), where
         converting it here cost as much as reading it and sent the GPU twice the bytes.
         """
+        rows = self.take(index, mirror)
+        return {"L": model_inputs(rows.L), "embedding": rows.embedding}, model_target(rows.ab)
+
+    def take(self, index: np.ndarray, mirror: np.ndarray | None = None) -> Rows:
+        """Rows ``index`` copied out, those where ``mirror`` is true flipped along w."""
         picks = self._picks(index)
         mirror = np.zeros(len(picks), bool) if mirror is None else mirror
-        L, ab, embedding = (_gathered(picks, field, mirror) for field in ("L", "ab", "embedding"))
-        return {"L": model_inputs(L), "embedding": embedding}, model_target(ab)
-
-    def take(self, index: np.ndarray) -> Rows:
-        """Rows ``index`` copied out, as they are."""
-        picks = self._picks(index)
-        return Rows(*(_gathered(picks, field, np.zeros(len(picks), bool)) for field in ("L", "ab", "embedding")))
+        return Rows(*(_gathered(picks, field, mirror) for field in ("L", "ab", "embedding")))
 
     def _picks(self, index: np.ndarray) -> list[tuple[Rows, int]]:
         """The decoded rows and the position in them of each row of the window in ``index``."""
         member = np.searchsorted(self.ends, index, side="right")
-        starts = self.ends - [len(positions) for _, positions in self.members]
-        return [(self.members[m][0], int(self.members[m][1][i - starts[m]])) for m, i in zip(member, index)]
+        return [(self.members[m][0], int(self.members[m][1][i - self.starts[m]])) for m, i in zip(member, index)]
 
 
 def _gathered(picks: list[tuple[Rows, int]], field: str, mirror: np.ndarray) -> np.ndarray:
