@@ -52,6 +52,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from colorization.dataset.embeddings import embed_dataset  # noqa: E402
+from colorization.dataset.layout import Shape, describe, row_shape  # noqa: E402
 from colorization.dataset.preprocess import plan_shards, process_files  # noqa: E402
 from colorization.dataset.shards import ERROR, Dataset, read_shard  # noqa: E402
 from colorization.network import device  # noqa: E402
@@ -143,7 +144,8 @@ def batched(extractor: Extractor, lightness: np.ndarray, batch_size: int) -> Tim
 def stage(extractor: Extractor, dataset: Dataset, batch_size: int) -> Timing:
     """(c): ``embed_dataset`` from shards to embedding files, timed around the whole call."""
     start = clocks()
-    report = embed_dataset(dataset, extractor.id, lambda lightness: extractor.embed(lightness, batch_size))
+    report = embed_dataset(dataset, extractor.id, lambda lightness: extractor.embed(lightness, batch_size),
+                           shape=extractor.shape)
     timing = since(report.images, start)
     if report.shards != len(dataset.shards()):
         raise RuntimeError(f"embed_dataset embedded {report.shards} of {len(dataset.shards())} shards")
@@ -153,10 +155,11 @@ def stage(extractor: Extractor, dataset: Dataset, batch_size: int) -> Timing:
 def stage_floor(extractor: Extractor, dataset: Dataset) -> Timing:
     """(d): ``embed_dataset`` with a free network, into an embedding folder of its own (removed after)."""
     rows = max(len(read_shard(shard, ["id"]).ids) for shard in dataset.shards())
-    values = np.random.default_rng(0).standard_normal((rows, *extractor.shape), np.float32).astype(np.float16)
+    values = np.random.default_rng(0).standard_normal((rows, *row_shape(extractor.shape)), np.float32)
+    values = values.astype(np.float16)
     floor_id = f"floor-{extractor.id}"
     start = clocks()
-    report = embed_dataset(dataset, floor_id, lambda lightness: values[: len(lightness)])
+    report = embed_dataset(dataset, floor_id, lambda lightness: values[: len(lightness)], shape=extractor.shape)
     timing = since(report.images, start)
     shutil.rmtree(dataset.embeddings_dir(floor_id))
     return timing
@@ -167,7 +170,7 @@ class HeadResult:
     """One head's best runs and what its embeddings of one photo take: raw float16 and in the stage's files."""
 
     head: str
-    shape: tuple[int, ...]
+    shape: Shape
     seed: Timing
     bare: Timing
     stage: Timing
@@ -175,10 +178,10 @@ class HeadResult:
 
     @property
     def raw_bytes(self) -> int:
-        return 2 * int(np.prod(self.shape))
+        return 2 * int(np.prod(row_shape(self.shape)))
 
     def row(self) -> str:
-        return (f"{self.head:12s} {'x'.join(map(str, self.shape)):>12s} {self.raw_bytes:>10,d} "
+        return (f"{self.head:12s} {describe(self.shape):>22s} {self.raw_bytes:>10,d} "
                 f"{self.disk_bytes:>12,.0f} {self.bare.rate:>8.2f} {self.stage.rate:>8.2f} "
                 f"{self.stage.cpu / self.stage.images:>10.3f}")
 
@@ -192,7 +195,7 @@ def measure_head(head: str, args: argparse.Namespace, dataset: Dataset, lightnes
                  lengths: set[int], seed_count: int) -> HeadResult:
     """(a), then (b) and (c) ``--repeats`` times alternating, for one head; prints every run."""
     extractor = load_extractor(args.weights, head, mixed_precision=args.mixed_precision)
-    print(f"\n== head {head}: extractor {extractor.id} ({'x'.join(map(str, extractor.shape))} per photo), "
+    print(f"\n== head {head}: extractor {extractor.id} ({describe(extractor.shape)} per photo), "
           f"dtype policy {extractor.model.dtype_policy.name}")
     started = time.perf_counter()
     warm_up(extractor, args.size, lengths)
@@ -271,7 +274,7 @@ def main() -> None:
         results = [measure_head(head, args, dataset, lightness, lengths, seed_count) for head in args.heads]
 
     if len(results) > 1:
-        print(f"\n{'head':12s} {'per photo':>12s} {'raw B':>10s} {'on disk B':>12s} {'(b) im/s':>8s} "
+        print(f"\n{'head':12s} {'per photo':>22s} {'raw B':>10s} {'on disk B':>12s} {'(b) im/s':>8s} "
               f"{'(c) im/s':>8s} {'(c) cpu s':>10s}")
         for result in results:
             print(result.row())

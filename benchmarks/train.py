@@ -38,6 +38,7 @@ import numpy as np
 
 from colorization.dataset.batches import THREADS, Batch, Split, prefetch
 from colorization.dataset.embeddings import embed_dataset
+from colorization.dataset.layout import describe
 from colorization.dataset.preprocess import plan_shards, process_files
 from colorization.dataset.shards import Dataset
 from colorization.network import device
@@ -120,7 +121,7 @@ def main() -> int:
     extractor = load_extractor("none", args.head, mixed_precision=args.mixed_precision or None)
     with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
         data = build_dataset(Path(tmp) / "dataset", args.size, args.repeat)
-        embed_dataset(data, extractor.id, lambda lightness: extractor.embed(lightness, 32))
+        embed_dataset(data, extractor.id, lambda lightness: extractor.embed(lightness, 32), shape=extractor.shape)
         split = Split(data, extractor.id, validation=False, percent=0.01)
         steps = split.steps(args.batch_size)
         with device.dtype_policy(policy):
@@ -140,7 +141,7 @@ def main() -> int:
           f"load {os.getloadavg()[0]:.2f} at the end")
     print(f"setup:    {split.size} photos at {args.size}x{args.size}, width {args.width}, batch {args.batch_size}, "
           f"{steps} steps x {args.epochs} epochs, dtype policy {policy}; RANDOM weights (speed only); "
-          f"head {args.head}, embedding {'x'.join(map(str, extractor.shape))}, {model.count_params():,d} parameters")
+          f"head {args.head}, embedding {describe(extractor.shape)}, {model.count_params():,d} parameters")
     if seed is not None:
         print(f"(a) seed's way, Xception per photo in the generator: {seed:8.2f} images/s")
     print(f"(b) precomputed embeddings, prefetched batches:      {stage:8.2f} images/s")

@@ -30,9 +30,10 @@ from colorization.photos.images import Framing
 
 MIN_SIZE = 32
 WEIGHT_KEYWORDS = ("imagenet", "none")
-Head = Literal["predictions", "avg_pool", "spatial", "middle", "hypercolumn"]  # what Xception can give the model
+# what Xception can give the model
+Head = Literal["predictions", "avg_pool", "spatial", "middle", "hypercolumn", "maps"]
 HEADS: tuple[str, ...] = get_args(Head)
-DEFAULT_HEAD: Head = "hypercolumn"  # the best colours measured on unseen photos (QUALITY.md)
+DEFAULT_HEAD: Head = "maps"  # the hypercolumn, the best colours measured on unseen photos (QUALITY.md), stored small
 Objective = Literal["regression", "classification"]  # what the model can learn
 Schedule = Literal["cosine", "constant"]  # how the learning rate moves over a run's epochs
 Keep = Literal["best", "last"]  # which epoch's weights a run saves as its model

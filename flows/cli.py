@@ -38,10 +38,11 @@ TEMPERATURE_HELP = "annealed-mean temperature of a classification model (default
 SATURATION_HELP = ("scale the predicted colour's chroma: above 1 more vivid, below 1 paler (default: 1, the "
                    "model's own; README's colorize section has the measured trade-off)")
 
-HEAD_HELP = ("what Xception gives the model: hypercolumn, its exit and middle flows' maps on one 16x16 grid, "
-             "fused spatially (colours best, QUALITY.md; ~540 KB a photo on disk); spatial, the exit flow's "
-             "10x10x2048 map alone (100 KB); middle, the middle flow's 19x19x728 map; avg_pool, the 2048-d pooled "
-             "features; or predictions, the paper's 1000-class softmax")
+HEAD_HELP = ("what Xception gives the model: maps, its exit and middle flows' maps at their own sizes, which the "
+             "model stacks on one 16x16 grid and fuses spatially (colours best, QUALITY.md; ~260 KB a photo on "
+             "disk); hypercolumn, the same stacked before storing (~540 KB; models trained before maps existed); "
+             "spatial, the exit flow's 10x10x2048 map alone (100 KB); middle, the middle flow's 19x19x728 map; "
+             "avg_pool, the 2048-d pooled features; or predictions, the paper's 1000-class softmax")
 
 
 def _path(value: str) -> Path:

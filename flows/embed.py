@@ -10,6 +10,7 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 from pydantic import Field
 
 from colorization.dataset.embeddings import embed_dataset, write_extractor_info
+from colorization.dataset.layout import describe
 from colorization.dataset.shards import Dataset
 from colorization.network import device
 from colorization.network.extractor import RANDOM_WARNING, load_extractor
@@ -28,7 +29,7 @@ def embed_shards(dataset: Path, weights: str, head: str, batch_size: int, only: 
         if extractor.random:
             logger.warning(RANDOM_WARNING)
         logger.info("extractor %s (%s per photo) on %s, batch %d", extractor.id,
-                    "x".join(map(str, extractor.shape)), device.describe(), batch_size)
+                    describe(extractor.shape), device.describe(), batch_size)
         data = Dataset(dataset)
         write_extractor_info(data.embeddings_dir(extractor.id), extractor.id, weights, head)
         progress = create_progress_artifact(0.0, key="embed-progress", description="Shards embedded")
@@ -41,7 +42,8 @@ def embed_shards(dataset: Path, weights: str, head: str, batch_size: int, only: 
                 logger.info("embedded shard %d/%d", done, total)
 
             report = embed_dataset(
-                data, extractor.id, lambda lightness: extractor.embed(lightness, batch_size), on_shard, only
+                data, extractor.id, lambda lightness: extractor.embed(lightness, batch_size), on_shard, only,
+                extractor.shape,
             )
     return {
         "extractor_id": extractor.id,
@@ -66,10 +68,11 @@ def embed(
     """Compute the Xception embedding of every photo in ``dataset`` once, into ``embeddings/<extractor-id>/``.
 
     ``weights`` is ``imagenet`` (downloaded once into the Keras cache), a local weights file, or ``none``
-    (random, for tests only). ``head`` ``hypercolumn`` (the default) stores Xception's exit-flow and middle-flow
-    maps on one 16x16 grid per photo, ``spatial`` or ``middle`` one of them, the others a vector; a model trained
-    on a map fuses it spatially. Shards already embedded by the same extractor are skipped. The
-    run holds the dataset's lock; ``wait`` waits for another run that holds it instead of failing.
+    (random, for tests only). ``head`` ``maps`` (the default) stores Xception's exit-flow and middle-flow maps at
+    their own sizes, which the model stacks on one 16x16 grid; ``hypercolumn`` stores them stacked, ``spatial``
+    or ``middle`` one of them, the others a vector; a model trained on maps fuses them spatially. Shards already
+    embedded by the same extractor are skipped. The run holds the dataset's lock; ``wait`` waits for another run
+    that holds it instead of failing.
     """
     logger = get_run_logger()
     data = Dataset(project_path(dataset))

@@ -229,6 +229,8 @@ def test_local_weights_file_gives_same_id_as_the_weights_it_holds(random_extract
     assert pooled.dim == 2048 and pooled.id.startswith("xception-avg_pool-")
     spatial = load_extractor(str(path), "spatial")
     assert spatial.shape == (10, 10, 2048) and spatial.id.startswith("xception-spatial-")
+    maps = load_extractor(str(path), "maps")  # a file's model takes any size: the maps get theirs from 299x299
+    assert maps.shape == ((10, 10, 2048), (19, 19, 728)) and maps.id == spatial.id.replace("spatial", "maps")
 
 
 def test_offline_imagenet_says_how_to_pass_a_file(monkeypatch):

@@ -33,7 +33,7 @@ def test_fusion_is_chosen_by_the_embedding_shape():
     paper = build_model(32, 16, 0.125)
     assert "repeat_embedding" in [layer.name for layer in paper.layers]
     assert fusion_kind((16,)) == "global" and fusion_kind((10, 10, 24)) == "spatial"
-    with pytest.raises(ConfigError, match="a vector or an"):
+    with pytest.raises(ConfigError, match="a vector, an"):
         build_model(32, (10, 24), 0.125)
 
 

@@ -3,7 +3,8 @@
 Memory stays bounded whatever the dataset size: at most two windows of ``shards_in_memory`` shards are
 decoded at a time (the one being served and the next).
 Rows are split into training and validation by a hash of their id, so the split never changes when the
-dataset grows. Embeddings are vectors (n, dim) or feature maps (n, h, w, c) alike.
+dataset grows. Embeddings are vectors (n, dim), feature maps (n, h, w, c) or several maps stored flat alike
+(:mod:`colorization.dataset.layout`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from colorization.dataset.embeddings import read_aligned
+from colorization.dataset.embeddings import embedding_shape, read_aligned
+from colorization.dataset.layout import Shape, copy_mirrored
 from colorization.dataset.shards import Dataset, read_shard
 from colorization.errors import ConfigError
 from colorization.photos.lab import model_inputs, model_target
@@ -46,11 +48,16 @@ class Part:
 
 @dataclass
 class Rows:
-    """Decoded rows of a shard."""
+    """Decoded rows of a shard; ``shape`` is one photo's embedding's (default: its array's row shape)."""
 
     L: np.ndarray
     ab: np.ndarray
     embedding: np.ndarray
+    shape: Shape | None = None
+
+    def __post_init__(self) -> None:
+        if self.shape is None:
+            self.shape = self.embedding.shape[1:]
 
     def __len__(self) -> int:
         return len(self.L)
@@ -87,7 +94,9 @@ class Window:
         """Rows ``index`` copied out, those where ``mirror`` is true flipped along w."""
         picks = self._picks(index)
         mirror = np.zeros(len(picks), bool) if mirror is None else mirror
-        return Rows(*(_gathered(picks, field, mirror) for field in ("L", "ab", "embedding")))
+        shape = self.members[0][0].shape
+        gathered = (_gathered(picks, field, mirror, shape) for field in ("L", "ab", "embedding"))
+        return Rows(*gathered, shape=shape)
 
     def _picks(self, index: np.ndarray) -> list[tuple[Rows, int]]:
         """The decoded rows and the position in them of each row of the window in ``index``."""
@@ -95,14 +104,18 @@ class Window:
         return [(self.members[m][0], int(self.members[m][1][i - self.starts[m]])) for m, i in zip(member, index)]
 
 
-def _gathered(picks: list[tuple[Rows, int]], field: str, mirror: np.ndarray) -> np.ndarray:
+def _gathered(picks: list[tuple[Rows, int]], field: str, mirror: np.ndarray, shape: Shape) -> np.ndarray:
     """One field of the picked rows stacked, rows where ``mirror`` is true flipped along w (a photo's (h, w, ...)
-    values; vectors are never flipped), copied in one pass."""
+    values, each map of an embedding of ``shape``; vectors are never flipped), copied in one pass."""
     first = getattr(picks[0][0], field)
     result = np.empty((len(picks), *first.shape[1:]), first.dtype)
+    row_layout = shape if field == "embedding" else first.shape[1:]
     for out, ((rows, row), flipped) in enumerate(zip(picks, mirror)):
         values = getattr(rows, field)[row]
-        result[out] = values[:, ::-1] if flipped and values.ndim >= 2 else values
+        if flipped:
+            copy_mirrored(result[out], values, row_layout)
+        else:
+            result[out] = values
     return result
 
 
@@ -122,6 +135,7 @@ class Split:
             if len(rows):
                 self.parts.append(Part(shard, embeddings, rows))
         self.size = sum(len(p.rows) for p in self.parts)
+        self.shape = embedding_shape(self.parts[0].embeddings) if self.parts else None
 
     def steps(self, batch_size: int) -> int:
         return -(-self.size // batch_size)
@@ -131,7 +145,7 @@ class Split:
         cost as much as decoding)."""
         shard = read_shard(part.shard, ["id", "L", "ab"])
         embedding = read_aligned(part.shard, part.embeddings, self.extractor_id, shard.ids)
-        return Rows(shard.L, shard.ab, embedding), part.rows
+        return Rows(shard.L, shard.ab, embedding, self.shape), part.rows
 
     def batches(
         self,

@@ -1,10 +1,10 @@
 """Embedding files: one per shard, same rows in the same order, named by the extractor that made them.
 
 ``DATASET/embeddings/<extractor-id>/part-NNNNN.parquet`` holds ``id`` and ``embedding``: each photo's float16
-values (little-endian, C order) as one fixed-size binary value, its shape (``(dim,)`` or ``(h, w, c)``) in the
-file's metadata. The extractor id is also stored in the metadata, so embeddings of different networks are
-never mixed. Files of earlier versions hold a fixed-size list of float16 instead, and vectors without the shape
-key; both still read.
+values (little-endian, C order) as one fixed-size binary value, its shape (``(dim,)``, ``(h, w, c)`` or several
+maps, :mod:`colorization.dataset.layout`) in the file's metadata. The extractor id is also stored in the
+metadata, so embeddings of different networks are never mixed. Files of earlier versions hold a fixed-size
+list of float16 instead, and vectors without the shape key; both still read.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from colorization.atomic import atomic_path, remove_stale_temps
+from colorization.dataset.layout import Shape, as_shape, row_shape
 from colorization.dataset.shards import Dataset, read_shard
 from colorization.errors import ConfigError
 
@@ -46,8 +47,11 @@ def read_extractor_info(folder: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def write_embeddings(path: Path, ids: list[str], embeddings: np.ndarray, extractor_id: str) -> None:
-    """Write one shard's embeddings (n, dim) or (n, h, w, c) atomically, as float16.
+def write_embeddings(
+    path: Path, ids: list[str], embeddings: np.ndarray, extractor_id: str, shape: Shape | None = None
+) -> None:
+    """Write one shard's embeddings (n, *shape) atomically, as float16; ``shape`` says how a flat row holds
+    several maps (default: the array's own row shape).
 
     A photo's values are one binary value, not a list of float16: Parquet stores float16 as two-byte
     fixed-length values, one at a time, which made writing a hypercolumn map (1.4 MB raw) ~6x and reading it ~5x
@@ -55,45 +59,47 @@ def write_embeddings(path: Path, ids: list[str], embeddings: np.ndarray, extract
     activations only cost time (and bytes).
     """
     values = np.ascontiguousarray(embeddings, "<f2")
-    row_shape = values.shape[1:]
-    row_bytes = int(np.prod(row_shape)) * values.itemsize
+    shape = values.shape[1:] if shape is None else shape
+    if row_shape(shape) != values.shape[1:]:
+        raise ValueError(f"{path}: embeddings of {values.shape[1:]} values a photo do not hold {shape}")
+    row_bytes = int(np.prod(values.shape[1:])) * values.itemsize
     column = pa.FixedSizeBinaryArray.from_buffers(pa.binary(row_bytes), len(values), [None, pa.py_buffer(values)])
     table = pa.table({"id": pa.array(ids, pa.string()), "embedding": column})
     table = table.replace_schema_metadata(
-        {EXTRACTOR_KEY: extractor_id.encode(), SHAPE_KEY: json.dumps(list(row_shape)).encode()}
+        {EXTRACTOR_KEY: extractor_id.encode(), SHAPE_KEY: json.dumps(shape).encode()}
     )
     with atomic_path(path) as temp:
         pq.write_table(table, temp, compression="zstd", use_dictionary=False, write_statistics=["id"])
 
 
 def read_embeddings(path: Path, extractor_id: str | None = None) -> tuple[list[str], np.ndarray]:
-    """Row ids and embeddings (n, dim) or (n, h, w, c) float16 of one file, refusing one made by another
-    extractor."""
+    """Row ids and embeddings (n, *row shape) float16 of one file (:func:`colorization.dataset.layout.row_shape`:
+    several maps come flat), refusing one made by another extractor."""
     table = pq.read_table(path, memory_map=True)
     metadata = table.schema.metadata or {}
     stored = metadata.get(EXTRACTOR_KEY, b"").decode()
     if extractor_id is not None and stored != extractor_id:
         raise ConfigError(f"{path}: embeddings made by {stored or 'an unknown extractor'}, not {extractor_id}")
     column = table.column("embedding").combine_chunks()
-    row_shape = _row_shape(metadata, column.type)
+    values_shape = row_shape(_stored_shape(metadata, column.type))
     if pa.types.is_fixed_size_binary(column.type):
         start = column.offset * column.type.byte_width
-        flat = np.frombuffer(column.buffers()[1], "<f2", len(column) * int(np.prod(row_shape)), start)
+        flat = np.frombuffer(column.buffers()[1], "<f2", len(column) * int(np.prod(values_shape)), start)
     else:
         flat = column.values.to_numpy(zero_copy_only=False)
-    return table.column("id").to_pylist(), flat.reshape(len(column), *row_shape)
+    return table.column("id").to_pylist(), flat.reshape(len(column), *values_shape)
 
 
-def embedding_shape(path: Path) -> tuple[int, ...]:
-    """One photo's embedding shape in a file, ``(dim,)`` or ``(h, w, c)``, from its schema alone."""
+def embedding_shape(path: Path) -> Shape:
+    """One photo's embedding shape in a file, ``(dim,)``, ``(h, w, c)`` or several maps, from its schema alone."""
     schema = pq.read_schema(path)
-    return _row_shape(schema.metadata or {}, schema.field("embedding").type)
+    return _stored_shape(schema.metadata or {}, schema.field("embedding").type)
 
 
-def _row_shape(metadata: dict[bytes, bytes], column_type: pa.DataType) -> tuple[int, ...]:
+def _stored_shape(metadata: dict[bytes, bytes], column_type: pa.DataType) -> Shape:
     """The shape recorded in a file's metadata; vectors of the list's length for files written before maps
     existed (always lists of float16)."""
-    return tuple(json.loads(metadata[SHAPE_KEY])) if SHAPE_KEY in metadata else (column_type.list_size,)
+    return as_shape(json.loads(metadata[SHAPE_KEY])) if SHAPE_KEY in metadata else (column_type.list_size,)
 
 
 def read_aligned(
@@ -128,6 +134,7 @@ def embed_dataset(
     embed: Callable[[np.ndarray], np.ndarray],
     on_shard: Callable[[int, int], None] | None = None,
     only: Collection[str] | None = None,
+    shape: Shape | None = None,
 ) -> EmbedReport:
     """Embed every shard that has no embedding file yet, in shard order.
 
@@ -137,7 +144,8 @@ def embed_dataset(
     Each file is written atomically: a killed run resumes where it stopped.
     ``on_shard(done, total)`` is called, on the calling thread, as each shard's embeddings are handed to the
     writer. ``only`` limits the run to the shards of those names (one share of a split run, :func:`deal`); such a
-    run leaves temporary files alone, since other runs write beside it.
+    run leaves temporary files alone, since other runs write beside it. ``shape`` is the extractor's
+    (:func:`write_embeddings`).
     """
     folder = dataset.embeddings_dir(extractor_id)
     folder.mkdir(parents=True, exist_ok=True)
@@ -161,7 +169,7 @@ def embed_dataset(
             values = embed(rows.L)
             while len(writes) >= WRITERS:
                 writes.popleft().result()
-            writes.append(writer.submit(write_embeddings, folder / shard.name, rows.ids, values, extractor_id))
+            writes.append(writer.submit(write_embeddings, folder / shard.name, rows.ids, values, extractor_id, shape))
             if on_shard is not None:
                 on_shard(done, len(pending))
             report.shards += 1

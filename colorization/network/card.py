@@ -13,6 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from colorization.dataset.layout import Shape, as_shape
 from colorization.errors import ConfigError
 
 MODEL_FILE = "model.keras"
@@ -78,11 +79,11 @@ class ModelCard:
     model_dir: Path
     extractor_id: str
     extractor_weights: str  # imagenet, none or a file path: what rebuilds the extractor at colorize time
-    head: str  # where Xception is cut: predictions, avg_pool or spatial
+    head: str  # where Xception is cut (preflight.HEADS)
     random: bool  # trained on embeddings of an untrained Xception (tests only)
     size: int
     width: float
-    embedding_shape: tuple[int, ...]
+    embedding_shape: Shape
     objective: str  # regression or classification
     temperature: float | None  # a classification model's default annealed-mean temperature
     stalled: bool  # its validation loss never fell: it learnt nothing that carries to unseen photos
@@ -94,7 +95,7 @@ class ModelCard:
         data = read_card(model_dir)
         try:
             extractor_id = data["extractor_id"]
-            shape = data.get("embedding_shape") or [data["embedding_dim"]]
+            shape = data.get("embedding_shape") or data["embedding_dim"]
             return cls(
                 model_dir=model_dir,
                 extractor_id=extractor_id,
@@ -103,7 +104,7 @@ class ModelCard:
                 random=is_random_id(extractor_id),
                 size=int(data["size"]),
                 width=float(data["width"]),
-                embedding_shape=tuple(int(d) for d in shape),
+                embedding_shape=as_shape(shape),
                 objective=data.get("objective", "regression"),
                 temperature=data.get("temperature"),
                 stalled=data.get("stalled") is True,

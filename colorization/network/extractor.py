@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import random
 import threading
 import warnings
@@ -21,10 +22,11 @@ import h5py
 import keras
 import numpy as np
 
+from colorization.dataset.layout import Shape, channels
 from colorization.errors import ConfigError
 from colorization.network import device
 from colorization.network.card import RANDOM_WARNING, make_extractor_id
-from colorization.network.model import ResizeMap
+from colorization.network.model import HYPERCOLUMN_GRID, stacked
 from colorization.photos import lab
 from colorization.preflight import HEADS, check_weights
 
@@ -36,9 +38,9 @@ log = logging.getLogger(__name__)
 HEAD_LAYERS = {"predictions": "predictions", "avg_pool": "avg_pool", "spatial": "block14_sepconv2_act",
                "middle": "block13_sepconv1_act"}
 # A hypercolumn (Larsson et al. 2016) stacks several layers' maps at each position: here the exit flow's and
-# the middle flow's, both resized to one grid, 16x16x2776.
+# the middle flow's. ``maps`` stores both at their own sizes and the model stacks them on one grid, 16x16x2776;
+# ``hypercolumn`` stores them stacked (1.5x the raw bytes, twice the bytes on disk), as models before it did.
 HYPERCOLUMN = ("spatial", "middle")
-HYPERCOLUMN_GRID = 16
 IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/xception/"
 XCEPTION_SIZE = 299
 RANDOM_SEED = 1712_03400  # any fixed number gives stable random weights; this one is the paper's arXiv id
@@ -72,25 +74,22 @@ class XceptionInput(keras.layers.Layer):
 
 @dataclass
 class Extractor:
-    """An Xception embedding network and the id that names the embeddings it makes."""
+    """An Xception embedding network, the id that names the embeddings it makes, and their shape: ``(dim,)``
+    for a vector head, ``(10, 10, 2048)`` for ``spatial``, ``(19, 19, 728)`` for ``middle``, ``(16, 16, 2776)``
+    for ``hypercolumn``, both of those maps for ``maps`` (:mod:`colorization.dataset.layout`)."""
 
     model: keras.Model
     id: str
     random: bool
+    shape: Shape
 
     @property
     def dim(self) -> int:
-        """Channels of the embedding: its length for a vector head, its depth for ``spatial``."""
-        return int(self.model.output.shape[-1])
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """One photo's embedding: ``(dim,)`` for a vector head, ``(10, 10, 2048)`` for ``spatial``, ``(19, 19, 728)``
-        for ``middle``, ``(16, 16, 2776)`` for ``hypercolumn``."""
-        return tuple(int(d) for d in self.model.output.shape[1:])
+        """Channels of the embedding: its length for a vector head, its depth (summed for ``maps``) for a map."""
+        return channels(self.shape)
 
     def embed(self, lightness: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Embeddings (n, *shape) float16 of stored L arrays (n, h, w) uint8."""
+        """Embeddings (n, *row shape) float16 of stored L arrays (n, h, w) uint8 (several maps come flat)."""
         out = self.model.predict(grey_input(lightness), batch_size=batch_size, verbose=0)
         return np.asarray(out, dtype=np.float16)
 
@@ -104,7 +103,8 @@ def load_extractor(
     ``spatial`` the 10x10x2048 map those features are pooled from, so that the model can place semantics where
     they are in the photo (Larsson et al. 2016, "Learning Representations for Automatic Colorization", colour
     from a pretrained network's spatial features rather than from one global vector); ``middle`` the middle
-    flow's 19x19x728 map, twice as fine and less abstract; ``hypercolumn`` both maps on one 16x16 grid.
+    flow's 19x19x728 map, twice as fine and less abstract; ``maps`` both maps at their own sizes, which the model
+    stacks on one 16x16 grid; ``hypercolumn`` both maps stacked so before they are stored.
     Mixed precision is used on a GPU unless ``mixed_precision`` says otherwise.
     """
     if head not in HEADS:
@@ -120,10 +120,11 @@ def load_extractor(
             backbone = _imagenet(head)
         else:
             backbone = _from_file(Path(weights), head)
-        backbone = _with_head(backbone, head)
+        backbone, maps = _with_head(backbone, head)
         grey = keras.Input((None, None, 1), name="grey")
         model = keras.Model(grey, backbone(XceptionInput(name="xception_input")(grey)), name="xception_embedder")
-    return Extractor(model, make_extractor_id(head, weights_checksum(backbone), random), random)
+    shape = maps or tuple(int(d) for d in model.output.shape[1:])
+    return Extractor(model, make_extractor_id(head, weights_checksum(backbone), random), random, shape)
 
 
 _SEEDING = threading.Lock()
@@ -154,26 +155,34 @@ def weights_checksum(model: keras.Model) -> str:
     return digest.hexdigest()
 
 
-def _with_head(model: keras.Model, head: str) -> keras.Model:
-    """The model cut at the head's layer (:data:`HEAD_LAYERS`) when it does not already end there.
+def _with_head(model: keras.Model, head: str) -> tuple[keras.Model, Shape | None]:
+    """The model cut at the head's layer (:data:`HEAD_LAYERS`), or at both :data:`HYPERCOLUMN` layers; and, for
+    ``maps``, the two maps' shapes (other heads' embeddings have their output's shape).
 
-    A no-top Xception that Keras pooled (``pooling="avg"``) already ends at ``avg_pool``'s output, under another
-    layer name.
+    ``hypercolumn`` stacks the two maps on :data:`HYPERCOLUMN_GRID` as the fusion model's
+    :class:`~colorization.network.model.Hypercolumn` does; ``maps`` flattens each and lays them one after
+    another, for the model to stack. A no-top Xception that Keras pooled (``pooling="avg"``) already ends at
+    ``avg_pool``'s output, under another layer name.
     """
-    if head == "hypercolumn":
-        return _hypercolumn(model)
+    if head in ("hypercolumn", "maps"):
+        maps = [model.get_layer(HEAD_LAYERS[name]).output for name in HYPERCOLUMN]
+        if head == "hypercolumn":
+            return keras.Model(model.input, stacked(maps, HYPERCOLUMN_GRID), name="xception_hypercolumn"), None
+        return _flat_maps(keras.Model(model.input, maps, name="xception_exit_and_middle"))
     names = [layer.name for layer in model.layers]
     if HEAD_LAYERS[head] not in names or names[-1] == HEAD_LAYERS[head]:
-        return model
-    return keras.Model(model.input, model.get_layer(HEAD_LAYERS[head]).output, name=f"xception_{head}")
+        return model, None
+    return keras.Model(model.input, model.get_layer(HEAD_LAYERS[head]).output, name=f"xception_{head}"), None
 
 
-def _hypercolumn(model: keras.Model) -> keras.Model:
-    """The :data:`HYPERCOLUMN` heads' maps, resized to :data:`HYPERCOLUMN_GRID` by the fusion model's own
-    :class:`ResizeMap` and concatenated channel-wise: one map from one pass."""
-    resized = [ResizeMap(HYPERCOLUMN_GRID, name=f"{head}_grid")(model.get_layer(HEAD_LAYERS[head]).output)
-               for head in HYPERCOLUMN]
-    return keras.Model(model.input, keras.ops.concatenate(resized, axis=-1), name="xception_hypercolumn")
+def _flat_maps(cut: keras.Model) -> tuple[keras.Model, Shape]:
+    """``cut``'s maps of a 299x299 image, each flattened, laid one after another; and their shapes. (A weights
+    file's no-top model takes images of any size, so its maps have no size until it is given one.)"""
+    image = keras.Input((XCEPTION_SIZE, XCEPTION_SIZE, 3), name="image")
+    maps = cut(image)
+    shapes = tuple(tuple(int(d) for d in feature_map.shape[1:]) for feature_map in maps)
+    flat = [keras.ops.reshape(feature_map, (-1, math.prod(shape))) for feature_map, shape in zip(maps, shapes)]
+    return keras.Model(image, keras.ops.concatenate(flat, axis=-1), name="xception_maps"), shapes
 
 
 def imagenet_available(head: str = "predictions") -> bool:

@@ -25,6 +25,7 @@ from colorization.colorize import render
 from colorization.dataset import prior
 from colorization.dataset.batches import Split, prefetch
 from colorization.dataset.embeddings import embedding_shape, pick_extractor, read_extractor_info
+from colorization.dataset.layout import Shape, as_list, as_shape, channels
 from colorization.dataset.shards import Dataset
 from colorization.errors import ConfigError
 from colorization.evaluation import metrics
@@ -123,7 +124,7 @@ class State:
     config: TrainConfig
     extractor_id: str
     size: int
-    embedding_shape: tuple[int, ...]
+    embedding_shape: Shape
     history: list[EpochResult] = field(default_factory=list)
 
     @property
@@ -311,7 +312,7 @@ class Trainer:
                               f"{config.objective}, or choose another --model-dir")
         history = [EpochResult(**row) for row in saved["history"]]
         # Checkpoints written before feature maps recorded only a vector's length.
-        shape = tuple(saved["embedding_shape"]) if "embedding_shape" in saved else (saved["embedding_dim"],)
+        shape = as_shape(saved["embedding_shape"] if "embedding_shape" in saved else saved["embedding_dim"])
         self.state = State(config, saved["extractor_id"], saved["size"], shape, history)
         with distribution_scope(), device.dtype_policy(device.compute_policy(config.mixed_precision)):
             self.model = keras.models.load_model(self.checkpoint_dir / MODEL_FILE)
@@ -434,8 +435,8 @@ class Trainer:
             "size": self.state.size,
             "width": self.state.config.width,
             **self.objective_card(),
-            "embedding_dim": self.state.embedding_shape[-1],
-            "embedding_shape": list(self.state.embedding_shape),
+            "embedding_dim": channels(self.state.embedding_shape),
+            "embedding_shape": as_list(self.state.embedding_shape),
             "fusion": fusion_kind(self.state.embedding_shape),
             "dataset": str(self.dataset.root),
             "framing": self.dataset.framing(),
