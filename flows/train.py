@@ -13,7 +13,7 @@ from pydantic import Field
 from colorization.colorize.gallery import markdown_gallery
 from colorization.dataset.shards import Dataset
 from colorization.evaluation.metrics import DIRECTION, grey_baseline
-from colorization.network.card import is_random_id
+from colorization.network.card import checkpoint_extractor, head_of_id, is_random_id
 from colorization.network.training import STALL_EPOCHS, EpochResult, TrainConfig, Trainer, to_srgb
 from colorization.preflight import (
     DEFAULT_HEAD,
@@ -206,11 +206,17 @@ def pipeline(
 ) -> dict:
     """preprocess -> embed -> train from one photo folder, each stage a subflow (and each incremental).
 
-    Each stage holds its folder's lock while it runs; ``wait`` waits for other runs that hold them.
+    Each stage holds its folder's lock while it runs; ``wait`` waits for other runs that hold them. A resumed
+    run keeps the head it was started with (as it keeps its other options): ``head`` applies to new runs.
     """
     check_pipeline(project_path(source), project_path(dataset), project_path(model_dir), size,
                    resolve_weights(weights), epochs, batch_size, width, workers, resume, validation_percent,
                    dropout)
+    started = checkpoint_extractor(project_path(model_dir)) if resume else None
+    if started is not None and head_of_id(started) != head:
+        get_run_logger().info("%s: resuming a run started with --head %s, which it keeps (not %s)", model_dir,
+                              head_of_id(started), head)
+        head = head_of_id(started)
     preprocess(source=source, dataset=dataset, size=size, workers=workers, wait=wait)
     summary = embed(dataset=dataset, weights=weights, head=head, wait=wait)
     if is_random_id(summary["extractor_id"]):  # on the run the user opened, not only on its subflows

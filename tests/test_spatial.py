@@ -133,3 +133,11 @@ def test_cli_pipeline_with_spatial_head_embeds_maps_and_trains_a_spatial_model(p
     assert card["fusion"] == "spatial" and card["extractor_id"].startswith("xception-spatial-RANDOM-")
     folder = Dataset(tmp_path / "ds").embeddings_dir(card["extractor_id"])
     assert all(embedding_shape(path) == (10, 10, 2048) for path in folder.glob("part-*.parquet"))
+
+    # Resumed without --head (whose default is maps), the run keeps the head it was started with.
+    assert main(["pipeline", str(tmp_path / "photos"), "--dataset", str(tmp_path / "ds"), "--model-dir",
+                 str(tmp_path / "m"), "--size", "32", "--weights", "none", "--epochs", "2", "--resume",
+                 "--batch-size", "4", "--width", "0.125", "--workers", "1"]) == 0
+    resumed = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert resumed["extractor_id"] == card["extractor_id"] and resumed["epochs"] == 2
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 
 import keras
@@ -225,6 +226,18 @@ def test_resume_with_nothing_left_saves_nothing_and_clears_stale_temps(embedded_
     assert not any(p.exists() for p in stale)
     assert again.run() == card
     assert {p.name: p.stat().st_mtime_ns for p in model_dir.iterdir() if p.is_file()} == saved
+
+
+def test_resume_continues_on_its_own_embeddings_when_the_dataset_has_gained_another_set(embedded_dataset, tmp_path):
+    """A run started on one embedding set, resumed after embed made a second (say, with a new default head),
+    continues on its own set without being told which; a new run still has to choose."""
+    model_dir = tmp_path / "model"
+    train_tiny(embedded_dataset, model_dir)
+    shutil.copytree(embedded_dataset.embeddings_dir(FAKE_EXTRACTOR), embedded_dataset.embeddings_dir("another-set"))
+    _, card = train_tiny(embedded_dataset, model_dir, epochs=2, resume=True)
+    assert card["extractor_id"] == FAKE_EXTRACTOR and card["epochs"] == 2
+    with pytest.raises(ConfigError, match="several embedding sets"):
+        train_tiny(embedded_dataset, tmp_path / "new")
 
 
 def test_resume_saves_the_model_a_kill_left_unsaved(embedded_dataset, tmp_path):

@@ -69,6 +69,18 @@ def has_checkpoint(model_dir: Path) -> bool:
     return (model_dir / CHECKPOINT_DIR / STATE_FILE).is_file()
 
 
+def checkpoint_extractor(model_dir: Path) -> str | None:
+    """The extractor id of the run checkpointed in ``model_dir``, whose embeddings resuming it needs; None
+    when there is no run."""
+    if not has_checkpoint(model_dir):
+        return None
+    path = model_dir / CHECKPOINT_DIR / STATE_FILE
+    try:
+        return json.loads(path.read_text())["extractor_id"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a training checkpoint's state ({exc})") from exc
+
+
 @dataclass(frozen=True)
 class ModelCard:
     """A trained model's card, typed: read once per run with :meth:`read`, then passed to whoever needs it.
@@ -100,7 +112,7 @@ class ModelCard:
                 model_dir=model_dir,
                 extractor_id=extractor_id,
                 extractor_weights=data.get("extractor_weights") or "imagenet",
-                head=data.get("extractor_head") or _head_of_id(extractor_id),
+                head=data.get("extractor_head") or head_of_id(extractor_id),
                 random=is_random_id(extractor_id),
                 size=int(data["size"]),
                 width=float(data["width"]),
@@ -138,8 +150,9 @@ class ModelCard:
         return name
 
 
-def _head_of_id(extractor_id: str) -> str:
-    """The head of a card written before cards recorded it, from its extractor id (``xception-HEAD-...``)."""
+def head_of_id(extractor_id: str) -> str:
+    """The head an extractor id names (``xception-HEAD-...``): how cards written before they recorded it, and
+    resumed runs, find theirs."""
     return extractor_id.split("-")[1] if extractor_id.startswith("xception-") else "predictions"
 
 

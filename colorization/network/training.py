@@ -35,6 +35,7 @@ from colorization.network.card import (
     CHECKPOINT_DIR,
     MODEL_FILE,
     STATE_FILE,
+    checkpoint_extractor,
     has_checkpoint,
     is_random_id,
     read_card,
@@ -249,7 +250,7 @@ class Trainer:
         self.dataset = dataset
         self.model_dir = model_dir
         self.config = config
-        self.extractor_id = pick_extractor(dataset, extractor_id)
+        self.extractor_id = pick_extractor(dataset, extractor_id or checkpoint_extractor(model_dir))
         self.train_split = Split(dataset, self.extractor_id, validation=False, percent=config.validation_percent)
         self.val_split = Split(dataset, self.extractor_id, validation=True, percent=config.validation_percent)
         if self.train_split.size == 0:
