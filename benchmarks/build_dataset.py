@@ -66,7 +66,8 @@ def main() -> int:
           f"{time.perf_counter() - started:.1f} s", flush=True)
     extractor = load_extractor(args.weights, args.head)
     write_extractor_info(dataset.embeddings_dir(extractor.id), extractor.id, args.weights, args.head)
-    report = embed_dataset(dataset, extractor.id, lambda lightness: extractor.embed(lightness, args.batch_size))
+    report = embed_dataset(dataset, extractor.id, lambda lightness: extractor.embed(lightness, args.batch_size),
+                           extractor.shape)
     print(f"embed: {report.images} photos with {extractor.id} in {report.seconds:.1f} s", flush=True)
     return 0
 

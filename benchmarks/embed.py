@@ -145,7 +145,7 @@ def stage(extractor: Extractor, dataset: Dataset, batch_size: int) -> Timing:
     """(c): ``embed_dataset`` from shards to embedding files, timed around the whole call."""
     start = clocks()
     report = embed_dataset(dataset, extractor.id, lambda lightness: extractor.embed(lightness, batch_size),
-                           shape=extractor.shape)
+                           extractor.shape)
     timing = since(report.images, start)
     if report.shards != len(dataset.shards()):
         raise RuntimeError(f"embed_dataset embedded {report.shards} of {len(dataset.shards())} shards")
@@ -159,7 +159,7 @@ def stage_floor(extractor: Extractor, dataset: Dataset) -> Timing:
     values = values.astype(np.float16)
     floor_id = f"floor-{extractor.id}"
     start = clocks()
-    report = embed_dataset(dataset, floor_id, lambda lightness: values[: len(lightness)], shape=extractor.shape)
+    report = embed_dataset(dataset, floor_id, lambda lightness: values[: len(lightness)], extractor.shape)
     timing = since(report.images, start)
     shutil.rmtree(dataset.embeddings_dir(floor_id))
     return timing

@@ -121,7 +121,7 @@ def main() -> int:
     extractor = load_extractor("none", args.head, mixed_precision=args.mixed_precision or None)
     with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
         data = build_dataset(Path(tmp) / "dataset", args.size, args.repeat)
-        embed_dataset(data, extractor.id, lambda lightness: extractor.embed(lightness, 32), shape=extractor.shape)
+        embed_dataset(data, extractor.id, lambda lightness: extractor.embed(lightness, 32), extractor.shape)
         split = Split(data, extractor.id, validation=False, percent=0.01)
         steps = split.steps(args.batch_size)
         with device.dtype_policy(policy):

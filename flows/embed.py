@@ -42,8 +42,8 @@ def embed_shards(dataset: Path, weights: str, head: str, batch_size: int, only: 
                 logger.info("embedded shard %d/%d", done, total)
 
             report = embed_dataset(
-                data, extractor.id, lambda lightness: extractor.embed(lightness, batch_size), on_shard, only,
-                extractor.shape,
+                data, extractor.id, lambda lightness: extractor.embed(lightness, batch_size), extractor.shape,
+                on_shard, only,
             )
     return {
         "extractor_id": extractor.id,

@@ -113,7 +113,7 @@ def test_embed_dataset_reads_and_writes_in_order(tiny_dataset, tmp_path):
     data = Dataset(tmp_path / "ds")
     shutil.copytree(tiny_dataset.root, data.root)
     calls = []
-    report = embed_dataset(data, "fake", lambda lightness: lightness.reshape(len(lightness), -1)[:, :3],
+    report = embed_dataset(data, "fake", lambda lightness: lightness.reshape(len(lightness), -1)[:, :3], (3,),
                            lambda done, total: calls.append((done, total)))
     assert calls == [(1, 3), (2, 3), (3, 3)] and report.images == 10
     for shard in data.shards():
@@ -140,7 +140,7 @@ def test_embed_dataset_waits_for_slow_writes_instead_of_holding_every_shard(tiny
 
     monkeypatch.setattr(embeddings, "WRITERS", 1)
     monkeypatch.setattr(embeddings, "write_embeddings", slow_write)
-    report = embed_dataset(data, "fake", embed)
+    report = embed_dataset(data, "fake", embed, (3,))
     assert report.shards == 3 and not unwritten and len(list(data.embeddings_dir("fake").glob("part-*"))) == 3
     assert max(most) == 2, "one shard being written, one just embedded: never all three held at once"
 
@@ -156,7 +156,7 @@ def test_shares_of_a_split_run_embed_only_their_shards_and_leave_others_temp_fil
     in_flight = folder / f".tmp-0123abcd-{shards[1].name}"  # the other share's write, not finished yet
     in_flight.write_bytes(b"partial")
 
-    report = embed_dataset(data, "fake", lambda lightness: lightness.reshape(len(lightness), -1)[:, :3],
+    report = embed_dataset(data, "fake", lambda lightness: lightness.reshape(len(lightness), -1)[:, :3], (3,),
                            only=deal(shards, 2)[0])
 
     assert report.shards == 2 and sorted(p.name for p in folder.glob("part-*.parquet")) == [shards[0].name,

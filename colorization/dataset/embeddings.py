@@ -132,11 +132,13 @@ def embed_dataset(
     dataset: Dataset,
     extractor_id: str,
     embed: Callable[[np.ndarray], np.ndarray],
+    shape: Shape,
     on_shard: Callable[[int, int], None] | None = None,
     only: Collection[str] | None = None,
-    shape: Shape | None = None,
 ) -> EmbedReport:
-    """Embed every shard that has no embedding file yet, in shard order.
+    """Embed every shard that has no embedding file yet, in shard order; ``embed`` gives one photo's
+    embedding of ``shape`` (the extractor's: the files record it, and several maps come flat, so it cannot be
+    told from the arrays).
 
     The next shard is read and earlier results written on background threads while ``embed`` runs, so the
     network never waits on disk; at most :data:`WRITERS` shards' results wait to be written, so a network
@@ -144,8 +146,7 @@ def embed_dataset(
     Each file is written atomically: a killed run resumes where it stopped.
     ``on_shard(done, total)`` is called, on the calling thread, as each shard's embeddings are handed to the
     writer. ``only`` limits the run to the shards of those names (one share of a split run, :func:`deal`); such a
-    run leaves temporary files alone, since other runs write beside it. ``shape`` is the extractor's
-    (:func:`write_embeddings`).
+    run leaves temporary files alone, since other runs write beside it.
     """
     folder = dataset.embeddings_dir(extractor_id)
     folder.mkdir(parents=True, exist_ok=True)
