@@ -2,7 +2,9 @@
 # GPU figures for BENCHMARKS.md's "embed heads" section, under KERAS_BACKEND=jax (see benchmarks/gpu.sh for the
 # wheels to carry in .whl/): embed throughput and bytes on disk of each head in $HEADS (default: maps, embed's
 # default, then hypercolumn, the same two maps stacked before storing: 1.5x the raw bytes), then training
-# throughput of the model each head feeds (256x256, width 1.0, batch 64). gpu.sh measures the predictions head.
+# throughput of the model each head feeds (256x256, width 1.0, batch 64; 1,087 photos in shards of 128, so that
+# each window of 4 shards holds 8 batches: session 30 measured with 271 photos in shards of 32, 2 batches a
+# window). gpu.sh measures the predictions head.
 # Through the device tool: command "bash benchmarks/gpu_heads.sh", carry [".whl"]. Output also in $OUT.
 set -euo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
@@ -12,6 +14,6 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out
 python3 benchmarks/embed.py --images 1024 --seed-images 1 --batch-size 256 --shards 2 --repeats 1 \
     --mixed-precision --heads ${HEADS:-maps hypercolumn} 2>&1 | tee "$out/gpu-embed-heads.txt"
 for head in ${HEADS:-maps hypercolumn}; do
-    python3 benchmarks/train.py --size 256 --width 1.0 --batch-size 64 --repeat 8 --epochs 2 --mixed-precision \
-        --skip-seed --head "$head" 2>&1 | tee "$out/gpu-train-$head.txt"
+    python3 benchmarks/train.py --size 256 --width 1.0 --batch-size 64 --repeat 32 --rows-per-shard 128 --epochs 2 \
+        --mixed-precision --skip-seed --head "$head" 2>&1 | tee "$out/gpu-train-$head.txt"
 done

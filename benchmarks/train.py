@@ -49,8 +49,8 @@ from colorization.network.training import compile_model
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "photos"
 
 
-def build_dataset(folder: Path, size: int, repeat: int) -> Dataset:
-    """The bundled photos, ``repeat`` times over (as distinct rows), in shards of 32."""
+def build_dataset(folder: Path, size: int, repeat: int, rows_per_shard: int = 32) -> Dataset:
+    """The bundled photos, ``repeat`` times over (as distinct rows), in shards of ``rows_per_shard``."""
     names = sorted(p.name for p in SAMPLES.iterdir())
     data = Dataset(folder)
     data.ensure(size)
@@ -62,7 +62,7 @@ def build_dataset(folder: Path, size: int, repeat: int) -> Dataset:
     relatives = [f"{i}/{n}" for i in range(repeat) for n in names]
     with ProcessPoolExecutor(mp_context=multiprocessing.get_context("spawn")) as pool:  # no fork of a GPU process
         jobs = [pool.submit(process_files, copies, files, data.shards_dir / shard, size)
-                for shard, files in plan_shards(relatives, 32, 0)]
+                for shard, files in plan_shards(relatives, rows_per_shard, 0)]
         for job in jobs:
             job.result()
     return data
@@ -111,6 +111,9 @@ def main() -> int:
     parser.add_argument("--width", type=float, default=0.5)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=2, help="times the bundled photos are used (default 2)")
+    parser.add_argument("--rows-per-shard", type=int, default=32,
+                        help="photos a shard (default 32; preprocess's own default is 512): a window of 4 shards "
+                             "of 32 holds only 2 batches of 64, so small shards leave the batch builders idle")
     parser.add_argument("--mixed-precision", action="store_true", help="float16 compute (as on a GPU by default)")
     parser.add_argument("--skip-seed", action="store_true", help="skip (a): the seed's way is slow on a GPU")
     parser.add_argument("--epochs", type=int, default=1, help="timed epochs of (b) and (c) (default 1)")
@@ -120,7 +123,7 @@ def main() -> int:
     policy = device.compute_policy(args.mixed_precision or None)
     extractor = load_extractor("none", args.head, mixed_precision=args.mixed_precision or None)
     with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
-        data = build_dataset(Path(tmp) / "dataset", args.size, args.repeat)
+        data = build_dataset(Path(tmp) / "dataset", args.size, args.repeat, args.rows_per_shard)
         embed_dataset(data, extractor.id, lambda lightness: extractor.embed(lightness, 32), extractor.shape)
         split = Split(data, extractor.id, validation=False, percent=0.01)
         steps = split.steps(args.batch_size)
@@ -139,7 +142,8 @@ def main() -> int:
     print(f"command:  {shlex.join([sys.executable, *sys.argv])}")
     print(f"machine:  {os.cpu_count()} CPUs, {platform.platform()}, {device.describe()}, "
           f"load {os.getloadavg()[0]:.2f} at the end")
-    print(f"setup:    {split.size} photos at {args.size}x{args.size}, width {args.width}, batch {args.batch_size}, "
+    print(f"setup:    {split.size} photos at {args.size}x{args.size} in shards of {args.rows_per_shard}, "
+          f"width {args.width}, batch {args.batch_size}, "
           f"{steps} steps x {args.epochs} epochs, dtype policy {policy}; RANDOM weights (speed only); "
           f"head {args.head}, embedding {describe(extractor.shape)}, {model.count_params():,d} parameters")
     if seed is not None:
