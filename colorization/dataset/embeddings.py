@@ -30,8 +30,9 @@ from colorization.errors import ConfigError
 EXTRACTOR_KEY = b"colorization.extractor_id"
 SHAPE_KEY = b"colorization.embedding_shape"
 INFO_FILE = "extractor.json"
-# Shards' embeddings compressed and written at once, beside the network (zstd releases the GIL): a writer keeps up
-# with ~200 hypercolumn maps a second, Xception on a GPU makes ~500; each holds a shard's maps (0.7 GB at 512 rows).
+# Shards' embeddings compressed and written at once, beside the network (zstd releases the GIL): on an H200
+# machine's cores a writer keeps up with ~145 photos' maps a second where Xception makes ~690 (BENCHMARKS.md);
+# each holds a shard's maps (0.48 GB at 512 rows).
 WRITERS = max(2, min(4, (os.cpu_count() or 1) // 4))
 
 
@@ -142,7 +143,7 @@ def embed_dataset(
 
     The next shard is read and earlier results written on background threads while ``embed`` runs, so the
     network never waits on disk; at most :data:`WRITERS` shards' results wait to be written, so a network
-    faster than the disk waits for it instead of filling memory (a shard of hypercolumn maps is ~0.7 GB).
+    faster than the disk waits for it instead of filling memory (a shard of `maps` rows is ~0.48 GB).
     Each file is written atomically: a killed run resumes where it stopped.
     ``on_shard(done, total)`` is called, on the calling thread, as each shard's embeddings are handed to the
     writer. ``only`` limits the run to the shards of those names (one share of a split run, :func:`deal`); such a
