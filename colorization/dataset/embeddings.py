@@ -143,7 +143,7 @@ def embed_dataset(
 
     The next shard is read and earlier results written on background threads while ``embed`` runs, so the
     network never waits on disk; at most :data:`WRITERS` shards' results wait to be written, so a network
-    faster than the disk waits for it instead of filling memory (a shard of `maps` rows is ~0.48 GB).
+    faster than the disk waits for it instead of filling memory (a shard of ``maps`` rows is ~0.48 GB).
     Each file is written atomically: a killed run resumes where it stopped.
     ``on_shard(done, total)`` is called, on the calling thread, as each shard's embeddings are handed to the
     writer. ``only`` limits the run to the shards of those names (one share of a split run, :func:`deal`); such a
