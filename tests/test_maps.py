@@ -7,12 +7,14 @@ import json
 import shutil
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from colorization.dataset.batches import Rows, Split, Window
-from colorization.dataset.embeddings import embedding_shape, read_embeddings, write_embeddings
+from colorization.dataset.embeddings import SHAPE_KEY, embedding_shape, read_embeddings, write_embeddings
 from colorization.dataset.layout import copy_mirrored, describe, row_shape, split
 from colorization.dataset.shards import Dataset, read_shard
+from colorization.errors import ConfigError
 from colorization.network.card import ModelCard
 from colorization.network.extractor import load_extractor
 from colorization.network.model import Hypercolumn, build_model
@@ -60,6 +62,13 @@ def test_several_maps_are_written_flat_with_their_shapes_and_read_back(tmp_path)
     assert first.shape == (3, 2, 2, 3) and np.array_equal(second[1].ravel(), values[1, 12:])
     with pytest.raises(ValueError, match=r"part-00000.parquet: embeddings of \(29,\) values a photo do not hold"):
         write_embeddings(path, ["a", "b", "c"], values[:, :29], FAKE_MAPS, SMALL)
+
+    table = pq.read_table(path)  # a file whose recorded shape is not what its values hold: named, not a crash
+    metadata = {**table.schema.metadata, SHAPE_KEY: json.dumps([[2, 2, 3], [3, 3, 3]]).encode()}
+    pq.write_table(table.replace_schema_metadata(metadata), path)
+    with pytest.raises(ConfigError, match=r"part-00000.parquet: its values of 60 bytes a photo do not hold the "
+                                          r"shape it records, 2x2x3 \+ 3x3x3; delete it and run embed again"):
+        read_embeddings(path, FAKE_MAPS)
 
 
 def test_a_mirrored_photo_mirrors_each_of_its_maps():

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from colorization.atomic import atomic_path, remove_stale_temps
-from colorization.dataset.layout import Shape, as_shape, row_shape
+from colorization.dataset.layout import Shape, as_shape, describe, row_shape
 from colorization.dataset.shards import Dataset, read_shard
 from colorization.errors import ConfigError
 
@@ -82,8 +82,12 @@ def read_embeddings(path: Path, extractor_id: str | None = None) -> tuple[list[s
     if extractor_id is not None and stored != extractor_id:
         raise ConfigError(f"{path}: embeddings made by {stored or 'an unknown extractor'}, not {extractor_id}")
     column = table.column("embedding").combine_chunks()
-    values_shape = row_shape(_stored_shape(metadata, column.type))
+    shape = _stored_shape(metadata, column.type)
+    values_shape = row_shape(shape)
     if pa.types.is_fixed_size_binary(column.type):
+        if column.type.byte_width != 2 * int(np.prod(values_shape)):
+            raise ConfigError(f"{path}: its values of {column.type.byte_width} bytes a photo do not hold the "
+                              f"shape it records, {describe(shape)}; delete it and run embed again")
         start = column.offset * column.type.byte_width
         flat = np.frombuffer(column.buffers()[1], "<f2", len(column) * int(np.prod(values_shape)), start)
     else:
