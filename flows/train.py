@@ -213,12 +213,12 @@ def pipeline(
                    resolve_weights(weights), epochs, batch_size, width, workers, resume, validation_percent,
                    dropout)
     started = checkpoint_extractor(project_path(model_dir)) if resume else None
-    if started is not None and head_of_id(started) != head:
+    kept = head if started is None else head_of_id(started)
+    if kept != head:
         get_run_logger().info("%s: resuming a run started with --head %s, which it keeps (not %s)", model_dir,
-                              head_of_id(started), head)
-        head = head_of_id(started)
+                              kept, head)
     preprocess(source=source, dataset=dataset, size=size, workers=workers, wait=wait)
-    summary = embed(dataset=dataset, weights=weights, head=head, wait=wait)
+    summary = embed(dataset=dataset, weights=weights, head=kept, wait=wait)
     if is_random_id(summary["extractor_id"]):  # on the run the user opened, not only on its subflows
         get_run_logger().warning(RANDOM_NOTE.replace("*", ""))
     return train(dataset=dataset, model_dir=model_dir, epochs=epochs, batch_size=batch_size, width=width,

@@ -240,6 +240,14 @@ def test_resume_continues_on_its_own_embeddings_when_the_dataset_has_gained_anot
         train_tiny(embedded_dataset, tmp_path / "new")
 
 
+def test_a_damaged_checkpoint_state_is_named(embedded_dataset, tmp_path):
+    model_dir = tmp_path / "model"
+    train_tiny(embedded_dataset, model_dir)
+    (model_dir / "checkpoint" / "state.json").write_text('{"history": [')
+    with pytest.raises(ConfigError, match=r"checkpoint/state.json: not a training checkpoint's state"):
+        train_tiny(embedded_dataset, model_dir, epochs=2, resume=True)
+
+
 def test_resume_saves_the_model_a_kill_left_unsaved(embedded_dataset, tmp_path):
     model_dir = tmp_path / "model"
     train_tiny(embedded_dataset, model_dir)

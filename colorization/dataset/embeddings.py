@@ -84,12 +84,13 @@ def read_embeddings(path: Path, extractor_id: str | None = None) -> tuple[list[s
     column = table.column("embedding").combine_chunks()
     shape = _stored_shape(metadata, column.type)
     values_shape = row_shape(shape)
+    values = int(np.prod(values_shape))
     if pa.types.is_fixed_size_binary(column.type):
-        if column.type.byte_width != 2 * int(np.prod(values_shape)):
+        if column.type.byte_width != 2 * values:
             raise ConfigError(f"{path}: its values of {column.type.byte_width} bytes a photo do not hold the "
                               f"shape it records, {describe(shape)}; delete it and run embed again")
         start = column.offset * column.type.byte_width
-        flat = np.frombuffer(column.buffers()[1], "<f2", len(column) * int(np.prod(values_shape)), start)
+        flat = np.frombuffer(column.buffers()[1], "<f2", len(column) * values, start)
     else:
         flat = column.values.to_numpy(zero_copy_only=False)
     return table.column("id").to_pylist(), flat.reshape(len(column), *values_shape)

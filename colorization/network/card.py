@@ -69,16 +69,23 @@ def has_checkpoint(model_dir: Path) -> bool:
     return (model_dir / CHECKPOINT_DIR / STATE_FILE).is_file()
 
 
+def read_state(model_dir: Path) -> dict:
+    """The state of the run checkpointed in ``model_dir`` (its config, extractor id, shape and history), or a
+    clear error when the file is not one."""
+    path = model_dir / CHECKPOINT_DIR / STATE_FILE
+    try:
+        state = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not a training checkpoint's state ({exc})") from exc
+    if not isinstance(state, dict) or "extractor_id" not in state:
+        raise ConfigError(f"{path}: not a training checkpoint's state (no extractor_id)")
+    return state
+
+
 def checkpoint_extractor(model_dir: Path) -> str | None:
     """The extractor id of the run checkpointed in ``model_dir``, whose embeddings resuming it needs; None
     when there is no run."""
-    if not has_checkpoint(model_dir):
-        return None
-    path = model_dir / CHECKPOINT_DIR / STATE_FILE
-    try:
-        return json.loads(path.read_text())["extractor_id"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path}: not a training checkpoint's state ({exc})") from exc
+    return read_state(model_dir)["extractor_id"] if has_checkpoint(model_dir) else None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 
 from colorization.atomic import atomic_path
-from colorization.dataset.layout import Shape, as_list, as_shape, is_several, parts, row_shape, spans
+from colorization.dataset.layout import Shape, as_list, as_shape, channels, is_several, parts, row_shape, spans
 from colorization.errors import ConfigError
 from colorization.network.card import CARD_FILE, DOWNSAMPLING, MODEL_FILE, ModelCard
 
@@ -81,7 +81,7 @@ class Hypercolumn(keras.layers.Layer):
                        self.size)
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.size, self.size, sum(part[-1] for part in self.maps))
+        return (input_shape[0], self.size, self.size, channels(self.maps))
 
     def get_config(self) -> dict:
         return {**super().get_config(), "maps": as_list(self.maps), "size": self.size}

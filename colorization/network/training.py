@@ -24,7 +24,7 @@ from colorization.atomic import atomic_path, remove_stale_temps
 from colorization.colorize import render
 from colorization.dataset import prior
 from colorization.dataset.batches import Split, prefetch
-from colorization.dataset.embeddings import embedding_shape, pick_extractor, read_extractor_info
+from colorization.dataset.embeddings import pick_extractor, read_extractor_info
 from colorization.dataset.layout import Shape, as_list, as_shape, channels
 from colorization.dataset.shards import Dataset
 from colorization.errors import ConfigError
@@ -39,6 +39,7 @@ from colorization.network.card import (
     has_checkpoint,
     is_random_id,
     read_card,
+    read_state,
 )
 from colorization.network.model import build_model, fusion_kind, save_trained
 from colorization.photos import lab
@@ -288,7 +289,7 @@ class Trainer:
     def _build(self) -> None:
         """A new model and run state from ``config``."""
         size = self.dataset.size()
-        shape = embedding_shape(self.train_split.parts[0].embeddings)
+        shape = self.train_split.shape
         classes, loss = 0, regression_loss(self.config.loss)
         if self.config.objective == "classification":
             weights = prior.dataset_weights(self.dataset, self.config.validation_percent)
@@ -302,7 +303,7 @@ class Trainer:
         self.decode = self._decoder()
 
     def _load_checkpoint(self) -> None:
-        saved = json.loads((self.checkpoint_dir / STATE_FILE).read_text())
+        saved = read_state(self.model_dir)
         if saved["extractor_id"] != self.extractor_id:
             raise ConfigError(
                 f"{self.checkpoint_dir}: trained on embeddings of {saved['extractor_id']}, not {self.extractor_id}"
