@@ -38,9 +38,15 @@ def temps(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if TEMP_NAME.fullmatch(p.name)]
 
 
+def finished(root: Path) -> list[Path]:
+    """The output photos under ``root`` that were renamed into place: not temps, not the run's own folder."""
+    return [p for p in sorted(root.rglob("*.png"))
+            if ".colorize" not in p.parts and not TEMP_NAME.fullmatch(p.name)]
+
+
 def outputs(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*.png")) if ".colorize" not in p.parts}
+    """Each finished output's hash; read only once nothing writes there (a temp may be renamed meanwhile)."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in finished(root)}
 
 
 def start_cli_colorize(source: Path, out: Path, model: Path, workers: int) -> subprocess.Popen:
@@ -105,7 +111,7 @@ def test_killed_run_leaves_nothing_behind(prefect_harness, tiny_model, sample_pa
     try:
         deadline = time.monotonic() + 180
         while process.poll() is None and time.monotonic() < deadline:
-            if out.is_dir() and (temps(out) or len(outputs(out)) > after):
+            if out.is_dir() and (temps(out) or len(finished(out)) > after):
                 time.sleep(rng.uniform(0, 0.2))
                 break
             time.sleep(0.005)
@@ -128,7 +134,7 @@ def test_killed_dask_worker_ends_in_a_completed_run_or_one_clear_line(prefect_ha
     source = grey_pngs(sample_paths[:10], tmp_path / "in")
     out = tmp_path / "out"
     process = start_cli_colorize(source, out, tiny_model, workers=2)
-    killed = kill_a_dask_worker(process, lambda: out.is_dir() and bool(temps(out) or outputs(out)))
+    killed = kill_a_dask_worker(process, lambda: out.is_dir() and bool(temps(out) or finished(out)))
     assert killed, "the run ended before a worker could be killed"
     err = out.with_name("out.stderr").read_text()
     assert "Traceback" not in err
