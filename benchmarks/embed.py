@@ -13,6 +13,9 @@ bundled photos in
 (d) the stage around a network that costs nothing (random values of the embedding's shape, made before timing):
     what reading shards and writing embedding files allow at most. On a CPU the network hides it; on a GPU,
     where (b) runs at thousands of photos/s, (c)/(b) can reach the 90% aim only if (d) is well above (b).
+    ``--writers 1 2 4 8`` runs (d) once for each number of writer threads (default: the stage's own,
+    ``WRITERS``, which depends on the cores); use several shards, since the last shard's write is never
+    overlapped.
 
 (b) and (c) run ``--repeats`` times, alternating, and the fastest run of each counts, since other processes
 slow a run down but never speed it up. (c) also gives what each head costs on disk: the bytes of its embedding
@@ -51,7 +54,7 @@ import numpy as np
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from colorization.dataset.embeddings import embed_dataset  # noqa: E402
+from colorization.dataset.embeddings import WRITERS, embed_dataset  # noqa: E402
 from colorization.dataset.layout import Shape, describe, row_shape  # noqa: E402
 from colorization.dataset.preprocess import plan_shards, process_files  # noqa: E402
 from colorization.dataset.shards import ERROR, Dataset, read_shard  # noqa: E402
@@ -112,7 +115,7 @@ class Timing:
         return self.images / self.wall
 
     def line(self, label: str) -> str:
-        return f"{label:36s} {self.rate:6.2f} images/s  ({self.images} in {self.wall:.1f} s; cpu {self.cpu:.1f} s)"
+        return f"{label:44s} {self.rate:6.2f} images/s  ({self.images} in {self.wall:.1f} s; cpu {self.cpu:.1f} s)"
 
 
 def clocks() -> tuple[float, float]:
@@ -152,14 +155,16 @@ def stage(extractor: Extractor, dataset: Dataset, batch_size: int) -> Timing:
     return timing
 
 
-def stage_floor(extractor: Extractor, dataset: Dataset) -> Timing:
-    """(d): ``embed_dataset`` with a free network, into an embedding folder of its own (removed after)."""
+def stage_floor(extractor: Extractor, dataset: Dataset, writers: int) -> Timing:
+    """(d): ``embed_dataset`` with a free network and ``writers`` writer threads, into an embedding folder of its
+    own (removed after)."""
     rows = max(len(read_shard(shard, ["id"]).ids) for shard in dataset.shards())
     values = np.random.default_rng(0).standard_normal((rows, *row_shape(extractor.shape)), np.float32)
     values = values.astype(np.float16)
     floor_id = f"floor-{extractor.id}"
     start = clocks()
-    report = embed_dataset(dataset, floor_id, lambda lightness: values[: len(lightness)], extractor.shape)
+    report = embed_dataset(dataset, floor_id, lambda lightness: values[: len(lightness)], extractor.shape,
+                           writers=writers)
     timing = since(report.images, start)
     shutil.rmtree(dataset.embeddings_dir(floor_id))
     return timing
@@ -212,7 +217,7 @@ def measure_head(head: str, args: argparse.Namespace, dataset: Dataset, lightnes
         stage_runs.append(stage(extractor, dataset, args.batch_size))
         print(stage_runs[-1].line(f"(c) embed_dataset, run {run}"), flush=True)
     disk = files_bytes(dataset.embeddings_dir(extractor.id)) / len(lightness)
-    floor = stage_floor(extractor, dataset)
+    floors = {writers: stage_floor(extractor, dataset, writers) for writers in args.writers}
 
     bare = max(bare_runs, key=lambda timing: timing.rate)
     end_to_end = max(stage_runs, key=lambda timing: timing.rate)
@@ -222,7 +227,9 @@ def measure_head(head: str, args: argparse.Namespace, dataset: Dataset, lightnes
     ratio = end_to_end.rate / bare.rate
     print(f"b/a = {bare.rate / seed.rate:.2f}x    c/b = {ratio:.1%} (aim: at least {AIM:.0%}, "
           f"{'met' if ratio >= AIM else 'NOT met'})")
-    print(f"{floor.line('(d) embed_dataset, free network')}  d/b = {floor.rate / bare.rate:.1f}x")
+    for writers, floor in floors.items():
+        label = f"(d) embed_dataset, free network, {writers} writer{'s' * (writers > 1)}"
+        print(f"{floor.line(label)}  d/b = {floor.rate / bare.rate:.1f}x")
     print(f"cpu s/image: a {seed.cpu / seed.images:.3f}, b {bare.cpu / bare.images:.3f}, "
           f"c {end_to_end.cpu / end_to_end.images:.3f} (steadier than wall time when other processes share the cores)")
     result = HeadResult(head, extractor.shape, seed, bare, end_to_end, disk)
@@ -249,9 +256,12 @@ def main() -> None:
         default=None,
         help="force mixed_float16 on or off (default: on with a GPU, off without)",
     )
+    parser.add_argument("--writers", type=int, nargs="+", default=[WRITERS],
+                        help=f"writer threads for (d), one run each (default: the stage's own, here {WRITERS})")
     args = parser.parse_args()
-    if min(args.images, args.seed_images, args.size, args.batch_size, args.shards, args.repeats) < 1:
-        parser.error("--images, --seed-images, --size, --batch-size, --shards and --repeats must be positive")
+    if min(args.images, args.seed_images, args.size, args.batch_size, args.shards, args.repeats, *args.writers) < 1:
+        parser.error("--images, --seed-images, --size, --batch-size, --shards, --repeats and --writers must be "
+                     "positive")
     seed_count = min(args.seed_images, args.images)
 
     print(f"command: {shlex.join([Path(sys.executable).name, *sys.argv])}")

@@ -109,12 +109,13 @@ def test_embed_flow_shapes_alignment_and_resume(prefect_harness, tiny_dataset, t
                                                                        "head": "predictions"}
 
 
-def test_embed_dataset_reads_and_writes_in_order(tiny_dataset, tmp_path):
+@pytest.mark.parametrize("writers", [1, 3])
+def test_embed_dataset_reads_and_writes_in_order(tiny_dataset, tmp_path, writers):
     data = Dataset(tmp_path / "ds")
     shutil.copytree(tiny_dataset.root, data.root)
     calls = []
     report = embed_dataset(data, "fake", lambda lightness: lightness.reshape(len(lightness), -1)[:, :3], (3,),
-                           lambda done, total: calls.append((done, total)))
+                           lambda done, total: calls.append((done, total)), writers=writers)
     assert calls == [(1, 3), (2, 3), (3, 3)] and report.images == 10
     for shard in data.shards():
         rows = read_shard(shard)
@@ -138,9 +139,8 @@ def test_embed_dataset_waits_for_slow_writes_instead_of_holding_every_shard(tiny
         most.append(len(unwritten))
         return lightness.reshape(len(lightness), -1)[:, :3]
 
-    monkeypatch.setattr(embeddings, "WRITERS", 1)
     monkeypatch.setattr(embeddings, "write_embeddings", slow_write)
-    report = embed_dataset(data, "fake", embed, (3,))
+    report = embed_dataset(data, "fake", embed, (3,), writers=1)
     assert report.shards == 3 and not unwritten and len(list(data.embeddings_dir("fake").glob("part-*"))) == 3
     assert max(most) == 2, "one shard being written, one just embedded: never all three held at once"
 

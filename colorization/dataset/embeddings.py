@@ -141,14 +141,16 @@ def embed_dataset(
     shape: Shape,
     on_shard: Callable[[int, int], None] | None = None,
     only: Collection[str] | None = None,
+    writers: int = WRITERS,
 ) -> EmbedReport:
     """Embed every shard that has no embedding file yet, in shard order; ``embed`` gives one photo's
     embedding of ``shape`` (the extractor's: the files record it, and several maps come flat, so it cannot be
     told from the arrays).
 
     The next shard is read and earlier results written on background threads while ``embed`` runs, so the
-    network never waits on disk; at most :data:`WRITERS` shards' results wait to be written, so a network
-    faster than the disk waits for it instead of filling memory (a shard of ``maps`` rows is ~0.48 GB).
+    network never waits on disk; at most ``writers`` shards' results wait to be written, each compressed and
+    written by a thread of its own, so a network faster than the disk waits for it instead of filling memory (a
+    shard of ``maps`` rows is ~0.48 GB).
     Each file is written atomically: a killed run resumes where it stopped.
     ``on_shard(done, total)`` is called, on the calling thread, as each shard's embeddings are handed to the
     writer. ``only`` limits the run to the shards of those names (one share of a split run, :func:`deal`); such a
@@ -165,7 +167,7 @@ def embed_dataset(
         return report
     started = time.perf_counter()
     with ThreadPoolExecutor(1, thread_name_prefix="embed-read") as reader, ThreadPoolExecutor(
-        WRITERS, thread_name_prefix="embed-write"
+        writers, thread_name_prefix="embed-write"
     ) as writer:
         next_rows = reader.submit(read_shard, pending[0], ["id", "L"])
         writes: deque[Future] = deque()
@@ -174,7 +176,7 @@ def embed_dataset(
             if done < len(pending):
                 next_rows = reader.submit(read_shard, pending[done], ["id", "L"])
             values = embed(rows.L)
-            while len(writes) >= WRITERS:
+            while len(writes) >= writers:
                 writes.popleft().result()
             writes.append(writer.submit(write_embeddings, folder / shard.name, rows.ids, values, extractor_id, shape))
             if on_shard is not None:
