@@ -8,7 +8,10 @@ are timed here for one epoch over the same photos, with the same fusion model, s
 (b) this stage: ``Split.batches`` joining shards with stored embeddings, prefetched on a thread;
 (c) the network alone: the same batches, materialised once as arrays in memory, so no shard reading, flipping
     or conversion is timed; (b)/(c) says how much of the accelerator the input pipeline leaves idle;
-(d) the input pipeline alone: (b)'s batches drawn as fast as they come, no network: what it can feed at most.
+(d) the input pipeline alone: (b)'s batches drawn as fast as they come, no network: what it can feed at most;
+(e) with ``--row-groups R``: (d) again after the embedding files are rewritten in Parquet row groups of R rows
+    (embed writes one row group a file, whose column Arrow decompresses on one thread; row groups it reads in
+    parallel), to see whether reading them limits the pipeline on a machine with many cores.
 
 Each runs ``model.fit`` (``--epochs`` epochs, default 1) after a warm-up step (compilation is not timed).
 Random weights are used: speed does not depend on weight values. ``--head spatial`` measures the model that
@@ -35,6 +38,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from colorization.dataset.batches import THREADS, Batch, Split, prefetch
 from colorization.dataset.embeddings import embed_dataset
@@ -91,6 +95,15 @@ def pipeline_rate(batches: Iterator[Batch], steps: int, images: int, epochs: int
     return images * epochs / (time.perf_counter() - began)
 
 
+def rewrite_in_row_groups(split: Split, rows: int) -> None:
+    """Rewrite each embedding file of ``split`` with row groups of ``rows`` rows: the same table, schema and
+    metadata, compressed as embed compresses it."""
+    for part in split.parts:
+        table = pq.read_table(part.embeddings)
+        pq.write_table(table, part.embeddings, compression="zstd", use_dictionary=False, write_statistics=["id"],
+                       row_group_size=rows)
+
+
 def in_memory(split: Split, batch_size: int) -> Iterator[Batch]:
     """One epoch of the stage's batches, materialised now (not inside the timed ``fit``), then served again and
     again from memory (a generator, as ``fit`` takes)."""
@@ -118,6 +131,8 @@ def main() -> int:
     parser.add_argument("--skip-seed", action="store_true", help="skip (a): the seed's way is slow on a GPU")
     parser.add_argument("--epochs", type=int, default=1, help="timed epochs of (b) and (c) (default 1)")
     parser.add_argument("--head", choices=HEADS, default="predictions", help="extractor head (default predictions)")
+    parser.add_argument("--row-groups", type=int, metavar="R",
+                        help="also measure (e): the pipeline with embedding files in row groups of R rows")
     args = parser.parse_args()
 
     policy = device.compute_policy(args.mixed_precision or None)
@@ -138,6 +153,11 @@ def main() -> int:
         network = fit_rate(model, in_memory(split, args.batch_size), steps, split.size, args.epochs)
         feed = pipeline_rate(endless(split, args.batch_size), steps, split.size, args.epochs)
         feed_one = pipeline_rate(endless(split, args.batch_size, threads=1), steps, split.size, args.epochs)
+        grouped = grouped_one = None
+        if args.row_groups:
+            rewrite_in_row_groups(split, args.row_groups)
+            grouped = pipeline_rate(endless(split, args.batch_size), steps, split.size, args.epochs)
+            grouped_one = pipeline_rate(endless(split, args.batch_size, threads=1), steps, split.size, args.epochs)
 
     print(f"command:  {shlex.join([sys.executable, *sys.argv])}")
     print(f"machine:  {os.cpu_count()} CPUs, {platform.platform()}, {device.describe()}, "
@@ -155,6 +175,12 @@ def main() -> int:
           f"(d)/(c) = {feed / network:.2f}")
     print(f"    the same on one thread:                          {feed_one:8.2f} images/s  threads gain "
           f"{feed / feed_one:.2f}x")
+    if grouped is not None:
+        label = f"(e) (d), embedding row groups of {args.row_groups} rows:"
+        print(f"{label:52s} {grouped:8.2f} images/s  "
+              f"(e)/(d) = {grouped / feed:.2f}")
+        print(f"    the same on one thread:                          {grouped_one:8.2f} images/s  "
+              f"(e)/(d) = {grouped_one / feed_one:.2f}")
     if seed is not None:
         print(f"(b)/(a) = {stage / seed:.1f}x")
     return 0
