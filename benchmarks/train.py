@@ -38,10 +38,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from colorization.dataset.batches import THREADS, Batch, Split, prefetch
-from colorization.dataset.embeddings import embed_dataset
+from colorization.dataset.embeddings import embed_dataset, read_embeddings, write_embeddings
 from colorization.dataset.layout import describe
 from colorization.dataset.preprocess import plan_shards, process_files
 from colorization.dataset.shards import Dataset
@@ -96,12 +95,10 @@ def pipeline_rate(batches: Iterator[Batch], steps: int, images: int, epochs: int
 
 
 def rewrite_in_row_groups(split: Split, rows: int) -> None:
-    """Rewrite each embedding file of ``split`` with row groups of ``rows`` rows: the same table, schema and
-    metadata, compressed as embed compresses it."""
+    """Rewrite each embedding file of ``split`` with the same values, in row groups of ``rows`` rows."""
     for part in split.parts:
-        table = pq.read_table(part.embeddings)
-        pq.write_table(table, part.embeddings, compression="zstd", use_dictionary=False, write_statistics=["id"],
-                       row_group_size=rows)
+        ids, values = read_embeddings(part.embeddings, split.extractor_id)
+        write_embeddings(part.embeddings, ids, values, split.extractor_id, split.shape, row_group_rows=rows)
 
 
 def in_memory(split: Split, batch_size: int) -> Iterator[Batch]:
@@ -177,8 +174,7 @@ def main() -> int:
           f"{feed / feed_one:.2f}x")
     if grouped is not None:
         label = f"(e) (d), embedding row groups of {args.row_groups} rows:"
-        print(f"{label:52s} {grouped:8.2f} images/s  "
-              f"(e)/(d) = {grouped / feed:.2f}")
+        print(f"{label:52s} {grouped:8.2f} images/s  (e)/(d) = {grouped / feed:.2f}")
         print(f"    the same on one thread:                          {grouped_one:8.2f} images/s  "
               f"(e)/(d) = {grouped_one / feed_one:.2f}")
     if seed is not None:

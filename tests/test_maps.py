@@ -60,6 +60,11 @@ def test_several_maps_are_written_flat_with_their_shapes_and_read_back(tmp_path)
     assert ids == ["a", "b", "c"] and np.array_equal(back, values)
     first, second = split(back, SMALL)
     assert first.shape == (3, 2, 2, 3) and np.array_equal(second[1].ravel(), values[1, 12:])
+    grouped = tmp_path / "grouped.parquet"  # row groups, read in parallel, give the same rows
+    write_embeddings(grouped, ["a", "b", "c"], values, FAKE_MAPS, SMALL, row_group_rows=2)
+    assert pq.ParquetFile(grouped).metadata.num_row_groups == 2 and pq.ParquetFile(path).metadata.num_row_groups == 1
+    ids, back = read_embeddings(grouped, FAKE_MAPS)
+    assert ids == ["a", "b", "c"] and np.array_equal(back, values) and embedding_shape(grouped) == SMALL
     with pytest.raises(ValueError, match=r"part-00000.parquet: embeddings of \(29,\) values a photo do not hold"):
         write_embeddings(path, ["a", "b", "c"], values[:, :29], FAKE_MAPS, SMALL)
 

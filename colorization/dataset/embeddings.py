@@ -49,10 +49,12 @@ def read_extractor_info(folder: Path) -> dict:
 
 
 def write_embeddings(
-    path: Path, ids: list[str], embeddings: np.ndarray, extractor_id: str, shape: Shape | None = None
+    path: Path, ids: list[str], embeddings: np.ndarray, extractor_id: str, shape: Shape | None = None,
+    row_group_rows: int | None = None,
 ) -> None:
     """Write one shard's embeddings (n, *shape) atomically, as float16; ``shape`` says how a flat row holds
-    several maps (default: the array's own row shape).
+    several maps (default: the array's own row shape). The file is one Parquet row group unless
+    ``row_group_rows`` says otherwise (Arrow reads several row groups in parallel: benchmarks/train.py).
 
     A photo's values are one binary value, not a list of float16: Parquet stores float16 as two-byte
     fixed-length values, one at a time, which made writing a hypercolumn map (1.4 MB raw) ~6x and reading it ~5x
@@ -70,7 +72,8 @@ def write_embeddings(
         {EXTRACTOR_KEY: extractor_id.encode(), SHAPE_KEY: json.dumps(shape).encode()}
     )
     with atomic_path(path) as temp:
-        pq.write_table(table, temp, compression="zstd", use_dictionary=False, write_statistics=["id"])
+        pq.write_table(table, temp, compression="zstd", use_dictionary=False, write_statistics=["id"],
+                       row_group_size=row_group_rows)
 
 
 def read_embeddings(path: Path, extractor_id: str | None = None) -> tuple[list[str], np.ndarray]:
