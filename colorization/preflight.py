@@ -9,6 +9,7 @@ problem, and never load a framework (no Keras, no Prefect).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -239,11 +240,20 @@ def check_colorize(
     return card
 
 
+def saturations(saturation: float | Sequence[float]) -> list[float]:
+    """Evaluate's saturations, one or several, each once, in the order given."""
+    values = [saturation] if isinstance(saturation, (int, float)) else list(saturation)
+    if not values:
+        raise ConfigError("--saturation needs at least one value")
+    return list(dict.fromkeys(float(value) for value in values))
+
+
 def check_evaluate(photos: Path, models: list[Path], report_dir: Path | None, long_side: int, batch_size: int,
-                   temperature: float | None = None, saturation: float = 1.0,
+                   temperature: float | None = None, saturation: float | Sequence[float] = 1.0,
                    max_pixels: int | None = None) -> list[ModelCard]:
-    """The models' cards, read while checking."""
-    check_decoding(temperature, saturation)
+    """The models' cards, read while checking; ``saturation`` may be several, each model scored at each."""
+    for value in saturations(saturation):
+        check_decoding(temperature, value)
     at_least("--long-side", long_side, MIN_SIZE)
     at_least("--batch-size", batch_size)
     at_least("--max-pixels", max_pixels)

@@ -264,6 +264,7 @@ COLORIZE_EXAMPLES = """
 EVALUATE_EXAMPLES = """
   colorization evaluate data/samples/photos --model data/models/samples
   colorization evaluate photos.tar --model models/a --compare models/b --report reports/a-vs-b
+  colorization evaluate photos --model models/a --saturation 1 1.25 1.5   # which saturation for an archive
 """
 
 
@@ -363,7 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_max_pixels(ev)
     _add_upsample(ev)
     ev.add_argument("--temperature", type=float, default=None, help=TEMPERATURE_HELP)
-    ev.add_argument("--saturation", type=float, default=1.0, help=SATURATION_HELP)
+    ev.add_argument("--saturation", type=float, nargs="+", default=[1.0], metavar="SATURATION",
+                    help=SATURATION_HELP[:-1] + "; several score each model at each, to choose one, e.g. "
+                    "--saturation 1 1.25 1.5)")
     ev.set_defaults(run=_evaluate)
     for command in commands.choices.values():  # also after the subcommand, without resetting one given before it
         _add_verbose(command, argparse.SUPPRESS)

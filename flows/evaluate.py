@@ -19,17 +19,19 @@ from colorization.colorize.gallery import markdown_gallery
 from colorization.colorize.render import Upsample
 from colorization.errors import ConfigError, ImageError
 from colorization.evaluation import metrics, report
-from colorization.evaluation.samples import Sample, colour_samples, load_sample
+from colorization.evaluation.samples import Sample, colour_samples, colour_samples_at, load_sample
 from colorization.network.card import RANDOM_WARNING
 from colorization.photos.archive import list_entries, read_entry
 from colorization.photos.images import DEFAULT_MAX_PIXELS
-from colorization.preflight import check_evaluate
+from colorization.preflight import check_evaluate, saturations
 from colorization.quiet import import_keras
 from flows.common import gpu_slot
 from flows.paths import project_path
 
 if TYPE_CHECKING:
     from colorization.network.colorizer import Colorizer
+
+Saturation = Annotated[float, Field(gt=0)]
 
 
 @flow(name="evaluate")
@@ -43,14 +45,15 @@ def evaluate(
     max_pixels: Annotated[int, Field(ge=1)] = DEFAULT_MAX_PIXELS,
     upsample: Upsample = "bicubic",
     temperature: Annotated[float | None, Field(gt=0)] = None,
-    saturation: Annotated[float, Field(gt=0)] = 1.0,
+    saturation: Saturation | Annotated[list[Saturation], Field(min_length=1)] = 1.0,
 ) -> dict:
     """Score ``model`` (and each of ``compare``, on the same photos) on the colour photos of ``photos`` (a
     folder, .zip or .tar), beside the grey baseline; writes ``metrics.json``, ``photos.parquet`` and
     ``report.html`` into ``report_dir`` (default ``MODEL/evaluation``). Grey and unreadable photos are listed,
     not scored. ``upsample`` is colorize's (``bicubic`` or ``guided``). ``temperature`` sets the annealed-mean
     decoding of classification models (default: each card's), ``saturation`` every model's chroma, as colorize
-    does. Returns the content of ``metrics.json``.
+    does; several saturations score each model at each, from one prediction, to choose one for an archive.
+    Returns the content of ``metrics.json``.
     """
     import_keras()  # here, not at the top: the CLI's argument checks stay light
     from colorization.network.colorizer import Colorizer
@@ -60,16 +63,20 @@ def evaluate(
     model_dirs = [project_path(model), *(project_path(p) for p in compare or [])]
     folder = project_path(report_dir) if report_dir else model_dirs[0] / "evaluation"
     cards = check_evaluate(source, model_dirs, folder, long_side, batch_size, temperature, saturation)
+    levels = saturations(saturation)
     entries = list_entries(source)
     with gpu_slot():
-        colorizers = [Colorizer.load(card, temperature=temperature, saturation=saturation) for card in cards]
+        models = [Colorizer.load(card, temperature=temperature, saturation=levels[0]) for card in cards]
+    scored = [(_label(name, level, len(levels)), d, model.with_saturation(level))
+              for name, d, model in zip(_labels(model_dirs), model_dirs, models) for level in levels]
+    colorizers = [c for _, _, c in scored]
     runs = [report.Scored(label, [], {"model_dir": str(d), "model_id": c.id, "size": c.size,
                                       "random_extractor": c.extractor.random, "objective": c.objective,
                                       "temperature": c.temperature, "saturation": c.saturation})
-            for label, d, c in zip(_labels(model_dirs), model_dirs, colorizers)]
-    for run in runs:
-        if run.random:
-            logger.warning("%s: %s. Its scores only test the plumbing.", run.info["model_dir"], RANDOM_WARNING)
+            for label, d, c in scored]
+    for d, model in zip(model_dirs, models):
+        if model.extractor.random:
+            logger.warning("%s: %s. Its scores only test the plumbing.", d, RANDOM_WARNING)
     grey = report.Scored(report.GREY, [])
     names: list[str] = []
     skipped: dict[str, list] = {"grey": [], "errors": []}
@@ -80,11 +87,12 @@ def evaluate(
                         skipped)
         names += [s.name for s in samples]
         grey.scores += [metrics.score(s.grey, s.original) for s in samples]
-        for run, colorizer in zip(runs, colorizers):
+        for number, model in enumerate(models):
             if samples:
                 with gpu_slot():
-                    results = colour_samples(colorizer, samples, batch_size, upsample)
-                run.scores += [metrics.score(r, s.original) for r, s in zip(results, samples)]
+                    coloured = colour_samples_at(model, samples, batch_size, levels, upsample)
+                for run, results in zip(runs[number * len(levels):], coloured):
+                    run.scores += [metrics.score(r, s.original) for r, s in zip(results, samples)]
         logger.info("scored %d of %d photos", len(names), len(entries))
     for error in skipped["errors"]:
         logger.warning("%s", error["error"])
@@ -107,6 +115,11 @@ def evaluate(
             for name in ("auc", "delta_e", "psnr", "ssim", "colorfulness_ratio") if figures[name]["mean"] is not None))
     logger.info("report: %s", page)
     return summary
+
+
+def _label(name: str, saturation: float, levels: int) -> str:
+    """A run's label: the model's, with its saturation when each model is scored at several."""
+    return f"{name}, saturation {saturation:g}" if levels > 1 else name
 
 
 def _labels(model_dirs: list[Path]) -> list[str]:

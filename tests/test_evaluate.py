@@ -115,6 +115,16 @@ def test_evaluate_with_guided_upsampling_and_saturation(prefect_harness, tiny_mo
     assert summary["upsample"] == "guided" and summary["photos"]["scored"] == 2
     [model] = summary["models"].values()
     assert model["saturation"] == 2 and model["model_id"].endswith("/S2")
+
+    sweep = tmp_path / "sweep"  # several saturations: each model scored at each, from one prediction
+    assert main(["evaluate", str(tmp_path / "photos"), "--model", str(tiny_model), "--report", str(sweep),
+                 "--long-side", "64", "--upsample", "guided", "--saturation", "1", "2"]) == 0
+    models = json.loads((sweep / "metrics.json").read_text())["models"]
+    assert list(models) == [f"{tiny_model.name}, saturation 1", f"{tiny_model.name}, saturation 2"]
+    one, two = models.values()
+    assert (one["saturation"], two["saturation"]) == (1, 2) and two["model_id"] == model["model_id"]
+    assert two["figures"] == model["figures"], "the same scores as a run at that saturation alone"
+    assert two["figures"]["colorfulness_ratio"]["mean"] > one["figures"]["colorfulness_ratio"]["mean"]
     sample = load_sample(sample_paths[0].read_bytes(), sample_paths[0].name, long_side=64)
     ab = np.random.default_rng(0).normal(0, 30, (32, 32, 2)).astype(np.float32)
     assert np.array_equal(sample.colour(ab, "guided"), render.colorize_pixels(sample.grey, ab, "guided"))

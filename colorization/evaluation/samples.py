@@ -9,6 +9,7 @@ Nothing here imports a deep-learning framework at run time: the model comes in l
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -60,6 +61,13 @@ def load_sample(data: bytes, name: str, long_side: int, max_pixels: int = images
 def colour_samples(model: Colorizer, samples: list[Sample], batch_size: int,
                    upsample: render.Upsample = "bicubic") -> list[np.ndarray]:
     """Colour a batch of samples with ``model``, in one network batch of at most ``batch_size``."""
+    return colour_samples_at(model, samples, batch_size, [model.saturation], upsample)[0]
+
+
+def colour_samples_at(model: Colorizer, samples: list[Sample], batch_size: int, saturations: Sequence[float],
+                      upsample: render.Upsample = "bicubic") -> list[list[np.ndarray]]:
+    """The samples coloured at each of ``saturations`` in place of the model's own, from one prediction."""
     ab = model.predict_ab(np.stack([s.lightness(model.size) for s in samples]), batch_size)
-    return [sample.colour(ab_small, upsample) for sample, ab_small in zip(samples, ab)]
+    return [[sample.colour(ab_small * np.float32(saturation / model.saturation), upsample)
+             for sample, ab_small in zip(samples, ab)] for saturation in saturations]
 

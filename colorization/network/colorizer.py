@@ -69,6 +69,11 @@ class Colorizer:
                         card.model_dir)
         return cls(load_trained(card, extractor.id), card, extractor, temperature, saturation)
 
+    def with_saturation(self, saturation: float) -> Colorizer:
+        """The same model and extractor (nothing loaded again), colouring at another ``saturation``."""
+        check_decoding(None, saturation)
+        return Colorizer(self.model, self.card, self.extractor, self.temperature, saturation)
+
     def predict_ab(self, lightness: np.ndarray, batch_size: int = 16) -> np.ndarray:
         """a,b in Lab units (n, size, size, 2) for stored L arrays (n, size, size) uint8, times the saturation."""
         embedding = self.extractor.embed(lightness, batch_size).astype(np.float32)
