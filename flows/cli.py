@@ -38,6 +38,9 @@ TEMPERATURE_HELP = "annealed-mean temperature of a classification model (default
 SATURATION_HELP = ("scale the predicted colour's chroma: above 1 more vivid, below 1 paler (default: 1, the "
                    "model's own; README's colorize section has the measured trade-off)")
 
+SATURATIONS_HELP = ("scale the predicted colour's chroma, as colorize does (default: 1, the model's own); "
+                    "several score each model at each, to choose one for an archive, e.g. --saturation 1 1.25 1.5")
+
 HEAD_HELP = ("what Xception gives the model: maps, its exit and middle flows' maps at their own sizes, which the "
              "model stacks on one 16x16 grid and fuses spatially (colours best, QUALITY.md; ~260 KB a photo on "
              "disk); hypercolumn, the same stacked before storing (~540 KB; models trained before maps existed); "
@@ -365,8 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_upsample(ev)
     ev.add_argument("--temperature", type=float, default=None, help=TEMPERATURE_HELP)
     ev.add_argument("--saturation", type=float, nargs="+", default=[1.0], metavar="SATURATION",
-                    help=SATURATION_HELP[:-1] + "; several score each model at each, to choose one, e.g. "
-                    "--saturation 1 1.25 1.5)")
+                    help=SATURATIONS_HELP)
     ev.set_defaults(run=_evaluate)
     for command in commands.choices.values():  # also after the subcommand, without resetting one given before it
         _add_verbose(command, argparse.SUPPRESS)
