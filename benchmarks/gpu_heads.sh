@@ -6,7 +6,9 @@
 # each window of 4 shards holds 8 batches).
 # - Embed runs 2,048 photos in 8 shards of 256, so that writes overlap as in a real dataset, and measures the
 #   stage around a free network with 1, 2, 4 and 8 writer threads (embed's WRITERS is 4 on 16 cores).
-# - Train also measures the input pipeline with embedding files in row groups of 16 rows, which Arrow reads in
+# - Train measures the input pipeline alone with 1, 2, 4, 8 and 16 batch threads, with its CPU time a photo in
+#   user space and in the kernel (8 threads fed only 2.9x one thread in session 30: is it the kernel mapping
+#   fresh batch arrays?), and again with embedding files in row groups of 16 rows, which Arrow reads in
 #   parallel (embed writes one row group a file).
 # gpu.sh measures the predictions head.
 # Through the device tool: command "bash benchmarks/gpu_heads.sh", carry [".whl"]. Output also in $OUT.
@@ -20,5 +22,5 @@ python3 benchmarks/embed.py --images 2048 --seed-images 1 --batch-size 256 --sha
     --writers 1 2 4 8 --mixed-precision --heads $heads 2>&1 | tee "$out/gpu-embed-heads.txt"
 for head in $heads; do
     python3 benchmarks/train.py --size 256 --width 1.0 --batch-size 64 --repeat 32 --rows-per-shard 128 --epochs 2 \
-        --row-groups 16 --mixed-precision --skip-seed --head "$head" 2>&1 | tee "$out/gpu-train-$head.txt"
+        --row-groups 16 --threads 1 2 4 8 16 --mixed-precision --skip-seed --head "$head" 2>&1 | tee "$out/gpu-train-$head.txt"
 done

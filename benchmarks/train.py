@@ -9,6 +9,9 @@ are timed here for one epoch over the same photos, with the same fusion model, s
 (c) the network alone: the same batches, materialised once as arrays in memory, so no shard reading, flipping
     or conversion is timed; (b)/(c) says how much of the accelerator the input pipeline leaves idle;
 (d) the input pipeline alone: (b)'s batches drawn as fast as they come, no network: what it can feed at most;
+    with each number of batch threads in ``--threads``, and the process's CPU time a photo, in user space and in
+    the kernel, and its page faults a photo: whether the threads wait on each other or on the kernel (a batch
+    is ~110 MB of fresh arrays at 256x256 with ``maps`` rows);
 (e) with ``--row-groups R``: (d) again after the embedding files are rewritten in Parquet row groups of R rows
     (embed writes one row group a file, whose column Arrow decompresses on one thread; row groups it reads in
     parallel), to see whether reading them limits the pipeline on a machine with many cores.
@@ -29,12 +32,14 @@ import itertools
 import multiprocessing
 import os
 import platform
+import resource
 import shlex
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -86,12 +91,30 @@ def fit_rate(model, batches: Iterator[Batch], steps: int, images: int, epochs: i
     return images * epochs / (time.perf_counter() - began)
 
 
-def pipeline_rate(batches: Iterator[Batch], steps: int, images: int, epochs: int) -> float:
-    """Images/s of drawing ``steps`` x ``epochs`` batches from ``batches`` with nothing consuming them."""
-    began = time.perf_counter()
+@dataclass
+class Feed:
+    """What drawing batches cost: images/s, and the process's CPU ms a photo in user space and in the kernel,
+    and its page faults a photo (minor: memory the kernel maps and zeroes on first touch)."""
+
+    rate: float
+    user_ms: float
+    kernel_ms: float
+    faults: float
+
+    def __str__(self) -> str:
+        return (f"{self.rate:8.2f} images/s, CPU {self.user_ms:.2f} ms user + {self.kernel_ms:.2f} ms kernel, "
+                f"{self.faults:.0f} page faults a photo")
+
+
+def pipeline_rate(batches: Iterator[Batch], steps: int, images: int, epochs: int) -> Feed:
+    """What drawing ``steps`` x ``epochs`` batches from ``batches``, with nothing consuming them, costs."""
+    before, began = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     for _ in range(steps * epochs):
         next(batches)
-    return images * epochs / (time.perf_counter() - began)
+    seconds, after = time.perf_counter() - began, resource.getrusage(resource.RUSAGE_SELF)
+    photos = images * epochs
+    return Feed(photos / seconds, 1000 * (after.ru_utime - before.ru_utime) / photos,
+                1000 * (after.ru_stime - before.ru_stime) / photos, (after.ru_minflt - before.ru_minflt) / photos)
 
 
 def rewrite_in_row_groups(split: Split, rows: int) -> None:
@@ -115,6 +138,10 @@ def endless(split: Split, batch_size: int, threads: int = THREADS) -> Iterator[B
         yield from prefetch(split.batches(batch_size, rng, flip=True, threads=threads))
 
 
+def _threads(count: int) -> str:
+    return f"{count} thread{'s' if count != 1 else ''}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=128)
@@ -128,6 +155,8 @@ def main() -> int:
     parser.add_argument("--skip-seed", action="store_true", help="skip (a): the seed's way is slow on a GPU")
     parser.add_argument("--epochs", type=int, default=1, help="timed epochs of (b) and (c) (default 1)")
     parser.add_argument("--head", choices=HEADS, default="predictions", help="extractor head (default predictions)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[THREADS, 1], metavar="T",
+                        help=f"batch threads of (d) and (e), one measurement each (default {THREADS} 1)")
     parser.add_argument("--row-groups", type=int, metavar="R",
                         help="also measure (e): the pipeline with embedding files in row groups of R rows")
     args = parser.parse_args()
@@ -148,13 +177,13 @@ def main() -> int:
                                                     split.size, 1)
         stage = fit_rate(model, endless(split, args.batch_size), steps, split.size, args.epochs)
         network = fit_rate(model, in_memory(split, args.batch_size), steps, split.size, args.epochs)
-        feed = pipeline_rate(endless(split, args.batch_size), steps, split.size, args.epochs)
-        feed_one = pipeline_rate(endless(split, args.batch_size, threads=1), steps, split.size, args.epochs)
-        grouped = grouped_one = None
+        feeds = {threads: pipeline_rate(endless(split, args.batch_size, threads), steps, split.size, args.epochs)
+                 for threads in args.threads}
+        grouped = {}
         if args.row_groups:
             rewrite_in_row_groups(split, args.row_groups)
-            grouped = pipeline_rate(endless(split, args.batch_size), steps, split.size, args.epochs)
-            grouped_one = pipeline_rate(endless(split, args.batch_size, threads=1), steps, split.size, args.epochs)
+            grouped = {threads: pipeline_rate(endless(split, args.batch_size, threads), steps, split.size,
+                                              args.epochs) for threads in args.threads}
 
     print(f"command:  {shlex.join([sys.executable, *sys.argv])}")
     print(f"machine:  {os.cpu_count()} CPUs, {platform.platform()}, {device.describe()}, "
@@ -168,15 +197,14 @@ def main() -> int:
     print(f"(b) precomputed embeddings, prefetched batches:      {stage:8.2f} images/s")
     print(f"(c) network alone, the same batches from memory:     {network:8.2f} images/s  "
           f"(b)/(c) = {stage / network:.0%}")
-    print(f"(d) input pipeline alone, {THREADS} threads, no network:     {feed:8.2f} images/s  "
-          f"(d)/(c) = {feed / network:.2f}")
-    print(f"    the same on one thread:                          {feed_one:8.2f} images/s  threads gain "
-          f"{feed / feed_one:.2f}x")
-    if grouped is not None:
-        label = f"(e) (d), embedding row groups of {args.row_groups} rows:"
-        print(f"{label:52s} {grouped:8.2f} images/s  (e)/(d) = {grouped / feed:.2f}")
-        print(f"    the same on one thread:                          {grouped_one:8.2f} images/s  "
-              f"(e)/(d) = {grouped_one / feed_one:.2f}")
+    single = feeds.get(1)
+    for threads, feed in feeds.items():
+        gain = f", {feed.rate / single.rate:.2f}x one thread" if single and threads != 1 else ""
+        label = f"(d) input pipeline alone, no network, {_threads(threads)}:"
+        print(f"{label:52s} {feed}  (d)/(c) = {feed.rate / network:.2f}{gain}")
+    for threads, feed in grouped.items():
+        label = f"(e) (d) in row groups of {args.row_groups}, {_threads(threads)}:"
+        print(f"{label:52s} {feed}  (e)/(d) = {feed.rate / feeds[threads].rate:.2f}")
     if seed is not None:
         print(f"(b)/(a) = {stage / seed:.1f}x")
     return 0
