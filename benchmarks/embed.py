@@ -19,7 +19,8 @@ bundled photos in
 
 (b) and (c) run ``--repeats`` times, alternating, and the fastest run of each counts, since other processes
 slow a run down but never speed it up. (c) also gives what each head costs on disk: the bytes of its embedding
-files (float16, zstd) per photo, beside the raw float16 size; the ``spatial`` map is 10x10x2048 per photo where
+files (zstd; feature maps in float8 e5m2 since session 32, vectors in float16) per photo, beside the raw float16
+size; the ``spatial`` map is 10x10x2048 per photo where
 ``predictions`` is 1000 values. With several heads, a final table compares them. Each line also gives the
 process's CPU time, much steadier than wall time on a shared machine: a gap in CPU time is work the stage adds,
 a gap in wall time alone is waiting.

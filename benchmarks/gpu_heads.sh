@@ -8,8 +8,9 @@
 #   stage around a free network with 1, 2, 4 and 8 writer threads (embed's WRITERS is 4 on 16 cores).
 # - Train measures the input pipeline alone with 1, 2, 4, 8 and 16 batch threads, with its CPU time a photo in
 #   user space and in the kernel (8 threads fed only 2.9x one thread in session 30: is it the kernel mapping
-#   fresh batch arrays?), and again with embedding files in row groups of 16 rows, which Arrow reads in
-#   parallel (embed writes one row group a file).
+#   fresh batch arrays?), again with embedding files in row groups of 16 rows, which Arrow reads in parallel
+#   (embed writes one row group a file), and again with the files in float16, as embed stored maps before
+#   session 32 (float8 e5m2 since: half the bytes).
 # gpu.sh measures the predictions head.
 # Through the device tool: command "bash benchmarks/gpu_heads.sh", carry [".whl"]. Output also in $OUT.
 set -euo pipefail
@@ -22,5 +23,5 @@ python3 benchmarks/embed.py --images 2048 --seed-images 1 --batch-size 256 --sha
     --writers 1 2 4 8 --mixed-precision --heads $heads 2>&1 | tee "$out/gpu-embed-heads.txt"
 for head in $heads; do
     python3 benchmarks/train.py --size 256 --width 1.0 --batch-size 64 --repeat 32 --rows-per-shard 128 --epochs 2 \
-        --row-groups 16 --threads 1 2 4 8 16 --mixed-precision --skip-seed --head "$head" 2>&1 | tee "$out/gpu-train-$head.txt"
+        --row-groups 16 --float16 --threads 1 2 4 8 16 --mixed-precision --skip-seed --head "$head" 2>&1 | tee "$out/gpu-train-$head.txt"
 done

@@ -14,7 +14,9 @@ are timed here for one epoch over the same photos, with the same fusion model, s
     is ~110 MB of fresh arrays at 256x256 with ``maps`` rows);
 (e) with ``--row-groups R``: (d) again after the embedding files are rewritten in Parquet row groups of R rows
     (embed writes one row group a file, whose column Arrow decompresses on one thread; row groups it reads in
-    parallel), to see whether reading them limits the pipeline on a machine with many cores.
+    parallel), to see whether reading them limits the pipeline on a machine with many cores;
+(f) with ``--float16``: (d) again after the embedding files are rewritten in float16, as embed stored feature
+    maps before session 32 (now float8 e5m2, half the bytes: ``benchmarks/embedding_precision.py``).
 
 Each runs ``model.fit`` (``--epochs`` epochs, default 1) after a warm-up step (compilation is not timed).
 Random weights are used: speed does not depend on weight values. ``--head spatial`` measures the model that
@@ -45,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from colorization.dataset.batches import THREADS, Batch, Split, prefetch
-from colorization.dataset.embeddings import embed_dataset, read_embeddings, write_embeddings
+from colorization.dataset.embeddings import embed_dataset, read_embeddings, storage_type, write_embeddings
 from colorization.dataset.layout import describe
 from colorization.dataset.preprocess import plan_shards, process_files
 from colorization.dataset.shards import Dataset
@@ -117,11 +119,13 @@ def pipeline_rate(batches: Iterator[Batch], steps: int, images: int, epochs: int
                 1000 * (after.ru_stime - before.ru_stime) / photos, (after.ru_minflt - before.ru_minflt) / photos)
 
 
-def rewrite_in_row_groups(split: Split, rows: int) -> None:
-    """Rewrite each embedding file of ``split`` with the same values, in row groups of ``rows`` rows."""
+def rewrite(split: Split, rows: int | None = None, dtype: str | None = None) -> None:
+    """Rewrite each embedding file of ``split`` with the same values, in row groups of ``rows`` rows (default
+    one a file) and as ``dtype`` (default: as embed stores them)."""
     for part in split.parts:
         ids, values = read_embeddings(part.embeddings, split.extractor_id)
-        write_embeddings(part.embeddings, ids, values, split.extractor_id, split.shape, row_group_rows=rows)
+        write_embeddings(part.embeddings, ids, values, split.extractor_id, split.shape, row_group_rows=rows,
+                         dtype=dtype or storage_type(split.shape))
 
 
 def in_memory(split: Split, batch_size: int) -> Iterator[Batch]:
@@ -157,6 +161,8 @@ def main() -> int:
     parser.add_argument("--head", choices=HEADS, default="predictions", help="extractor head (default predictions)")
     parser.add_argument("--threads", type=int, nargs="+", default=[THREADS, 1], metavar="T",
                         help=f"batch threads of (d) and (e), one measurement each (default {THREADS} 1)")
+    parser.add_argument("--float16", action="store_true",
+                        help="also measure (f): the pipeline with the embedding files in float16, as before float8")
     parser.add_argument("--row-groups", type=int, metavar="R",
                         help="also measure (e): the pipeline with embedding files in row groups of R rows")
     args = parser.parse_args()
@@ -179,11 +185,15 @@ def main() -> int:
         network = fit_rate(model, in_memory(split, args.batch_size), steps, split.size, args.epochs)
         feeds = {threads: pipeline_rate(endless(split, args.batch_size, threads), steps, split.size, args.epochs)
                  for threads in args.threads}
-        grouped = {}
+        grouped = halves = {}
         if args.row_groups:
-            rewrite_in_row_groups(split, args.row_groups)
+            rewrite(split, args.row_groups)
             grouped = {threads: pipeline_rate(endless(split, args.batch_size, threads), steps, split.size,
                                               args.epochs) for threads in args.threads}
+        if args.float16:
+            rewrite(split, dtype="float16")
+            halves = {threads: pipeline_rate(endless(split, args.batch_size, threads), steps, split.size,
+                                             args.epochs) for threads in args.threads}
 
     print(f"command:  {shlex.join([sys.executable, *sys.argv])}")
     print(f"machine:  {os.cpu_count()} CPUs, {platform.platform()}, {device.describe()}, "
@@ -191,7 +201,8 @@ def main() -> int:
     print(f"setup:    {split.size} photos at {args.size}x{args.size} in shards of {args.rows_per_shard}, "
           f"width {args.width}, batch {args.batch_size}, "
           f"{steps} steps x {args.epochs} epochs, dtype policy {policy}; RANDOM weights (speed only); "
-          f"head {args.head}, embedding {describe(extractor.shape)}, {model.count_params():,d} parameters")
+          f"head {args.head}, embedding {describe(extractor.shape)} stored as {storage_type(extractor.shape)}, "
+          f"{model.count_params():,d} parameters")
     if seed is not None:
         print(f"(a) seed's way, Xception per photo in the generator: {seed:8.2f} images/s")
     print(f"(b) precomputed embeddings, prefetched batches:      {stage:8.2f} images/s")
@@ -205,6 +216,9 @@ def main() -> int:
     for threads, feed in grouped.items():
         label = f"(e) (d) in row groups of {args.row_groups}, {_threads(threads)}:"
         print(f"{label:52s} {feed}  (e)/(d) = {feed.rate / feeds[threads].rate:.2f}")
+    for threads, feed in halves.items():
+        label = f"(f) (d) with float16 files, {_threads(threads)}:"
+        print(f"{label:52s} {feed}  (d)/(f) = {feeds[threads].rate / feed.rate:.2f}")
     if seed is not None:
         print(f"(b)/(a) = {stage / seed:.1f}x")
     return 0

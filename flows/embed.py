@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from pydantic import Field
 
-from colorization.dataset.embeddings import embed_dataset, write_extractor_info
+from colorization.dataset.embeddings import embed_dataset, storage_type, write_extractor_info
 from colorization.dataset.layout import describe
 from colorization.dataset.shards import Dataset
 from colorization.network import device
@@ -28,8 +28,8 @@ def embed_shards(dataset: Path, weights: str, head: str, batch_size: int, only: 
         extractor = load_extractor(weights, head)
         if extractor.random:
             logger.warning(RANDOM_WARNING)
-        logger.info("extractor %s (%s per photo) on %s, batch %d", extractor.id,
-                    describe(extractor.shape), device.describe(), batch_size)
+        logger.info("extractor %s (%s per photo, stored as %s) on %s, batch %d", extractor.id,
+                    describe(extractor.shape), storage_type(extractor.shape), device.describe(), batch_size)
         data = Dataset(dataset)
         write_extractor_info(data.embeddings_dir(extractor.id), extractor.id, weights, head)
         progress = create_progress_artifact(0.0, key="embed-progress", description="Shards embedded")
@@ -49,6 +49,7 @@ def embed_shards(dataset: Path, weights: str, head: str, batch_size: int, only: 
         "extractor_id": extractor.id,
         "weights": "RANDOM WEIGHTS (not a real model)" if extractor.random else weights,
         "device": device.describe(),
+        "stored as": storage_type(extractor.shape),
         "shards": report.shards,
         "already embedded": report.skipped,
         "images": report.images,

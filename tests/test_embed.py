@@ -88,6 +88,7 @@ def test_embed_flow_shapes_alignment_and_resume(prefect_harness, tiny_dataset, t
     first = embed(dataset=data.root, weights="none", head="predictions", batch_size=4)
 
     assert first["shards"] == 3 and first["images"] == 10 and "RANDOM WEIGHTS" in first["weights"]
+    assert first["stored as"] == "float16", "a vector: feature maps alone are stored in float8"
     assert "RANDOM WEIGHTS" in caplog.text
     folders = list((data.root / "embeddings").iterdir())
     assert len(folders) == 1 and "RANDOM" in folders[0].name
@@ -129,9 +130,9 @@ def test_embed_dataset_waits_for_slow_writes_instead_of_holding_every_shard(tiny
     unwritten, most = [], []
     write = embeddings.write_embeddings
 
-    def slow_write(*args):
+    def slow_write(*args, **kwargs):
         time.sleep(0.3)
-        write(*args)
+        write(*args, **kwargs)
         unwritten.pop()
 
     def embed(lightness):

@@ -1,10 +1,12 @@
 """Embedding files: one per shard, same rows in the same order, named by the extractor that made them.
 
-``DATASET/embeddings/<extractor-id>/part-NNNNN.parquet`` holds ``id`` and ``embedding``: each photo's float16
-values (little-endian, C order) as one fixed-size binary value, its shape (``(dim,)``, ``(h, w, c)`` or several
-maps, :mod:`colorization.dataset.layout`) in the file's metadata. The extractor id is also stored in the
-metadata, so embeddings of different networks are never mixed. Files of earlier versions hold a fixed-size
-list of float16 instead, and vectors without the shape key; both still read.
+``DATASET/embeddings/<extractor-id>/part-NNNNN.parquet`` holds ``id`` and ``embedding``: each photo's values
+(C order) as one fixed-size binary value, its shape (``(dim,)``, ``(h, w, c)`` or several maps,
+:mod:`colorization.dataset.layout`) and the values' type in the file's metadata: feature maps in float8 e5m2
+(:mod:`colorization.dataset.float8`, one byte a value), vectors in little-endian float16. Both read back as
+float16. The extractor id is also stored in the metadata, so embeddings of different networks are never mixed.
+Files of earlier versions hold maps in float16 (no type key), or a fixed-size list of float16, and vectors
+without the shape key; all still read, and one embedding set may hold files of each kind.
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from colorization.atomic import atomic_path, remove_stale_temps
-from colorization.dataset.layout import Shape, as_shape, describe, row_shape
+from colorization.dataset import float8
+from colorization.dataset.layout import Shape, as_shape, describe, is_several, row_shape
 from colorization.dataset.shards import Dataset, read_shard
 from colorization.errors import ConfigError
 
 EXTRACTOR_KEY = b"colorization.extractor_id"
 SHAPE_KEY = b"colorization.embedding_shape"
+DTYPE_KEY = b"colorization.embedding_dtype"
+FLOAT16 = "float16"
 INFO_FILE = "extractor.json"
 # Shards' embeddings compressed and written at once, beside the network (zstd releases the GIL): on an H200
 # machine's cores a writer keeps up with ~145 photos' maps a second where Xception makes ~690 (BENCHMARKS.md);
@@ -48,28 +53,39 @@ def read_extractor_info(folder: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def storage_type(shape: Shape) -> str:
+    """How embed stores values of ``shape``: feature maps in float8 e5m2 (half the bytes of float16, the same
+    colours: QUALITY.md), vectors (2-4 KB a photo) in float16."""
+    return float8.NAME if is_several(shape) or len(shape) == 3 else FLOAT16
+
+
 def write_embeddings(
     path: Path, ids: list[str], embeddings: np.ndarray, extractor_id: str, shape: Shape | None = None,
-    row_group_rows: int | None = None,
+    row_group_rows: int | None = None, dtype: str = FLOAT16,
 ) -> None:
-    """Write one shard's embeddings (n, *shape) atomically, as float16; ``shape`` says how a flat row holds
-    several maps (default: the array's own row shape). The file is one Parquet row group unless
-    ``row_group_rows`` says otherwise (Arrow reads several row groups in parallel: benchmarks/train.py).
+    """Write one shard's embeddings (n, *shape) atomically, as ``dtype`` (``float16``, or ``float8_e5m2``:
+    :func:`storage_type`); ``shape`` says how a flat row holds several maps (default: the array's own row
+    shape). The file is one Parquet row group unless ``row_group_rows`` says otherwise (Arrow reads several row
+    groups in parallel: benchmarks/train.py).
 
     A photo's values are one binary value, not a list of float16: Parquet stores float16 as two-byte
     fixed-length values, one at a time, which made writing a hypercolumn map (1.4 MB raw) ~6x and reading it ~5x
     slower for the same bytes on disk. Without dictionary encoding or statistics for the values: dictionaries of
     activations only cost time (and bytes).
     """
+    if dtype not in (FLOAT16, float8.NAME):
+        raise ValueError(f"embeddings are stored as {FLOAT16} or {float8.NAME}, not {dtype}")
     values = np.ascontiguousarray(embeddings, "<f2")
     shape = values.shape[1:] if shape is None else shape
     if row_shape(shape) != values.shape[1:]:
         raise ValueError(f"{path}: embeddings of {values.shape[1:]} values a photo do not hold {shape}")
+    if dtype == float8.NAME:
+        values = float8.encode(values)
     row_bytes = int(np.prod(values.shape[1:])) * values.itemsize
     column = pa.FixedSizeBinaryArray.from_buffers(pa.binary(row_bytes), len(values), [None, pa.py_buffer(values)])
     table = pa.table({"id": pa.array(ids, pa.string()), "embedding": column})
     table = table.replace_schema_metadata(
-        {EXTRACTOR_KEY: extractor_id.encode(), SHAPE_KEY: json.dumps(shape).encode()}
+        {EXTRACTOR_KEY: extractor_id.encode(), SHAPE_KEY: json.dumps(shape).encode(), DTYPE_KEY: dtype.encode()}
     )
     with atomic_path(path) as temp:
         pq.write_table(table, temp, compression="zstd", use_dictionary=False, write_statistics=["id"],
@@ -89,11 +105,18 @@ def read_embeddings(path: Path, extractor_id: str | None = None) -> tuple[list[s
     values_shape = row_shape(shape)
     values = int(np.prod(values_shape))
     if pa.types.is_fixed_size_binary(column.type):
-        if column.type.byte_width != 2 * values:
+        dtype = metadata.get(DTYPE_KEY, FLOAT16.encode()).decode()
+        if dtype not in (FLOAT16, float8.NAME):
+            raise ConfigError(f"{path}: embeddings stored as {dtype}, which this version cannot read; "
+                              "delete it and run embed again")
+        stored = np.dtype(np.uint8 if dtype == float8.NAME else "<f2")
+        if column.type.byte_width != stored.itemsize * values:
             raise ConfigError(f"{path}: its values of {column.type.byte_width} bytes a photo do not hold the "
                               f"shape it records, {describe(shape)}; delete it and run embed again")
         start = column.offset * column.type.byte_width
-        flat = np.frombuffer(column.buffers()[1], "<f2", len(column) * values, start)
+        flat = np.frombuffer(column.buffers()[1], stored, len(column) * values, start)
+        if dtype == float8.NAME:
+            flat = float8.decode(flat)
     else:
         flat = column.values.to_numpy(zero_copy_only=False)
     return table.column("id").to_pylist(), flat.reshape(len(column), *values_shape)
@@ -181,7 +204,8 @@ def embed_dataset(
             values = embed(rows.L)
             while len(writes) >= writers:
                 writes.popleft().result()
-            writes.append(writer.submit(write_embeddings, folder / shard.name, rows.ids, values, extractor_id, shape))
+            writes.append(writer.submit(write_embeddings, folder / shard.name, rows.ids, values, extractor_id, shape,
+                                        dtype=storage_type(shape)))
             if on_shard is not None:
                 on_shard(done, len(pending))
             report.shards += 1
