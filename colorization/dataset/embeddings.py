@@ -36,8 +36,8 @@ DTYPE_KEY = b"colorization.embedding_dtype"
 FLOAT16 = "float16"
 INFO_FILE = "extractor.json"
 # Shards' embeddings compressed and written at once, beside the network (zstd releases the GIL): on an H200
-# machine's cores a writer keeps up with ~145 photos' maps a second where Xception makes ~690 (BENCHMARKS.md);
-# each holds a shard's maps (0.48 GB at 512 rows).
+# machine's cores a writer kept up with ~145 photos' maps a second in float16 where Xception makes ~690
+# (BENCHMARKS.md; float8 halves what a writer compresses); each holds a shard's maps (0.48 GB at 512 rows).
 WRITERS = max(2, min(4, (os.cpu_count() or 1) // 4))
 
 

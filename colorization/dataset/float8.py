@@ -5,8 +5,9 @@ rounds a float16 to that byte, to nearest with ties to even (as ml_dtypes and th
 a carry out of the mantissa steps the exponent, which is the correct rounding, up to infinity past 57,344).
 Decoding shifts the byte back, exactly. Both are integer numpy, which releases the GIL.
 
-On Xception's ReLU maps the rounding moves the non-zero values by ~4.5% on average and leaves zeros exact;
-no trained model's colours changed with it, and the maps take half the bytes (QUALITY.md, BENCHMARKS.md).
+On Xception's ReLU maps the rounding moves the non-zero values by ~4.5% on average and leaves zeros exact: a
+trained model scores the same from rounded maps, models trained on them land on the same colour/fidelity curve,
+and the maps take half the bytes (QUALITY.md, BENCHMARKS.md).
 """
 
 from __future__ import annotations
