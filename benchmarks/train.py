@@ -144,6 +144,11 @@ def endless(split: Split, batch_size: int, threads: int = THREADS) -> Iterator[B
         yield from prefetch(split.batches(batch_size, rng, flip=True, threads=threads))
 
 
+def feeds_at(split: Split, batch_size: int, steps: int, epochs: int, threads: list[int]) -> dict[int, Feed]:
+    """(d)'s measurement with each number of batch threads, over the embedding files as they are now."""
+    return {count: pipeline_rate(endless(split, batch_size, count), steps, split.size, epochs) for count in threads}
+
+
 def _threads(count: int) -> str:
     return f"{count} thread{'s' if count != 1 else ''}"
 
@@ -185,18 +190,16 @@ def main() -> int:
                                                     split.size, 1)
         stage = fit_rate(model, endless(split, args.batch_size), steps, split.size, args.epochs)
         network = fit_rate(model, in_memory(split, args.batch_size), steps, split.size, args.epochs)
-        feeds = {threads: pipeline_rate(endless(split, args.batch_size, threads), steps, split.size, args.epochs)
-                 for threads in args.threads}
+        feeds = feeds_at(split, args.batch_size, steps, args.epochs, args.threads)
         grouped, halves, again = {}, {}, {}
         if args.row_groups:
             rewrite(split, args.row_groups)
-            grouped = {threads: pipeline_rate(endless(split, args.batch_size, threads), steps, split.size,
-                                              args.epochs) for threads in args.threads}
+            grouped = feeds_at(split, args.batch_size, steps, args.epochs, args.threads)
         if args.float16:
-            for dtype, rates in (("float16", halves), (None, again)):
-                rewrite(split, dtype=dtype)
-                rates.update({threads: pipeline_rate(endless(split, args.batch_size, threads), steps, split.size,
-                                                     args.epochs) for threads in args.threads})
+            rewrite(split, dtype="float16")
+            halves = feeds_at(split, args.batch_size, steps, args.epochs, args.threads)
+            rewrite(split)
+            again = feeds_at(split, args.batch_size, steps, args.epochs, args.threads)
 
     print(f"command:  {shlex.join([sys.executable, *sys.argv])}")
     print(f"machine:  {os.cpu_count()} CPUs, {platform.platform()}, {device.describe()}, "

@@ -42,9 +42,9 @@ SATURATIONS_HELP = ("scale the predicted colour's chroma, as colorize does (defa
                     "several score each model at each, to choose one for an archive, e.g. --saturation 1 1.25 1.5")
 
 HEAD_HELP = ("what Xception gives the model: maps, its exit and middle flows' maps at their own sizes, which the "
-             "model stacks on one 16x16 grid and fuses spatially (colours best, QUALITY.md; ~260 KB a photo on "
-             "disk); hypercolumn, the same stacked before storing (~540 KB; models trained before maps existed); "
-             "spatial, the exit flow's 10x10x2048 map alone (100 KB); middle, the middle flow's 19x19x728 map; "
+             "model stacks on one 16x16 grid and fuses spatially (colours best, QUALITY.md; ~130 KB a photo on "
+             "disk); hypercolumn, the same stacked before storing (~250 KB; models trained before maps existed); "
+             "spatial, the exit flow's 10x10x2048 map alone (~50 KB); middle, the middle flow's 19x19x728 map; "
              "avg_pool, the 2048-d pooled features; or predictions, the paper's 1000-class softmax")
 
 

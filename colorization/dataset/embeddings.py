@@ -34,6 +34,7 @@ EXTRACTOR_KEY = b"colorization.extractor_id"
 SHAPE_KEY = b"colorization.embedding_shape"
 DTYPE_KEY = b"colorization.embedding_dtype"
 FLOAT16 = "float16"
+TYPES = (FLOAT16, float8.NAME)  # how values may be stored (DTYPE_KEY); files without the key hold float16
 INFO_FILE = "extractor.json"
 # Shards' embeddings compressed and written at once, beside the network (zstd releases the GIL): on an H200
 # machine's cores a writer kept up with ~145 photos' maps a second in float16 where Xception makes ~690
@@ -73,8 +74,8 @@ def write_embeddings(
     slower for the same bytes on disk. Without dictionary encoding or statistics for the values: dictionaries of
     activations only cost time (and bytes).
     """
-    if dtype not in (FLOAT16, float8.NAME):
-        raise ValueError(f"embeddings are stored as {FLOAT16} or {float8.NAME}, not {dtype}")
+    if dtype not in TYPES:
+        raise ValueError(f"embeddings are stored as {' or '.join(TYPES)}, not {dtype}")
     values = np.ascontiguousarray(embeddings, "<f2")
     shape = values.shape[1:] if shape is None else shape
     if row_shape(shape) != values.shape[1:]:
@@ -106,7 +107,7 @@ def read_embeddings(path: Path, extractor_id: str | None = None) -> tuple[list[s
     values = int(np.prod(values_shape))
     if pa.types.is_fixed_size_binary(column.type):
         dtype = metadata.get(DTYPE_KEY, FLOAT16.encode()).decode()
-        if dtype not in (FLOAT16, float8.NAME):
+        if dtype not in TYPES:
             raise ConfigError(f"{path}: embeddings stored as {dtype}, which this version cannot read; "
                               "delete it and run embed again")
         stored = np.dtype(np.uint8 if dtype == float8.NAME else "<f2")
